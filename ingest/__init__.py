@@ -1,0 +1,1 @@
+"""How data enters the system: wire format, gateway, simulator, recording replay."""

@@ -1,0 +1,213 @@
+"""The `mimetic` command. Feature packages add their own sub-commands through
+`register(app, bench_app)` in their `cli` module, so this file stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mimetic.config import REPO_ROOT, get_settings, settings_markdown
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="mimetic: streaming analytics for facial sEMG therapy devices.")
+stack_app = typer.Typer(no_args_is_help=True, help="The local Kafka + TimescaleDB stack on loopback.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks; each prints and writes JSON.")
+app.add_typer(stack_app, name="stack")
+app.add_typer(bench_app, name="bench")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+# --- stack -------------------------------------------------------------------
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Install what is missing, then start Kafka and PostgreSQL + TimescaleDB (reusing running ones)."""
+    from mimetic import stack
+
+    t0 = time.monotonic()
+    try:
+        for line in stack.up(get_settings()):
+            console.print(line)
+    except stack.StackError as exc:
+        _fail(str(exc))
+    console.print(f"stack up in {time.monotonic() - t0:.1f}s")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop both services (data is kept)."""
+    from mimetic import stack
+
+    for line in stack.down(get_settings()):
+        console.print(line)
+
+
+@stack_app.command("reset")
+def stack_reset(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Stop both services and wipe their data (caches are kept)."""
+    from mimetic import stack
+
+    if not yes and not typer.confirm(f"wipe all stack data under {get_settings().data_dir}?"):
+        raise typer.Exit(1)
+    for line in stack.reset(get_settings()):
+        console.print(line)
+
+
+@stack_app.command("status")
+def stack_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Each service with its version, address and health; exit 1 unless all are healthy."""
+    from mimetic import stack
+
+    rows = stack.status(get_settings())
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = Table("service", "version", "address", "pid", "health")
+        for r in rows:
+            version = r["version"] or "-"
+            if r.get("timescaledb"):
+                version = f"PostgreSQL {version}, TimescaleDB {r['timescaledb']}"
+            elif r["service"] == "kafka" and r["version"]:
+                version = f"Apache Kafka {version} ({r['mode']})"
+            health = "[green]healthy[/]" if r["healthy"] else f"[red]down[/] {r.get('error', '')}"
+            table.add_row(r["service"], version, r["address"], str(r["pid"] or "-"), health)
+        console.print(table)
+    if not all(r["healthy"] for r in rows):
+        raise typer.Exit(1)
+
+
+# --- schema and topics ---------------------------------------------------------
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply pending database migrations in order (safe to repeat)."""
+    from mimetic.db.migrate import migrate
+
+    s = get_settings()
+    try:
+        done = migrate(s.db_dsn())
+    except Exception as exc:
+        _fail(f"{exc}\nIs the stack up? Try `mimetic stack up`.")
+    if done:
+        for m in done:
+            console.print(f"applied {m.version:04d}_{m.name}")
+    else:
+        console.print("schema up to date")
+
+
+@app.command("topics")
+def topics_cmd() -> None:
+    """Create the Kafka topics defined in mimetic/topics.py (idempotent)."""
+    from mimetic.kafka_admin import ensure_topics
+
+    try:
+        for line in ensure_topics(get_settings()):
+            console.print(line)
+    except Exception as exc:
+        _fail(f"{exc}\nIs Kafka up? Try `mimetic stack up`.")
+
+
+@app.command("config")
+def config_cmd(markdown: Annotated[bool, typer.Option("--markdown", help="README table")] = False) -> None:
+    """Print the effective configuration (or the README table of every variable)."""
+    if markdown:
+        print(settings_markdown())
+        return
+    s = get_settings()
+    for name in type(s).model_fields:
+        value = getattr(s, name)
+        if name.endswith("password") and value is not None:
+            value = "***"
+        console.print(f"MIMETIC_{name.upper()}={value}")
+
+
+# --- the two commands of the README ----------------------------------------------
+
+
+def _prepare_stack() -> None:
+    from mimetic import stack
+    from mimetic.db.migrate import migrate
+    from mimetic.kafka_admin import ensure_topics
+
+    s = get_settings()
+    for line in stack.up(s):
+        console.print(line)
+    for line in ensure_topics(s):
+        console.print(line)
+    applied = migrate(s.db_dsn())
+    console.print(f"migrations applied now: {len(applied)}")
+
+
+@app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def test_cmd(ctx: typer.Context) -> None:
+    """Bring the stack up, then run the test suite (extra arguments go to pytest)."""
+    from mimetic import stack
+
+    try:
+        _prepare_stack()
+    except stack.StackError as exc:
+        _fail(str(exc))
+    for r in stack.status(get_settings()):
+        console.print(f"testing against {r['service']} {r['version']}"
+                      + (f" + TimescaleDB {r['timescaledb']}" if r.get("timescaledb") else ""))
+    args = [sys.executable, "-m", "pytest", *ctx.args]
+    raise typer.Exit(subprocess.call(args, cwd=REPO_ROOT, env=dict(os.environ)))
+
+
+@app.command("demo")
+def demo_cmd() -> None:
+    """The main job: stack, topics, schema, then a smoke check of what is running."""
+    from mimetic import stack
+
+    try:
+        _prepare_stack()
+    except stack.StackError as exc:
+        _fail(str(exc))
+    from mimetic.smoke import smoke_check
+
+    for line in smoke_check(get_settings()):
+        console.print(line)
+    stack_status()
+
+
+def _register_features() -> None:
+    """Feature packages plug their commands in here."""
+    import importlib
+
+    for module in ("ingest.cli", "processors.cli", "dashboards.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        mod.register(app, bench_app)
+
+
+_register_features()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

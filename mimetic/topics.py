@@ -1,0 +1,62 @@
+"""Kafka topics: the single source of truth for names, partitions and configs.
+
+Every topic that carries device data is keyed by device id, so per-device order
+and per-channel filter state stay on one partition (and one worker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mimetic.config import Settings, get_settings
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its suffix (the prefix comes from settings), role and Kafka configs."""
+
+    suffix: str
+    purpose: str
+    device_keyed: bool = True
+    partitions: int | None = None  # None: settings.topic_partitions
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def name(self, settings: Settings | None = None) -> str:
+        s = settings or get_settings()
+        return f"{s.topic_prefix}.{self.suffix}"
+
+    def partition_count(self, settings: Settings | None = None) -> int:
+        s = settings or get_settings()
+        return self.partitions if self.partitions is not None else s.topic_partitions
+
+
+_RAW_RETENTION = {"retention.ms": str(7 * DAY_MS), "compression.type": "producer"}
+_DERIVED_RETENTION = {"retention.ms": str(7 * DAY_MS)}
+
+RAW_FRAMES = TopicSpec("raw.frames", "sEMG frames from devices (binary wire format)", configs=_RAW_RETENTION)
+TELEMETRY = TopicSpec("raw.telemetry", "device telemetry (JSON)", configs=_RAW_RETENTION)
+SESSION_EVENTS = TopicSpec("raw.events", "session lifecycle, task markers, patient reports (JSON)", configs=_RAW_RETENTION)
+FEATURES = TopicSpec("derived.features", "envelopes and signal quality per channel and frame", configs=_DERIVED_RETENTION)
+BALANCE = TopicSpec("derived.balance", "left/right asymmetry per muscle pair", configs=_DERIVED_RETENTION)
+ACTIVATIONS = TopicSpec("derived.activations", "closed muscle activations (onset/offset)", configs=_DERIVED_RETENTION)
+SESSIONS = TopicSpec("derived.sessions", "per-session summaries", configs=_DERIVED_RETENTION)
+ALERTS = TopicSpec("derived.alerts", "device-fault and safety alerts (raise/clear)", configs=_DERIVED_RETENTION)
+DEAD_LETTERS = TopicSpec(
+    "dead.letters",
+    "rejected records with the reason, for inspection and replay",
+    configs={"retention.ms": str(30 * DAY_MS)},
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    RAW_FRAMES,
+    TELEMETRY,
+    SESSION_EVENTS,
+    FEATURES,
+    BALANCE,
+    ACTIVATIONS,
+    SESSIONS,
+    ALERTS,
+    DEAD_LETTERS,
+)
