@@ -126,10 +126,18 @@ def topics_cmd() -> None:
 
 
 @app.command("config")
-def config_cmd(markdown: Annotated[bool, typer.Option("--markdown", help="README table")] = False) -> None:
+def config_cmd(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the README table.")] = False,
+    update_readme: Annotated[bool, typer.Option("--update-readme", help="Rewrite the README table.")] = False,
+) -> None:
     """Print the effective configuration (or the README table of every variable)."""
     if markdown:
         print(settings_markdown())
+        return
+    if update_readme:
+        from mimetic.readme import update_readme as _update
+
+        console.print("README updated" if _update() else "README already up to date")
         return
     s = get_settings()
     for name in type(s).model_fields:

@@ -57,3 +57,50 @@ def db(settings: Settings) -> Iterator[psycopg.Connection]:
     """A connection to the test database as the owner role (autocommit)."""
     with psycopg.connect(settings.db_dsn(), autocommit=True) as conn:
         yield conn
+
+
+def free_port() -> int:
+    """A currently free loopback TCP port."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def private_stack(stack_settings: Settings) -> Iterator[Settings]:
+    """Settings of a second, private stack (own home, own ports) that a test may stop,
+    kill and restart without disturbing the shared one. Not started: call
+    `mimetic.stack.up(s)`. Reuses the shared jar cache; stopped and wiped afterwards.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from mimetic import stack
+
+    # the private PostgreSQL runs as `postgres` under root: its home must be traversable
+    base = Path("/var/lib") if os.geteuid() == 0 else None
+    home = Path(tempfile.mkdtemp(prefix="mimetic-test-", dir=base))
+    home.chmod(0o755)
+    (home / "cache").mkdir()
+    for cached in stack_settings.cache_dir.iterdir():
+        (home / "cache" / cached.name).symlink_to(cached)
+    kport = free_port()
+    s = stack_settings.model_copy(
+        update={
+            "home": home,
+            "kafka_bootstrap": f"127.0.0.1:{kport}",
+            "kafka_controller_port": free_port(),
+            "pg_port": free_port(),
+            "pg_password": None,
+            "kafka_heap_mb": 256,
+        }
+    )
+    try:
+        yield s
+    finally:
+        for _line in stack.down(s):
+            pass
+        shutil.rmtree(home, ignore_errors=True)
