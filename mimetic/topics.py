@@ -42,6 +42,10 @@ FEATURES = TopicSpec("derived.features", "envelopes and signal quality per chann
 BALANCE = TopicSpec("derived.balance", "left/right asymmetry per muscle pair", configs=_DERIVED_RETENTION)
 ACTIVATIONS = TopicSpec("derived.activations", "closed muscle activations (onset/offset)", configs=_DERIVED_RETENTION)
 SESSIONS = TopicSpec("derived.sessions", "per-session summaries", configs=_DERIVED_RETENTION)
+DERIVED_TELEMETRY = TopicSpec(
+    "derived.telemetry", "validated telemetry for storage (processors.records.TelemetryRecord)",
+    configs=_DERIVED_RETENTION,
+)
 ALERTS = TopicSpec("derived.alerts", "device-fault and safety alerts (raise/clear)", configs=_DERIVED_RETENTION)
 DEAD_LETTERS = TopicSpec(
     "dead.letters",
@@ -58,5 +62,6 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     ACTIVATIONS,
     SESSIONS,
     ALERTS,
+    DERIVED_TELEMETRY,
     DEAD_LETTERS,
 )
