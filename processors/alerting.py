@@ -1,0 +1,133 @@
+"""Device-fault alerts with raise/clear, hysteresis and de-duplication (pure).
+
+A condition (over-current, electrode off, ...) is observed repeatedly for one
+(device, kind, channel). It raises once it has held for `raise_after_s` and
+clears once it has been false for `clear_after_s`; repeats in between emit
+nothing. Thresholds with hysteresis (battery: raise below 15 %, clear above 20 %)
+are expressed by the caller passing the right condition for the current state
+(`AlertTracker.is_active`). The alert id is deterministic, so a replay after a
+crash produces the same ids and the sink writes each alert once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    kind: str
+    severity: str  # info | warning | critical
+    raise_after_s: float
+    clear_after_s: float
+    meaning: str
+
+
+RULES: dict[str, AlertRule] = {
+    r.kind: r
+    for r in (
+        AlertRule("over_current", "critical", 0.0, 5.0,
+                  "stimulation current above the session's prescribed limit: stop stimulation, check the device"),
+        AlertRule("electrode_off", "warning", 1.0, 2.0,
+                  "an electrode lost skin contact (flat or railing signal, or impedance jump)"),
+        AlertRule("impedance_out_of_range", "warning", 5.0, 5.0,
+                  "electrode-skin impedance outside the usable range: poor contact or skin trouble"),
+        AlertRule("low_battery", "warning", 0.0, 0.0, "battery below the warning level"),
+        AlertRule("device_silent", "warning", 0.0, 0.0, "no data from a device with an open session"),
+        AlertRule("data_gap", "warning", 0.0, 10.0, "frames lost between device and pipeline"),
+        AlertRule("clipping", "warning", 1.0, 5.0, "amplifier saturation: samples at the converter's limits"),
+        AlertRule("mains_noise", "info", 5.0, 5.0, "strong mains interference (50/60 Hz): check grounding and cables"),
+        AlertRule("discomfort", "warning", 0.0, 0.0, "patient reported high discomfort or a skin reaction"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    alert_id: str
+    device_id: str
+    kind: str
+    severity: str
+    channel: int | None
+    state: str  # raised | cleared
+    time_s: float  # device/event time of the transition, seconds since the epoch
+    value: float | None
+    message: str
+
+
+@dataclass
+class _Cond:
+    active: bool = False
+    true_since: float | None = None
+    false_since: float | None = None
+    raised_at: float | None = None
+    last_value: float | None = None
+
+
+@dataclass
+class AlertTracker:
+    """Alert state of one device (plain data, kept in a stream table)."""
+
+    device_id: str
+    conds: dict[str, _Cond] = field(default_factory=dict)
+
+    @staticmethod
+    def _key(kind: str, channel: int | None) -> str:
+        return f"{kind}:{'' if channel is None else channel}"
+
+    def is_active(self, kind: str, channel: int | None = None) -> bool:
+        c = self.conds.get(self._key(kind, channel))
+        return bool(c and c.active)
+
+    def active(self) -> list[tuple[str, int | None]]:
+        out = []
+        for key, c in self.conds.items():
+            if c.active:
+                kind, ch = key.split(":")
+                out.append((kind, int(ch) if ch else None))
+        return out
+
+    def observe(self, kind: str, condition: bool, time_s: float, value: float | None = None,
+                channel: int | None = None, detail: str = "") -> list[AlertEvent]:
+        """Feed one observation; returns the raise/clear transitions it causes (usually none)."""
+        rule = RULES[kind]
+        c = self.conds.setdefault(self._key(kind, channel), _Cond())
+        if condition:
+            c.false_since = None
+            c.last_value = value
+            if c.true_since is None:
+                c.true_since = time_s
+            if not c.active and time_s - c.true_since >= rule.raise_after_s:
+                c.active = True
+                c.raised_at = c.true_since
+                return [self._event(rule, channel, "raised", c.raised_at, value, detail)]
+        else:
+            c.true_since = None
+            if c.active:
+                if c.false_since is None:
+                    c.false_since = time_s
+                if time_s - c.false_since >= rule.clear_after_s:
+                    c.active = False
+                    return [self._event(rule, channel, "cleared", time_s, value, detail)]
+        return []
+
+    def _event(self, rule: AlertRule, channel: int | None, state: str, time_s: float, value: float | None,
+               detail: str) -> AlertEvent:
+        c = self.conds[self._key(rule.kind, channel)]
+        raised_ms = int(round((c.raised_at or time_s) * 1000))
+        alert_id = f"{self.device_id}|{rule.kind}|{'' if channel is None else channel}|{raised_ms}"
+        where = f" (channel {channel})" if channel is not None else ""
+        msg = f"{rule.kind}{where} {state}: {rule.meaning}" + (f"; {detail}" if detail else "")
+        return AlertEvent(alert_id, self.device_id, rule.kind, rule.severity, channel, state, time_s, value, msg)
+
+    def to_state(self) -> dict:
+        return {"device_id": self.device_id,
+                "conds": {k: [c.active, c.true_since, c.false_since, c.raised_at, c.last_value]
+                          for k, c in self.conds.items()}}
+
+    @classmethod
+    def from_state(cls, d: dict) -> "AlertTracker":
+        t = cls(d["device_id"])
+        for k, (a, ts, fs, ra, lv) in d["conds"].items():
+            t.conds[k] = _Cond(a, ts, fs, ra, lv)
+        return t
