@@ -1,0 +1,139 @@
+"""Left/right balance per muscle pair.
+
+  asymmetry index AI = (L - R) / (L + R)   in [-1, 1], 0 = symmetric
+  ratio = affected / healthy               in [0, inf), 1 = symmetric
+
+computed on (normalised) activation levels, after subtracting each side's rest
+level so that noise does not pull AI towards 0. Robust to silence: where both
+sides are at rest AI and ratio are NaN (undefined), and the ratio is NaN where
+the healthy side is at rest; no division ever blows up. Use `none_if_nan` for
+JSON (null).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from processors.dsp.envelope import MovingSum
+from processors.dsp.filters import as_2d
+from mimetic.domain import Side
+
+
+def _levels(left: np.ndarray, right: np.ndarray, rest_left: float, rest_right: float) -> tuple[np.ndarray, np.ndarray]:
+    l_ = np.maximum(np.asarray(left, dtype=np.float64) - rest_left, 0.0)
+    r_ = np.maximum(np.asarray(right, dtype=np.float64) - rest_right, 0.0)
+    return l_, r_
+
+
+def asymmetry_index(left: np.ndarray | float, right: np.ndarray | float, rest_left: float = 0.0,
+                    rest_right: float = 0.0, active_left: float | None = None,
+                    active_right: float | None = None) -> np.ndarray:
+    """AI = (L-R)/(L+R) of levels above rest; NaN where neither side exceeds its
+    activity threshold (`active_*`, default: its rest level) or L+R is 0."""
+    l_raw, r_raw = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    l_, r_ = _levels(l_raw, r_raw, rest_left, rest_right)
+    al = rest_left if active_left is None else active_left
+    ar = rest_right if active_right is None else active_right
+    active = (l_raw > al) | (r_raw > ar)
+    total = l_ + r_
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ai = np.where(active & (total > 0), (l_ - r_) / np.where(total > 0, total, 1.0), np.nan)
+    return ai
+
+
+def affected_ratio(left: np.ndarray | float, right: np.ndarray | float, affected: Side | str = Side.LEFT,
+                   rest_left: float = 0.0, rest_right: float = 0.0,
+                   active_left: float | None = None, active_right: float | None = None) -> np.ndarray:
+    """affected/healthy of levels above rest; NaN where the healthy side is at rest."""
+    l_raw, r_raw = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    l_, r_ = _levels(l_raw, r_raw, rest_left, rest_right)
+    aff, hea = (l_, r_) if Side(affected) is Side.LEFT else (r_, l_)
+    hea_raw = r_raw if Side(affected) is Side.LEFT else l_raw
+    hea_thr = (rest_right if active_right is None else active_right) if Side(affected) is Side.LEFT \
+        else (rest_left if active_left is None else active_left)
+    ok = (hea_raw > hea_thr) & (hea > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, aff / np.where(hea > 0, hea, 1.0), np.nan)
+
+
+@dataclass(frozen=True)
+class PairBalance:
+    muscle: str
+    asymmetry_index: float | None
+    ratio: float | None
+    left: float
+    right: float
+    affected: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"muscle": self.muscle, "asymmetry_index": self.asymmetry_index, "ratio": self.ratio,
+                "left": self.left, "right": self.right, "affected_side": self.affected}
+
+
+def none_if_nan(v: float | np.floating) -> float | None:
+    v = float(v)
+    return None if not np.isfinite(v) else v
+
+
+def pair_balance(muscle: str, left_level: float, right_level: float, affected: Side | str = Side.LEFT,
+                 rest_left: float = 0.0, rest_right: float = 0.0,
+                 active_left: float | None = None, active_right: float | None = None) -> PairBalance:
+    """Balance of one muscle over one window, from each side's mean level in it."""
+    ai = asymmetry_index(left_level, right_level, rest_left, rest_right, active_left, active_right)
+    ra = affected_ratio(left_level, right_level, affected, rest_left, rest_right, active_left, active_right)
+    return PairBalance(muscle, none_if_nan(ai), none_if_nan(ra), float(left_level), float(right_level), Side(affected).value)
+
+
+def window_balance(env_left: np.ndarray, env_right: np.ndarray, times_s: np.ndarray,
+                   windows_s: list[tuple[float, float]], **kw: Any) -> list[tuple[float, float]]:
+    """(AI, ratio) per task window / repetition [start, end) from envelopes sampled at `times_s`.
+
+    Keyword arguments as for `asymmetry_index` / `affected_ratio` (affected, rest_*, active_*).
+    """
+    t = np.asarray(times_s)
+    out = []
+    aff = kw.pop("affected", Side.LEFT)
+    for start, end in windows_s:
+        m = (t >= start) & (t < end)
+        if not m.any():
+            out.append((np.nan, np.nan))
+            continue
+        lm, rm = float(np.mean(env_left[m])), float(np.mean(env_right[m]))
+        out.append((float(asymmetry_index(lm, rm, **kw)), float(affected_ratio(lm, rm, aff, **kw))))
+    return out
+
+
+class SlidingBalance:
+    """Streaming AI / ratio over sliding windows of the envelope of one pair.
+
+    Window means are computed with the same aligned block sums as the RMS, so the
+    result is framing-independent; `process(left, right)` takes envelope frames.
+    """
+
+    def __init__(self, window_n: int, hop_n: int, affected: Side | str = Side.LEFT,
+                 rest_left: float = 0.0, rest_right: float = 0.0, acc: MovingSum | None = None):
+        if window_n % hop_n:
+            raise ValueError("window must be a whole number of hops")
+        self.window_n, self.hop_n = int(window_n), int(hop_n)
+        self.affected = Side(affected).value
+        self.rest_left, self.rest_right = float(rest_left), float(rest_right)
+        self.acc = acc or MovingSum(2, hop_n, window_n // hop_n)
+
+    def process(self, env_left: np.ndarray, env_right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sums = self.acc.process(np.vstack([as_2d(env_left), as_2d(env_right)]))
+        means = sums / self.window_n
+        ai = asymmetry_index(means[0], means[1], self.rest_left, self.rest_right)
+        ra = affected_ratio(means[0], means[1], self.affected, self.rest_left, self.rest_right)
+        return ai, ra
+
+    def to_state(self) -> dict[str, Any]:
+        return {"window_n": self.window_n, "hop_n": self.hop_n, "affected": self.affected,
+                "rest_left": self.rest_left, "rest_right": self.rest_right, "acc": self.acc.to_state()}
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any]) -> "SlidingBalance":
+        return cls(s["window_n"], s["hop_n"], s["affected"], s["rest_left"], s["rest_right"],
+                   MovingSum.from_state(s["acc"]))

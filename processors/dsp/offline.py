@@ -1,0 +1,161 @@
+"""Offline processing of a whole recording (the `mimetic dsp` command).
+
+Runs exactly the streaming chain over the whole signal (one frame), then the
+metrics that need the whole picture: rest baseline, activations, median
+frequency, full quality metrics, left/right pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mimetic.domain import Side, parse_channel_name
+from processors.dsp.activation import Activation, Baseline, detect_activations, estimate_baseline
+from processors.dsp.balance import none_if_nan, pair_balance
+from processors.dsp.chain import ChainConfig, MultiChannelChain
+from processors.dsp.envelope import DEFAULT_HOP_S, DEFAULT_WINDOW_S, EnvelopeTiming
+from processors.dsp.filters import DEFAULT_BAND_HZ
+from processors.dsp.quality import channel_quality, detect_mains
+from processors.dsp.spectrum import median_mean_frequency, welch_psd
+
+
+@dataclass
+class OfflineResult:
+    fs_hz: float
+    timing: EnvelopeTiming
+    mains_hz: float | None
+    names: list[str]
+    raw: np.ndarray
+    conditioned: np.ndarray
+    envelope: np.ndarray
+    baselines: list[Baseline]
+    activations: list[list[Activation]]
+    report: dict[str, Any]
+
+
+def _f(v: Any) -> Any:
+    if v is None:
+        return None
+    return none_if_nan(v)
+
+
+def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
+                    band_hz: tuple[float, float] = DEFAULT_BAND_HZ, mains_hz: float | None | str = "auto",
+                    window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, k: float = 3.0,
+                    min_on_s: float = 0.1, min_off_s: float = 0.1, affected: str | None = None,
+                    extra: dict[str, Any] | None = None, calibrated: bool = True) -> OfflineResult:
+    """Full offline analysis of (n_channels, n_samples) µV; returns arrays and the JSON report."""
+    x = np.asarray(samples_uv, dtype=np.float64)
+    if mains_hz == "auto":
+        mains_hz = detect_mains(x, fs_hz)
+    cfg = ChainConfig(fs_hz=fs_hz, n_channels=x.shape[0], band_hz=tuple(band_hz), mains_hz=mains_hz,
+                      window_s=window_s, hop_s=hop_s, min_on_s=min_on_s, min_off_s=min_off_s, keep_conditioned=True)
+    chain = MultiChannelChain(cfg)
+    out = chain.process(x)
+    env, cond, timing = out.envelope_uv, out.conditioned_uv, chain.timing
+    efs = timing.envelope_fs_hz
+    baselines, acts, channels = [], [], []
+    for i, name in enumerate(names):
+        b = estimate_baseline(env[i], efs, k)
+        a = detect_activations(env[i], timing, b.threshold, i, min_on_s, min_off_s)
+        baselines.append(b)
+        acts.append(a)
+        f, p = welch_psd(cond[i], fs_hz, 0.25)
+        med, mean = median_mean_frequency(f, p, (band_hz[0], min(band_hz[1], fs_hz / 2)))
+        q = channel_quality(x[i], cond[i], env[i], fs_hz, efs, mains_hz, calibrated=calibrated)
+        channels.append({
+            "name": name,
+            "envelope_uv": env[i].tolist(),
+            "envelope_t0_s": float(timing.centre_s(0)),
+            "baseline": {"mean_uv": b.mean, "sd_uv": b.sd, "k": b.k, "threshold_uv": b.threshold},
+            "activations": [{"onset_s": a_.onset_s, "offset_s": a_.offset_s, "duration_s": a_.duration_s,
+                             "peak_uv": a_.peak, "mean_uv": a_.mean, "area_uv_s": a_.area} for a_ in a],
+            "median_freq_hz": _f(med[0]),
+            "mean_freq_hz": _f(mean[0]),
+            "quality": q,
+        })
+    pairs = _pairs(names, env, timing, baselines, acts, affected)
+    report = {
+        "fs_hz": float(fs_hz),
+        "envelope_fs_hz": float(efs),
+        "window_s": timing.window_s,
+        "hop_s": timing.hop_s,
+        "band_hz": [float(band_hz[0]), float(min(band_hz[1], 0.95 * fs_hz / 2))],
+        "notch_hz": mains_hz,
+        "n_samples": int(x.shape[1]),
+        "duration_s": x.shape[1] / fs_hz,
+        **(extra or {}),
+        "channels": channels,
+        "pairs": pairs,
+    }
+    return OfflineResult(fs_hz, timing, mains_hz, names, x, cond, env, baselines, acts, report)
+
+
+def _pairs(names: list[str], env: np.ndarray, timing: EnvelopeTiming, baselines: list[Baseline],
+           acts: list[list[Activation]], affected: str | None) -> list[dict[str, Any]]:
+    """Balance of every muscle that has both sides, over the union of both sides' activations."""
+    sides: dict[str, dict[str, int]] = {}
+    for i, n in enumerate(names):
+        try:
+            muscle, side = parse_channel_name(n)
+        except ValueError:
+            continue
+        sides.setdefault(muscle, {})[side.value] = i
+    out = []
+    for muscle, s in sides.items():
+        if "L" not in s or "R" not in s:
+            continue
+        li, ri = s["L"], s["R"]
+        n = min(env[li].size, env[ri].size)
+        mask = np.zeros(n, dtype=bool)
+        for a in acts[li] + acts[ri]:
+            mask[a.onset_index:min(a.offset_index, n)] = True
+        bl, br = baselines[li], baselines[ri]
+        if mask.any():
+            lm, rm = float(env[li][:n][mask].mean()), float(env[ri][:n][mask].mean())
+        else:
+            lm, rm = float(env[li].mean()) if n else 0.0, float(env[ri].mean()) if n else 0.0
+        aff = affected
+        if aff is None:  # unknown: the weaker side counts as affected, so ratio <= 1
+            aff = Side.LEFT.value if (lm - bl.mean) <= (rm - br.mean) else Side.RIGHT.value
+        pb = pair_balance(muscle, lm, rm, aff, bl.mean, br.mean, bl.threshold, br.threshold)
+        d = pb.to_dict()
+        d["active_s"] = float(mask.sum() / timing.envelope_fs_hz)
+        out.append(d)
+    return out
+
+
+def plot_result(res: OfflineResult, path: str, title: str = "") -> None:
+    """PNG: per channel, the conditioned signal, the RMS envelope, the threshold and activations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(res.names)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 1.9 * n + 0.8), sharex=True, squeeze=False)
+    t_raw = np.arange(res.conditioned.shape[1]) / res.fs_hz
+    t_env = res.timing.centre_s(np.arange(res.envelope.shape[1]))
+    step = max(1, res.conditioned.shape[1] // 200_000)
+    unit = res.report.get("units_label", "µV")
+    for i, ax in enumerate(axes[:, 0]):
+        ax.plot(t_raw[::step], res.conditioned[i, ::step], color="0.72", lw=0.4, label="conditioned")
+        ax.plot(t_env, res.envelope[i], color="tab:blue", lw=1.1, label=f"RMS envelope ({res.timing.window_s * 1e3:.0f} ms)")
+        ax.axhline(res.baselines[i].threshold, color="tab:red", ls="--", lw=0.8, label="threshold")
+        for a in res.activations[i]:
+            ax.axvspan(a.onset_s, max(a.offset_s, a.onset_s + res.timing.hop_s), color="tab:orange", alpha=0.25, lw=0)
+        lim = max(float(np.percentile(np.abs(res.conditioned[i]), 99.9)), float(res.envelope[i].max(initial=0))) * 1.15
+        ax.set_ylim(-lim, lim)
+        ax.set_ylabel(f"{res.names[i]}\n[{unit}]", fontsize=8)
+        ax.text(0.995, 0.95, f"{len(res.activations[i])} activations", transform=ax.transAxes, ha="right",
+                va="top", fontsize=7)
+    axes[0, 0].legend(loc="upper left", fontsize=7, ncol=3)
+    axes[-1, 0].set_xlabel("time [s]")
+    notch = f"notch {res.mains_hz:g} Hz" if res.mains_hz else "no notch"
+    fig.suptitle(f"{title}  (fs {res.fs_hz:g} Hz, {notch}; orange = activations)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
