@@ -73,6 +73,103 @@ class Settings(BaseSettings):
         "/usr/lib/postgresql/NN/bin.",
     )
 
+    # --- storage: sink, jobs, roles (processors/sink.py, processors/storage/) ---
+    sink_group: str = Field("mimetic-sink", description="Kafka consumer group of the database sink.")
+    sink_batch_size: int = Field(
+        5000, description="Sink: most records written in one database transaction."
+    )
+    sink_linger_ms: int = Field(
+        200, description="Sink: longest wait to fill a batch before writing what arrived."
+    )
+    sink_retry_max_s: float = Field(
+        10.0, description="Sink: longest back-off between retries while the database is down."
+    )
+    sink_pg_user: str | None = Field(
+        None,
+        description="Sink: database login (e.g. a `mimetic_ingest` member made by `mimetic roles create`); "
+        "unset means the owner role. Its password is read from $MIMETIC_HOME/secrets/pg-role-<user>.",
+    )
+    sink_metrics_port: int | None = Field(
+        None, description="Sink: serve Prometheus metrics on 127.0.0.1:PORT when standalone (unset: off)."
+    )
+    rollup_lateness_s: int = Field(
+        120, description="Rollup job: only buckets older than this are rolled up (data may still arrive)."
+    )
+    rollup_lookback_s: int = Field(
+        600, description="Rollup job: re-roll this much before the watermark to absorb late data."
+    )
+    retention_envelope_days: int = Field(
+        90, description="Retention job: drop envelope chunks older than this many days (0 = keep)."
+    )
+    retention_detail_days: int = Field(
+        365,
+        description="Retention job: drop signal quality and stream statistics chunks older than this "
+        "many days (0 = keep).",
+    )
+    retention_telemetry_days: int = Field(
+        180, description="Retention job: drop telemetry chunks older than this many days (0 = keep)."
+    )
+
+    # --- ingest gateway (ingest/gateway.py) -------------------------------------
+    gateway_host: str = Field("127.0.0.1", description="Gateway listen address (loopback by default).")
+    gateway_port: int = Field(8088, description="Gateway HTTP/WebSocket port.")
+    gateway_url: str | None = Field(
+        None, description="Base URL clients (simulate, replay) use; unset means http://GATEWAY_HOST:GATEWAY_PORT."
+    )
+    gateway_max_body_bytes: int = Field(
+        1_048_576, description="Largest frame request body or WebSocket message in bytes (larger: 413)."
+    )
+    gateway_max_json_bytes: int = Field(
+        65_536, description="Largest telemetry/event request body in bytes (larger: 413)."
+    )
+    gateway_rate_per_s: float = Field(
+        200.0, description="Per-device token bucket: sustained requests (or WebSocket messages) per second (over: 429)."
+    )
+    gateway_rate_burst: int = Field(400, description="Per-device token bucket size (burst allowance).")
+    gateway_kafka_timeout_s: float = Field(
+        5.0, description="Longest wait for Kafka's acknowledgement of one record before answering 503."
+    )
+    gateway_retry_after_s: int = Field(2, description="Retry-After seconds sent with 503 and 429 answers.")
+    gateway_auth_cache_ttl_s: float = Field(
+        5.0, description="Seconds a device's registry row (status, secret hash) is cached: revocation takes effect "
+        "within this time."
+    )
+    gateway_max_inflight: int = Field(
+        5000, description="Records awaiting Kafka acknowledgement before the gateway answers 503 (back-pressure)."
+    )
+    gateway_linger_ms: int = Field(5, description="Kafka producer linger (batching delay) of the gateway, ms.")
+
+    # --- stream worker (processors/worker) -----------------------------------
+    worker_id: str = Field("mimetic-worker", description="Faust application id (consumer group and changelog prefix).")
+    worker_web_port: int = Field(16066, description="Worker's HTTP port on 127.0.0.1 (Faust web: health and metrics).")
+    worker_processing_guarantee: str = Field(
+        "exactly_once",
+        description="Faust processing guarantee: `exactly_once` (Kafka transactions) or `at_least_once`.",
+    )
+    worker_hold_frames: int = Field(
+        4, description="Out-of-order frames held per device while waiting for a missing one before a gap is declared."
+    )
+    worker_mains_hz: float = Field(50.0, description="Mains frequency notched with its harmonics (50 or 60).")
+    worker_envelope_window_s: float = Field(0.1, description="Moving-RMS envelope window in seconds.")
+    worker_envelope_hop_s: float = Field(0.025, description="Envelope hop in seconds (envelope rate = 1/hop).")
+    worker_silent_after_s: float = Field(
+        10.0, description="A device with an open session sending nothing this long raises `device_silent`."
+    )
+    worker_session_timeout_s: float = Field(
+        300.0, description="An open session without data this long is closed as `timed_out`."
+    )
+    worker_current_limit_ua: float = Field(
+        600.0, description="Stimulation current limit when a session prescribes none (µA)."
+    )
+    worker_impedance_max_kohm: float = Field(
+        50.0, description="Electrode impedance above this (kΩ) raises `impedance`."
+    )
+    worker_battery_low_pct: float = Field(15.0, description="Battery below this raises `battery_low`.")
+    worker_battery_clear_pct: float = Field(20.0, description="Battery above this clears `battery_low` (hysteresis).")
+    worker_mains_alert_ratio: float = Field(
+        0.5, description="Share of conditioned power removed by the mains notch above which `mains_noise` is raised."
+    )
+
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
