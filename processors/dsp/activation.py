@@ -28,6 +28,7 @@ from processors.dsp.envelope import EnvelopeTiming
 DEFAULT_K = 3.0
 DEFAULT_MIN_ON_S = 0.100
 DEFAULT_MIN_OFF_S = 0.100
+DEFAULT_SETTLE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,14 @@ def baseline_from_rest(rest_envelope: np.ndarray, k: float = DEFAULT_K) -> Basel
 
 
 def estimate_baseline(envelope: np.ndarray, envelope_fs_hz: float, k: float = DEFAULT_K,
-                      segment_s: float = 1.0, quantile: float = 0.25) -> Baseline:
+                      segment_s: float = 0.5, quantile: float = 0.25) -> Baseline:
     """Rest baseline when no rest task is marked: cut the envelope into `segment_s`
-    segments, keep the quietest `quantile` of them (by mean), pool their samples.
+    segments, keep the quietest `quantile` of them (by median), pool their samples
+    and take robust location and spread (median, 1.4826 x MAD) as mean and SD.
 
     Pooling several quiet segments gives a realistic SD (a single quietest segment
-    underestimates it and lets rest fluctuations cross the threshold).
+    underestimates it); the robust statistics keep a segment that catches the edge
+    of a burst from inflating the threshold.
     """
     e = np.asarray(envelope, dtype=np.float64)
     e = e[np.isfinite(e)]
@@ -90,12 +93,13 @@ def estimate_baseline(envelope: np.ndarray, envelope_fs_hz: float, k: float = DE
     seg = max(2, int(round(segment_s * envelope_fs_hz)))
     n_seg = e.size // seg
     if n_seg < 2:
-        lo = e[e <= np.quantile(e, 0.5)]
-        return Baseline(float(lo.mean()), float(lo.std()), k)
-    segs = e[: n_seg * seg].reshape(n_seg, seg)
-    means = segs.mean(axis=1)
-    keep = segs[means <= np.quantile(means, quantile)]
-    return Baseline(float(keep.mean()), float(keep.std()), k)
+        pool = e[e <= np.quantile(e, 0.5)]
+    else:
+        segs = e[: n_seg * seg].reshape(n_seg, seg)
+        med = np.median(segs, axis=1)
+        pool = segs[med <= np.quantile(med, quantile)].reshape(-1)
+    centre = float(np.median(pool))
+    return Baseline(centre, float(1.4826 * np.median(np.abs(pool - centre))), k)
 
 
 class ActivationDetector:
@@ -107,8 +111,13 @@ class ActivationDetector:
     """
 
     def __init__(self, threshold: float, timing: EnvelopeTiming, channel: int = 0,
-                 min_on_s: float = DEFAULT_MIN_ON_S, min_off_s: float = DEFAULT_MIN_OFF_S):
+                 min_on_s: float = DEFAULT_MIN_ON_S, min_off_s: float = DEFAULT_MIN_OFF_S,
+                 settle_s: float = DEFAULT_SETTLE_S):
         self.threshold = float(threshold)
+        self.settle_s = float(settle_s)
+        #: envelope samples whose window starts before settle_s count as "off": the
+        #: filters' start-up transient (notch ring-up, offset step) is not an activation
+        self.ignore_before = int(np.ceil(settle_s * timing.fs_hz / timing.hop_n)) if settle_s > 0 else 0
         self.timing = timing
         self.channel = int(channel)
         self.min_on_s, self.min_off_s = float(min_on_s), float(min_off_s)
@@ -139,6 +148,8 @@ class ActivationDetector:
         if e.size == 0:
             return out
         above = e > self.threshold
+        if self.n_seen < self.ignore_before:
+            above[: self.ignore_before - self.n_seen] = False
         change = np.flatnonzero(above[1:] != above[:-1]) + 1
         bounds = np.concatenate([[0], change, [e.size]])
         base = self.n_seen
@@ -171,21 +182,22 @@ class ActivationDetector:
     def to_state(self) -> dict[str, Any]:
         t = self.timing
         return {"threshold": self.threshold, "fs_hz": t.fs_hz, "hop_n": t.hop_n, "window_n": t.window_n,
-                "channel": self.channel, "min_on_s": self.min_on_s, "min_off_s": self.min_off_s,
+                "channel": self.channel, "min_on_s": self.min_on_s, "min_off_s": self.min_off_s, "settle_s": self.settle_s,
                 "n_seen": self.n_seen, "open_onset": self.open_onset, "open_end": self.open_end,
                 "below_run": self.below_run, "buffer": list(self.buffer)}
 
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> "ActivationDetector":
         d = cls(s["threshold"], EnvelopeTiming(s["fs_hz"], s["hop_n"], s["window_n"]), s["channel"],
-                s["min_on_s"], s["min_off_s"])
+                s["min_on_s"], s["min_off_s"], s["settle_s"])
         d.n_seen, d.open_onset, d.open_end = s["n_seen"], s["open_onset"], s["open_end"]
         d.below_run, d.buffer = s["below_run"], list(s["buffer"])
         return d
 
 
 def detect_activations(envelope: np.ndarray, timing: EnvelopeTiming, threshold: float, channel: int = 0,
-                       min_on_s: float = DEFAULT_MIN_ON_S, min_off_s: float = DEFAULT_MIN_OFF_S) -> list[Activation]:
+                       min_on_s: float = DEFAULT_MIN_ON_S, min_off_s: float = DEFAULT_MIN_OFF_S,
+                       settle_s: float = DEFAULT_SETTLE_S) -> list[Activation]:
     """Offline detection over a whole envelope (same rule and result as the streaming detector)."""
-    det = ActivationDetector(threshold, timing, channel, min_on_s, min_off_s)
+    det = ActivationDetector(threshold, timing, channel, min_on_s, min_off_s, settle_s)
     return det.process(envelope) + det.flush()

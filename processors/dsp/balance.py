@@ -4,7 +4,8 @@
   ratio = affected / healthy               in [0, inf), 1 = symmetric
 
 computed on (normalised) activation levels, after subtracting each side's rest
-level so that noise does not pull AI towards 0. Robust to silence: where both
+level in the power domain (level = sqrt(max(x^2 - rest^2, 0)): noise adds power,
+not amplitude, to an RMS envelope) so that noise does not pull AI towards 0. Robust to silence: where both
 sides are at rest AI and ratio are NaN (undefined), and the ratio is NaN where
 the healthy side is at rest; no division ever blows up. Use `none_if_nan` for
 JSON (null).
@@ -23,8 +24,10 @@ from mimetic.domain import Side
 
 
 def _levels(left: np.ndarray, right: np.ndarray, rest_left: float, rest_right: float) -> tuple[np.ndarray, np.ndarray]:
-    l_ = np.maximum(np.asarray(left, dtype=np.float64) - rest_left, 0.0)
-    r_ = np.maximum(np.asarray(right, dtype=np.float64) - rest_right, 0.0)
+    l_ = np.asarray(left, dtype=np.float64)
+    r_ = np.asarray(right, dtype=np.float64)
+    l_ = np.sqrt(np.maximum(l_ * np.abs(l_) - rest_left * abs(rest_left), 0.0))
+    r_ = np.sqrt(np.maximum(r_ * np.abs(r_) - rest_right * abs(rest_right), 0.0))
     return l_, r_
 
 

@@ -47,6 +47,7 @@ class ChainConfig:
     full_scale_uv: tuple[float, float] | None = None  # ADC range, for clipping; None = unknown
     min_on_s: float = 0.1
     min_off_s: float = 0.1
+    settle_s: float = 0.5  # no activations from the first settle_s of the stream (filter start-up)
     keep_conditioned: bool = False  # return the conditioned signal too (for plots, fatigue)
 
     def to_dict(self) -> dict[str, Any]:
@@ -221,7 +222,7 @@ class MultiChannelChain:
         n_seen = self.rms.n_out
         self.detectors = []
         for i, t in enumerate(thr):
-            d = ActivationDetector(t, self.timing, i, self.cfg.min_on_s, self.cfg.min_off_s)
+            d = ActivationDetector(t, self.timing, i, self.cfg.min_on_s, self.cfg.min_off_s, self.cfg.settle_s)
             d.n_seen = n_seen
             self.detectors.append(d)
 

@@ -65,6 +65,7 @@ def run_dsp(path: Path, *, fs_hz: float | None, band_hz: tuple[float, float], no
 
 def print_summary(rep: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     c = Console()
@@ -72,11 +73,9 @@ def print_summary(rep: dict[str, Any]) -> None:
     c.print(f"{rep['file']}: {rep['format']}, fs {rep['fs_hz']:g} Hz, {rep['duration_s']:.2f} s, "
             f"units {escape(rep['units_label'])}, band {rep['band_hz'][0]:g}-{rep['band_hz'][1]:g} Hz, notch {notch}, "
             f"envelope {rep['window_s'] * 1e3:.0f} ms RMS @ {rep['envelope_fs_hz']:g} Hz")
-    from rich.markup import escape
-
     u = escape(rep["units_label"])
-    t = Table("channel", f"rest\n[{u}]", f"thresh.\n[{u}]", "acts", f"max peak\n[{u}]", "MDF\n[Hz]",
-              "SNR\n[dB]", "mains\npower", "<20 Hz\npower", "flat", "stim\npulses")
+    t = Table("channel", f"rest\n\\[{u}]", f"thresh.\n\\[{u}]", "acts", f"max peak\n\\[{u}]", "MDF\n\\[Hz]",
+              "SNR\n\\[dB]", "mains\npower", "<20 Hz\npower", "flat", "stim\npulses")
     for ch in rep["channels"]:
         q = ch["quality"]
         peak = max((a["peak_uv"] for a in ch["activations"]), default=None)

@@ -45,22 +45,24 @@ def _f(v: Any) -> Any:
 def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
                     band_hz: tuple[float, float] = DEFAULT_BAND_HZ, mains_hz: float | None | str = "auto",
                     window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, k: float = 3.0,
-                    min_on_s: float = 0.1, min_off_s: float = 0.1, affected: str | None = None,
+                    min_on_s: float = 0.1, min_off_s: float = 0.1, settle_s: float = 0.5, affected: str | None = None,
                     extra: dict[str, Any] | None = None, calibrated: bool = True) -> OfflineResult:
     """Full offline analysis of (n_channels, n_samples) µV; returns arrays and the JSON report."""
     x = np.asarray(samples_uv, dtype=np.float64)
     if mains_hz == "auto":
         mains_hz = detect_mains(x, fs_hz)
     cfg = ChainConfig(fs_hz=fs_hz, n_channels=x.shape[0], band_hz=tuple(band_hz), mains_hz=mains_hz,
-                      window_s=window_s, hop_s=hop_s, min_on_s=min_on_s, min_off_s=min_off_s, keep_conditioned=True)
+                      window_s=window_s, hop_s=hop_s, min_on_s=min_on_s, min_off_s=min_off_s,
+                      settle_s=settle_s, keep_conditioned=True)
     chain = MultiChannelChain(cfg)
     out = chain.process(x)
     env, cond, timing = out.envelope_uv, out.conditioned_uv, chain.timing
     efs = timing.envelope_fs_hz
     baselines, acts, channels = [], [], []
     for i, name in enumerate(names):
-        b = estimate_baseline(env[i], efs, k)
-        a = detect_activations(env[i], timing, b.threshold, i, min_on_s, min_off_s)
+        settle = min(int(np.ceil(settle_s * efs)), env.shape[1] // 2)
+        b = estimate_baseline(env[i][settle:], efs, k)
+        a = detect_activations(env[i], timing, b.threshold, i, min_on_s, min_off_s, settle_s)
         baselines.append(b)
         acts.append(a)
         f, p = welch_psd(cond[i], fs_hz, 0.25)
