@@ -121,6 +121,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         clinic: Annotated[str, typer.Option(help="Clinic id of the simulated patients.")] = "sim-clinic",
         device_prefix: Annotated[Optional[str], typer.Option(help="Device ids are PREFIX-000...; default sim<seed>.")] = None,
         truth_out: Annotated[Optional[Path], typer.Option("--truth-out", help="Write the ground truth JSON here.")] = None,
+        max_rate: Annotated[float, typer.Option(help="--fast through the gateway: at most this many records/s per "
+                                                     "device (stay under MIMETIC_GATEWAY_RATE_PER_S); 0 = no cap.")] = 180.0,
     ) -> None:
         """Simulate a clinic's patients doing therapy sessions (sEMG, telemetry, events, faults)."""
         from ingest.runner import register_simulation, run_simulation
@@ -136,10 +138,19 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                              fault_prob=faults, clinic_id=clinic, device_prefix=device_prefix)
         except ValueError as exc:
             _fail(str(exc))
-        secrets = register_simulation(sim, s)
+        from ingest.runner import gateway_healthy
+
+        if via == "gateway" and not asyncio.run(gateway_healthy(s)):
+            _fail(f"no gateway at {s.gateway_url or f'http://{s.gateway_host}:{s.gateway_port}'}: "
+                  "start `mimetic gateway` (or use --via kafka)")
+        try:
+            secrets = register_simulation(sim, s)
+        except Exception as exc:
+            _fail(f"cannot register the simulated devices: {exc}\nIs the stack up and migrated?")
         err.print(f"simulating {patients} patients x {sessions} sessions x {duration:g}s at {fs} Hz x {channels} ch "
                   f"({'real time' if realtime else 'fast'}) via {via}")
-        result = asyncio.run(run_simulation(sim, s, via=via, realtime=realtime, secrets=secrets, transport=transport))
+        result = asyncio.run(run_simulation(sim, s, via=via, realtime=realtime, secrets=secrets, transport=transport,
+                                          max_rate=max_rate if via == "gateway" else 0.0))
         truth = sim.truth()
         truth["delivery"] = result
         if truth_out:

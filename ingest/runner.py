@@ -27,6 +27,15 @@ def gateway_url(s: Settings) -> str:
     return s.gateway_url or f"http://{s.gateway_host}:{s.gateway_port}"
 
 
+async def gateway_healthy(s: Settings) -> bool:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(gateway_url(s) + "/healthz") as r:
+                return r.status in (200, 503)
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        return False
+
+
 def register_simulation(sim: Simulation, s: Settings, *, kdf_n: int = registry.SCRYPT_N) -> dict[str, str]:
     """Clinic, pseudonymous patients and devices of a simulation in the registry; fresh secrets by device id."""
     out: dict[str, str] = {}
@@ -42,13 +51,15 @@ def register_simulation(sim: Simulation, s: Settings, *, kdf_n: int = registry.S
     return out
 
 
-async def _drive(records, sender, realtime: bool, t0_us: int, wall0: float, speed: float = 1.0) -> None:
-    async for r in pace(records, realtime, t0_us, wall0, speed):
+async def _drive(records, sender, realtime: bool, t0_us: int, wall0: float, speed: float = 1.0,
+                 max_rate: float = 0.0) -> None:
+    async for r in pace(records, realtime, t0_us, wall0, speed, max_rate):
         await sender.send(r.kind, r.item)
 
 
 async def run_simulation(sim: Simulation, s: Settings, *, via: str = "gateway", realtime: bool = False,
-                         secrets: dict[str, str] | None = None, transport: str = "ws") -> dict[str, Any]:
+                         secrets: dict[str, str] | None = None, transport: str = "ws",
+                         max_rate: float = 0.0) -> dict[str, Any]:
     """Stream every simulated device concurrently; returns per-device delivery stats."""
     stats = {d: DeliveryStats() for d in sim.device_ids}
     wall0 = time.monotonic()
@@ -73,7 +84,7 @@ async def run_simulation(sim: Simulation, s: Settings, *, via: str = "gateway", 
                 dev = sim.device_ids[i]
                 snd = (WsSender(base, dev, secrets[dev], http, stats[dev]) if transport == "ws"
                        else HttpSender(base, dev, secrets[dev], http, stats[dev]))
-                await _drive(sim.device_records(i), snd, realtime, sim.start_us, wall0)
+                await _drive(sim.device_records(i), snd, realtime, sim.start_us, wall0, max_rate=max_rate)
                 if isinstance(snd, WsSender):
                     await snd.close()
             await asyncio.gather(*(one(i) for i in range(len(sim.patients))))

@@ -260,10 +260,17 @@ class KafkaSender:
         await self.producer.stop()
 
 
-async def pace(records: Iterable, realtime: bool, t0_us: int, wall0: float, speed: float = 1.0) -> AsyncIterator:
-    """Yield records; in real time, each one not before its device time (relative to t0_us)."""
+async def pace(records: Iterable, realtime: bool, t0_us: int, wall0: float, speed: float = 1.0,
+               max_rate: float = 0.0) -> AsyncIterator:
+    """Yield records; in real time, each one not before its device time (relative to t0_us);
+    otherwise as fast as possible, but at most ``max_rate`` records/s when > 0 (stay under the
+    gateway's per-device rate limit)."""
     n = 0
     for r in records:
+        if max_rate > 0 and not realtime:
+            delay = wall0 + n / max_rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
         if realtime:
             t_us = r.item.t_us
             delay = wall0 + (t_us - t0_us) / 1e6 / speed - time.monotonic()
