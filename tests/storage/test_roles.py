@@ -1,0 +1,189 @@
+"""Roles: clinic isolation by row-level security, de-identified research, operator, ingest writer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from mimetic.config import Settings
+from processors.storage import roles
+from processors.storage.writer import DbWriter
+
+from .helpers import mixed_records
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def world(settings: Settings) -> Iterator[dict]:
+    """Two clinics with a patient, device and session each, and a login per role."""
+    tag = uuid.uuid4().hex[:6]
+    w: dict = {"tag": tag, "clinics": {}}
+    with psycopg.connect(settings.db_dsn(), autocommit=True) as conn:
+        for c in ("a", "b"):
+            clinic = f"clinic-{c}-{tag}"
+            conn.execute("insert into clinic (clinic_id, name) values (%s, %s)", (clinic, f"Clinic {c.upper()}"))
+            pid = conn.execute(
+                "insert into patient (clinic_id, code, etiology, affected_side, onset_date, baseline_hb_grade) "
+                "values (%s, %s, 'bell_palsy', 'R', '2021-04-20', 4) returning patient_id",
+                (clinic, f"P-{c.upper()}{tag}")).fetchone()[0]
+            conn.execute("insert into patient_identity (patient_id, full_name, birth_date, contact) "
+                         "values (%s, %s, '1970-01-01', 'x@example.org')", (pid, f"Name {c} {tag}"))
+            device = f"dev-{c}-{tag}"
+            conn.execute(
+                "insert into device (device_id, clinic_id, patient_id, channel_map, secret_hash) values "
+                "(%s, %s, %s, '[{\"channel\": 0, \"muscle\": \"zygomaticus\", \"side\": \"L\"}]', 'hash')",
+                (device, clinic, pid))
+            w["clinics"][c] = {"clinic": clinic, "patient_id": pid, "device": device, "session": uuid.uuid4()}
+    writer = DbWriter(settings.db_dsn())
+    try:
+        for c in w["clinics"].values():
+            writer.write(mixed_records(c["device"], 40, c["session"]))
+    finally:
+        writer.close()
+    logins = {
+        "clinic_a": ("clinic", w["clinics"]["a"]["clinic"]),
+        "clinic_b": ("clinic", w["clinics"]["b"]["clinic"]),
+        "researcher": ("researcher", None),
+        "operator": ("operator", None),
+        "ingest": ("ingest", None),
+    }
+    w["logins"] = {}
+    for key, (group, clinic) in logins.items():
+        name = f"t{tag}_{key}"
+        roles.create_login(settings, name, group, clinic_id=clinic)
+        w["logins"][key] = name
+    try:
+        yield w
+    finally:
+        for name in w["logins"].values():
+            roles.drop_login(settings, name)
+
+
+def connect(settings: Settings, world: dict, key: str) -> psycopg.Connection:
+    return psycopg.connect(roles.login_dsn(settings, world["logins"][key]), autocommit=True)
+
+
+def ids(conn, sql: str) -> set:
+    return {row[0] for row in conn.execute(sql)}
+
+
+def test_password_is_kept_outside_the_repository(settings: Settings, world: dict) -> None:
+    path = roles.password_file(settings, world["logins"]["researcher"])
+    assert path.exists() and (path.stat().st_mode & 0o077) == 0
+    assert "/work/main" not in str(path.resolve())
+
+
+def test_clinic_sees_only_its_own_rows(settings: Settings, world: dict) -> None:
+    a, b = world["clinics"]["a"], world["clinics"]["b"]
+    with connect(settings, world, "clinic_a") as conn:
+        assert ids(conn, "select clinic_id from clinic") == {a["clinic"]}
+        assert ids(conn, "select patient_id from patient") == {a["patient_id"]}
+        assert ids(conn, "select patient_id from patient_identity") == {a["patient_id"]}
+        assert ids(conn, "select device_id from device") == {a["device"]}
+        assert ids(conn, "select session_id from therapy_session") == {a["session"]}
+        assert ids(conn, "select session_id from session_summary") == {a["session"]}
+        assert ids(conn, "select session_id from session_muscle_summary") == {a["session"]}
+        for table in ("envelope", "signal_quality", "balance", "activation", "telemetry", "alert", "alert_event",
+                      "stream_stats"):
+            assert ids(conn, f"select device_id from {table}") == {a["device"]}, table
+        assert ids(conn, "select patient_id from patient_progress") == {a["patient_id"]}
+        assert ids(conn, "select device_id from envelope_channel") == {a["device"]}
+        # a direct probe of the other clinic's rows returns nothing
+        assert conn.execute("select count(*) from envelope where device_id = %s", (b["device"],)).fetchone()[0] == 0
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("select secret_hash from device")
+    with connect(settings, world, "clinic_b") as conn:
+        assert ids(conn, "select patient_id from patient") == {b["patient_id"]}
+        assert ids(conn, "select device_id from envelope") == {b["device"]}
+
+
+def test_clinic_cannot_widen_its_view(settings: Settings, world: dict) -> None:
+    with connect(settings, world, "clinic_a") as conn:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("select * from app.clinic_login")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("select * from research.patient")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("insert into envelope (time, device_id, seq, fs_hz, env) values (now(), 'x', 1, 1, '{1}')")
+
+
+@pytest.mark.parametrize("sql", [
+    "select * from patient_identity", "select full_name from patient_identity", "select code from patient",
+    "select * from patient", "select device_id from device", "select * from envelope",
+    "select * from therapy_session", "select * from session_summary", "select * from app.patient_pseudo",
+    "select * from app.secret", "select * from ops.device",
+])
+def test_researcher_cannot_read_identifying_tables(settings: Settings, world: dict, sql: str) -> None:
+    with connect(settings, world, "researcher") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(sql)
+
+
+def test_researcher_views_are_de_identified(settings: Settings, world: dict) -> None:
+    forbidden = {"patient_id", "code", "patient_code", "device_id", "session_id", "full_name", "birth_date",
+                 "contact", "clinic_id", "onset_date", "started_at", "ended_at", "time", "onset"}
+    with connect(settings, world, "researcher") as conn:
+        cols = conn.execute("select table_name, column_name from information_schema.columns "
+                            "where table_schema = 'research'").fetchall()
+        assert cols and not {c for _t, c in cols} & forbidden
+        views = {t for t, _c in cols}
+        assert {"patient", "session", "session_muscle", "patient_outcome", "balance", "activation",
+                "envelope"} <= views
+        for v in views:
+            conn.execute(f"select * from research.{v} limit 1")
+        with pytest.raises(errors.UndefinedColumn):
+            conn.execute("select code from research.patient")
+        # both clinics' patients, under stable pseudonyms that are not the codes
+        rows = conn.execute("select research_id, site_id, day_since_onset from research.session "
+                            "where research_id in (select research_id from research.patient "
+                            "where etiology = 'bell_palsy')").fetchall()
+        rids = {row[0] for row in rows}
+        assert len(rids) >= 2 and all(x.startswith("R-") for x in rids)
+        assert not any(world["tag"] in x for x in rids)
+        assert rids == {row[0] for row in conn.execute(
+            "select research_id from research.session where research_id = any(%s)", (list(rids),))}
+        assert conn.execute("select count(*) from research.envelope where research_id = any(%s)",
+                            (list(rids),)).fetchone()[0] == 80
+    # every research view is documented
+    with psycopg.connect(settings.db_dsn(), autocommit=True) as owner:
+        undocumented = owner.execute(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = 'research' and c.relkind = 'v' and obj_description(c.oid, 'pg_class') is null"
+        ).fetchall()
+        assert undocumented == []
+
+
+def test_operator_sees_fleet_not_patients(settings: Settings, world: dict) -> None:
+    a, b = world["clinics"]["a"], world["clinics"]["b"]
+    with connect(settings, world, "operator") as conn:
+        assert {a["device"], b["device"]} <= ids(conn, "select device_id from ops.device")
+        assert {a["device"], b["device"]} <= ids(conn, "select device_id from telemetry")
+        assert {a["device"], b["device"]} <= ids(conn, "select device_id from alert_event")
+        conn.execute("select * from ops.active_alert").fetchall()
+        conn.execute("select * from ops.pipeline_minute").fetchall()
+        for sql in ("select * from patient_identity", "select * from patient", "select * from envelope",
+                    "select * from session_summary", "select patient_id from device"):
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(sql)
+        cols = {row[0] for row in conn.execute(
+            "select column_name from information_schema.columns where table_schema = 'ops'")}
+        assert not cols & {"patient_id", "secret_hash", "code"}
+
+
+def test_ingest_writes_but_cannot_read_identity(settings: Settings, world: dict) -> None:
+    a = world["clinics"]["a"]
+    w = DbWriter(roles.login_dsn(settings, world["logins"]["ingest"]))
+    try:
+        result = w.write(mixed_records(a["device"], 60, uuid.uuid4()))
+    finally:
+        w.close()
+    assert result.inserted["envelope"] == 20   # frames 40..59 are new, 0..39 were written already
+    with connect(settings, world, "ingest") as conn:
+        for sql in ("select * from patient_identity", "select * from patient", "select secret_hash from device",
+                    "select * from research.patient", "select * from patient_progress"):
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(sql)
