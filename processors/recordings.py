@@ -16,7 +16,9 @@ Stable API (also used by `mimetic replay`). Formats, detected from content/suffi
   deg) are kept out of `samples_uv` and returned in `aux`. fs = 1000 Hz unless
   `fs_hz` is given. Trailing rows with empty EMG fields are dropped.
 * EDF/EDF+/BDF via pyedflib: physical values, converted from uV/mV/V to µV;
-  all signals must share one sampling rate.
+  all signals must share one sampling rate. Channel names come from the label,
+  or from the transducer field when only that one is `<muscle>_<L|R>` (EDF
+  labels are limited to 16 characters).
 
 Any problem raises `RecordingError` with a one-line message.
 """
@@ -117,12 +119,17 @@ def _read_csv(path: Path, text: str, fs_hz: float | None) -> Recording:
         raise RecordingError(f"{path.name}: columns must be <muscle>_<L|R> (plus optional time_s); bad: {', '.join(bad) or 'none'}")
     if len(set(names)) != len(names):
         raise RecordingError(f"{path.name}: duplicate channel columns")
+    widths = {len(r) for r in body}
+    if widths != {len(header)}:
+        bad_row = next(i for i, r in enumerate(body) if len(r) != len(header))
+        raise RecordingError(f"{path.name}: rows do not all have {len(header)} fields (data row {bad_row + 1})")
     try:
-        data = np.array([[float(c) if c.strip() else np.nan for c in r] for r in body], dtype=np.float64)
-    except ValueError as exc:
-        raise RecordingError(f"{path.name}: non-numeric value ({exc})") from None
-    if data.ndim != 2 or data.shape[1] != len(header):
-        raise RecordingError(f"{path.name}: rows do not all have {len(header)} fields")
+        data = np.array(body, dtype=np.float64)  # fast path
+    except ValueError:
+        try:
+            data = np.array([[float(c) if c.strip() else np.nan for c in r] for r in body], dtype=np.float64)
+        except ValueError as exc:
+            raise RecordingError(f"{path.name}: non-numeric value ({exc})") from None
     if time_col is not None:
         t = data[:, time_col]
         if not np.isfinite(t).all():
@@ -209,6 +216,18 @@ def _read_uci(path: Path, text: str, fs_hz: float | None) -> Recording:
     return Recording(_check_fs(fs_hz or 1000.0, path.name), names, samples, chans[emg_idx[0]][1], True, "uci_lower_limb", aux)
 
 
+def _edf_name(label: str, transducer: str) -> str:
+    """EDF labels hold 16 characters (`orbicularis_oculi_L` has 19): when the label is
+    not `<muscle>_<L|R>` but the transducer field is, the transducer field names the channel."""
+    for cand in (label, transducer):
+        try:
+            parse_channel_name(cand)
+            return cand
+        except ValueError:
+            pass
+    return label
+
+
 def _read_edf(path: Path, fs_hz: float | None) -> Recording:
     import pyedflib
 
@@ -230,11 +249,13 @@ def _read_edf(path: Path, fs_hz: float | None) -> Recording:
             if scale is None:
                 raise RecordingError(f"{path.name}: signal {f.getLabel(i)!r} has unit {dim!r}, expected uV/mV/V")
             units.add(dim)
-            names.append(f.getLabel(i).strip())
+            names.append(_edf_name(f.getLabel(i).strip(), f.getTransducer(i).strip()))
             rows.append(f.readSignal(i) * scale)
         fs = fs_hz or rates.pop()
     finally:
         f.close()
+    if len(set(names)) != len(names):
+        raise RecordingError(f"{path.name}: duplicate channel labels {names}")
     lens = {r.size for r in rows}
     if len(lens) != 1:
         raise RecordingError(f"{path.name}: signals differ in length")

@@ -76,6 +76,8 @@ def print_summary(rep: dict[str, Any]) -> None:
     u = escape(rep["units_label"])
     t = Table("channel", f"rest\n\\[{u}]", f"thresh.\n\\[{u}]", "acts", f"max peak\n\\[{u}]", "MDF\n\\[Hz]",
               "SNR\n\\[dB]", "mains\npower", "<20 Hz\npower", "flat", "stim\npulses")
+    t.columns[0].no_wrap = True
+    t.columns[0].min_width = max(len(ch["name"]) for ch in rep["channels"])
     for ch in rep["channels"]:
         q = ch["quality"]
         peak = max((a["peak_uv"] for a in ch["activations"]), default=None)
