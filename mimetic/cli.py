@@ -200,7 +200,8 @@ def _register_features() -> None:
     """Feature packages plug their commands in here."""
     import importlib
 
-    for module in ("ingest.cli", "processors.cli", "dashboards.cli"):
+    for module in ("ingest.cli", "processors.cli", "processors.worker.cli", "processors.storage.cli",
+                   "dashboards.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

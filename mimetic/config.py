@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         "exactly_once",
         description="Faust processing guarantee: `exactly_once` (Kafka transactions) or `at_least_once`.",
     )
+    worker_commit_interval_s: float = Field(
+        0.25,
+        description="How often the worker commits its Kafka transaction (outputs become visible to the sink).",
+    )
+    worker_tick_interval_s: float = Field(2.0, description="Liveness check period of the worker (seconds).")
     worker_hold_frames: int = Field(
         4, description="Out-of-order frames held per device while waiting for a missing one before a gap is declared."
     )
@@ -153,7 +158,7 @@ class Settings(BaseSettings):
     worker_envelope_window_s: float = Field(0.1, description="Moving-RMS envelope window in seconds.")
     worker_envelope_hop_s: float = Field(0.025, description="Envelope hop in seconds (envelope rate = 1/hop).")
     worker_silent_after_s: float = Field(
-        10.0, description="A device with an open session sending nothing this long raises `device_silent`."
+        5.0, description="A device with an open session sending nothing this long raises `device_silent`."
     )
     worker_session_timeout_s: float = Field(
         300.0, description="An open session without data this long is closed as `timed_out`."
@@ -166,8 +171,11 @@ class Settings(BaseSettings):
     )
     worker_battery_low_pct: float = Field(15.0, description="Battery below this raises `battery_low`.")
     worker_battery_clear_pct: float = Field(20.0, description="Battery above this clears `battery_low` (hysteresis).")
-    worker_mains_alert_ratio: float = Field(
-        0.5, description="Share of conditioned power removed by the mains notch above which `mains_noise` is raised."
+    worker_mains_alert_uv: float = Field(
+        20.0, description="Mains interference (RMS µV removed by the notch) above which `mains_noise` is raised."
+    )
+    worker_electrode_off_kohm: float = Field(
+        1000.0, description="Electrode impedance above this (kΩ) means no skin contact: `electrode_off`."
     )
 
     @property

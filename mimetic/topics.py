@@ -52,6 +52,11 @@ DEAD_LETTERS = TopicSpec(
     "rejected records with the reason, for inspection and replay",
     configs={"retention.ms": str(30 * DAY_MS)},
 )
+WORKER_TICKS = TopicSpec(
+    "worker.ticks",
+    "liveness ticks the worker sends itself (a timer cannot update stream tables)",
+    configs={"retention.ms": str(DAY_MS)},
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     RAW_FRAMES,
@@ -64,4 +69,5 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     ALERTS,
     DERIVED_TELEMETRY,
     DEAD_LETTERS,
+    WORKER_TICKS,
 )

@@ -263,6 +263,7 @@ class SessionSummary(Record, tag="session_summary", kw_only=True):
     alerts: int = 0
     tasks: dict[str, int] = {}              # task -> repetitions done
     muscles: list[MuscleSummary] = []
+    channel_map: list[dict[str, Union[int, str]]] = []   # [{"channel": 0, "muscle": ..., "side": "L"}]
     revision: int = 0
     computed_at: datetime
 
@@ -297,6 +298,26 @@ class AlertRecord(Record, tag="alert", kw_only=True):
         return (self.alert_id, self.state, self.time)
 
 
+class TaskWindowRecord(Record, tag="task_window", kw_only=True):
+    """One repetition of a task ([task_start, task_stop) markers) of a session.
+
+    The exact task-window statistics (balance per repetition, per-session
+    asymmetry and synkinesis) are computed in the database from these windows and
+    the stored envelopes, because markers and frames travel on different topics
+    with no order between them.
+    """
+
+    device_id: str
+    session_id: uuid.UUID
+    task: str
+    repetition: int
+    time: datetime                 # task_start (device clock)
+    time_end: datetime             # task_stop (device clock)
+
+    def natural_key(self) -> tuple:
+        return (self.session_id, self.task, self.repetition)
+
+
 ALERT_TYPES: tuple[str, ...] = (
     "electrode_off", "impedance", "over_current", "battery_low", "device_silent",
     "data_gap", "clipping", "mains_noise", "discomfort", "skin_reaction",
@@ -312,12 +333,12 @@ def alert_id(device_id: str, alert_type: str, raised_at: datetime, channel: int 
 
 AnyRecord = Union[
     EnvelopeFrame, QualityRecord, StreamStats, TelemetryRecord,
-    BalanceRecord, ActivationRecord, SessionSummary, AlertRecord,
+    BalanceRecord, ActivationRecord, SessionSummary, AlertRecord, TaskWindowRecord,
 ]
 RECORD_TYPES: dict[str, type[Record]] = {
     t.__struct_config__.tag: t  # type: ignore[attr-defined]
     for t in (EnvelopeFrame, QualityRecord, StreamStats, TelemetryRecord,
-              BalanceRecord, ActivationRecord, SessionSummary, AlertRecord)
+              BalanceRecord, ActivationRecord, SessionSummary, AlertRecord, TaskWindowRecord)
 }
 
 #: conventional topic (suffix in mimetic.topics) of each kind
@@ -330,6 +351,7 @@ TOPIC_OF_KIND: dict[str, str] = {
     "activation": "derived.activations",
     "session_summary": "derived.sessions",
     "alert": "derived.alerts",
+    "task_window": "derived.sessions",
 }
 
 

@@ -1,0 +1,183 @@
+"""The Faust application run by `mimetic worker`.
+
+One agent consumes the three device topics (frames, telemetry, session events)
+plus the worker's own tick topic, all keyed by device id and co-partitioned, and
+keeps one `DeviceProcessor` state per device in a changelog-backed table. With
+`processing_guarantee="exactly_once"`, the derived records, the table's
+changelog writes and the input offsets of one partition are committed in one
+Kafka transaction: a worker killed at any point resumes from a state that
+matches its committed offsets, and consumers reading committed data (the sink)
+never see the output of an aborted attempt.
+
+Wall-clock liveness (a device gone silent, a session that never ended) cannot
+update a table from a timer, so a timer publishes tick records to the tick topic
+and the agent handles them like any other input: replayable and in the same
+transaction as everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+
+import faust
+from prometheus_client import Counter, Gauge, Histogram
+
+from ingest import wire
+from mimetic import topics as T
+from mimetic.config import Settings
+from processors import records as R
+from processors.worker.device import DeviceProcessor, WorkerParams
+
+log = logging.getLogger("mimetic.worker")
+
+
+FRAMES_IN = Counter("mimetic_worker_frames_total", "frames consumed")
+RECORDS_OUT = Counter("mimetic_worker_records_total", "derived records produced", ["kind"])
+DEAD = Counter("mimetic_worker_dead_letters_total", "records sent to the dead-letter topic", ["reason"])
+LATENCY = Histogram("mimetic_worker_ingest_to_output_seconds", "gateway receive -> derived record produced",
+                    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+DEVICES = Gauge("mimetic_worker_devices", "devices with state in this worker's memory")
+
+
+def make_app(s: Settings) -> faust.App:
+    params = WorkerParams.from_settings(s)
+    app = faust.App(
+        s.worker_id,
+        broker=f"kafka://{s.kafka_bootstrap}",
+        store="memory://",
+        processing_guarantee=s.worker_processing_guarantee,
+        topic_partitions=s.topic_partitions,
+        topic_replication_factor=s.topic_replication,
+        web_host="127.0.0.1",
+        web_port=s.worker_web_port,
+        web_in_thread=False,
+        broker_commit_interval=s.worker_commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        table_cleanup_interval=60.0,
+        stream_wait_empty=False,
+        producer_linger_ms=5,
+        producer_max_request_size=4 * 1024 * 1024,
+        logging_config=None,
+    )
+    raw = dict(key_serializer="raw", value_serializer="raw")
+    source = app.topic(T.RAW_FRAMES.name(s), T.TELEMETRY.name(s), T.SESSION_EVENTS.name(s), T.WORKER_TICKS.name(s),
+                       **raw)
+    ticks = app.topic(T.WORKER_TICKS.name(s), partitions=s.topic_partitions, **raw)
+    out = {suffix: app.topic(f"{s.topic_prefix}.{suffix}", **raw) for suffix in set(R.TOPIC_OF_KIND.values())}
+    dead = app.topic(T.DEAD_LETTERS.name(s), **raw)
+    state = app.Table("device-state", default=None, partitions=s.topic_partitions, key_type=bytes,
+                      value_type=bytes)
+
+    cache: OrderedDict[str, tuple[bytes, DeviceProcessor]] = OrderedDict()
+    frames_topic, telemetry_topic, events_topic = (T.RAW_FRAMES.name(s), T.TELEMETRY.name(s),
+                                                   T.SESSION_EVENTS.name(s))
+
+    def load(device_id: str) -> DeviceProcessor:
+        """The device's processor: the cached object if it matches the table, else rebuilt from it."""
+        stored = state.get(device_id.encode())
+        hit = cache.get(device_id)
+        if stored is None:
+            if hit is not None:
+                del cache[device_id]
+            return DeviceProcessor(device_id, params)
+        if hit is not None and (hit[0] is stored or hit[0] == stored):
+            cache.move_to_end(device_id)
+            return hit[1]
+        return DeviceProcessor.from_state(stored, params)
+
+    def save(dp: DeviceProcessor) -> None:
+        data = dp.to_state()
+        state[dp.device_id.encode()] = data
+        cache[dp.device_id] = (data, dp)
+        cache.move_to_end(dp.device_id)
+        while len(cache) > 20_000:
+            cache.popitem(last=False)
+        DEVICES.set(len(cache))
+
+    async def emit(recs: list[R.Record], device_id: str) -> None:
+        key = device_id.encode()
+        for rec in recs:
+            kind = R.kind_of(rec)
+            await out[R.TOPIC_OF_KIND[kind]].send(key=key, value=R.encode(rec), headers=R.headers_for(rec))
+            RECORDS_OUT.labels(kind).inc()
+
+    async def dead_letter(ev, reason: str, detail: str) -> None:
+        headers = [("reason", reason.encode()), ("detail", detail[:500].encode()),
+                   ("source-topic", ev.message.topic.encode()),
+                   ("source-partition", str(ev.message.partition).encode()),
+                   ("source-offset", str(ev.message.offset).encode()), ("stage", b"worker")]
+        await dead.send(key=ev.key, value=ev.value, headers=headers)
+        DEAD.labels(reason).inc()
+
+    @app.agent(source, name="device-pipeline")
+    async def device_pipeline(stream):
+        async for ev in stream.events():
+            topic = ev.message.topic
+            key = ev.key.decode("utf-8", "replace") if ev.key else ""
+            try:
+                if topic == frames_topic:
+                    frame, meta = wire.decode_frame_record(ev.value, ev.message.headers)
+                    if frame.device_id != key:
+                        raise wire.WireError("device_id_mismatch", f"key {key!r}, frame {frame.device_id!r}")
+                    dp = load(key)
+                    recs, late = dp.on_frame(frame, ev.value)
+                    dp.last_arrival_s = (meta.received_at_us or 0) / 1e6 or dp.last_arrival_s
+                    FRAMES_IN.inc()
+                    if meta.received_at_us:
+                        LATENCY.observe(max(0.0, time.time() - meta.received_at_us / 1e6))
+                    for why in late:
+                        await dead_letter(ev, "late", why)
+                elif topic == telemetry_topic:
+                    t, _meta = wire.decode_telemetry_record(ev.value, ev.message.headers)
+                    dp = load(key)
+                    recs = dp.on_telemetry(t)
+                elif topic == events_topic:
+                    e, _meta = wire.decode_event_record(ev.value, ev.message.headers)
+                    dp = load(key)
+                    recs = dp.on_event(e)
+                else:  # tick
+                    dp = load(key)
+                    now_s = float(ev.value.decode())
+                    recs = dp.on_tick(now_s, dp.last_arrival_s)
+                    stats = dp.stream_stats(now_s)
+                    if stats is not None:
+                        recs.append(stats)
+            except wire.WireError as exc:
+                await dead_letter(ev, exc.reason, str(exc))
+                continue
+            except Exception as exc:  # a poison record must not stop the pipeline
+                log.exception("processing failed for %s record of %s", topic, key)
+                cache.pop(key, None)  # the object may be half-updated: reload from the table
+                await dead_letter(ev, "processing_error", f"{type(exc).__name__}: {exc}")
+                continue
+            await emit(recs, key)
+            save(dp)
+
+    @app.timer(interval=s.worker_tick_interval_s)
+    async def tick() -> None:
+        """Ask every device with state on this worker to check its liveness."""
+        now = f"{time.time():.3f}".encode()
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == frames_topic}
+        for key in list(state.keys()):
+            p = _partition_of(key, s.topic_partitions)
+            if p not in assigned:
+                continue
+            device_id = key.decode()
+            try:
+                dp = load(device_id)
+            except Exception:
+                continue
+            cache[device_id] = (state.get(key), dp)
+            if dp.session is not None or any(dp.stats.values()):
+                await ticks.send(key=key, value=now, partition=p)
+
+    return app
+
+
+def _partition_of(key: bytes, n_partitions: int) -> int:
+    """The default Kafka partitioner (murmur2 of the key), as producers use it."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % n_partitions

@@ -1,0 +1,526 @@
+"""Everything the pipeline knows about one device, as one state object.
+
+`DeviceProcessor` turns a device's raw records (frames, telemetry, session
+events) into derived records (`processors.records`). It wires the pure parts
+together (sequence rule, DSP chain, alert tracker) and holds no Kafka or
+database code, so the Faust agent, the tests and offline tools share it.
+
+Determinism matters: every output is a function of the inputs and the state, and
+times come from the device clock, never the wall clock (except the liveness
+check `on_tick`, whose outputs are keyed by device time too). A replay after a
+crash therefore reproduces the same records and keys, and the idempotent sink
+stores each once.
+
+What is computed where:
+- here, per frame: conditioning, envelopes, quality windows, sliding left/right
+  balance (1 s windows), activations (double threshold over a rest baseline
+  learned from the quietest second so far), alerts, stream statistics, session
+  lifecycle and task windows;
+- in the database, per task window and session (SQL over `envelope` and
+  `task_window`): task-window and repetition balance, per-session asymmetry and
+  synkinesis. Task markers and frames arrive on different topics with no order
+  between them, so the exact window statistics are taken where both are stored.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from ingest.wire import Frame, PatientReport, SessionEnd, SessionStart, TaskMarker, Telemetry
+from mimetic.config import Settings
+from processors import records as R
+from processors.alerting import AlertEvent, AlertTracker
+from processors.dsp.chain import ChainConfig, MultiChannelChain
+from processors.sequencing import SequenceState, accept, flush
+
+STATE_VERSION = 1
+BALANCE_WINDOW_S = 1.0
+ACTIVATION_K = 3.0  # threshold = rest mean + k * SD
+MIN_REST_WINDOWS = 3  # windows seen before activation detection starts
+
+
+def utc(t_s: float) -> datetime:
+    return datetime.fromtimestamp(t_s, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class WorkerParams:
+    """The knobs of the per-device processing (from Settings)."""
+
+    hold_frames: int = 4
+    mains_hz: float = 50.0
+    window_s: float = 0.1
+    hop_s: float = 0.025
+    silent_after_s: float = 5.0
+    session_timeout_s: float = 300.0
+    current_limit_ua: float = 600.0
+    impedance_max_kohm: float = 50.0
+    battery_low_pct: float = 15.0
+    battery_clear_pct: float = 20.0
+    mains_alert_uv: float = 20.0
+    electrode_off_kohm: float = 1000.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "WorkerParams":
+        return cls(s.worker_hold_frames, s.worker_mains_hz, s.worker_envelope_window_s, s.worker_envelope_hop_s,
+                   s.worker_silent_after_s, s.worker_session_timeout_s, s.worker_current_limit_ua,
+                   s.worker_impedance_max_kohm, s.worker_battery_low_pct, s.worker_battery_clear_pct,
+                   s.worker_mains_alert_uv, s.worker_electrode_off_kohm)
+
+
+class DeviceProcessor:
+    """One device's pipeline state; `on_*` methods return derived records."""
+
+    def __init__(self, device_id: str, params: WorkerParams):
+        self.device_id = device_id
+        self.p = params
+        self.seq = SequenceState()
+        self.chain: MultiChannelChain | None = None
+        self.t0_us: int | None = None  # device time of the chain's first sample
+        self.last_end_us: int | None = None  # device time just after the last processed sample
+        self.alerts = AlertTracker(device_id)
+        self.session: dict[str, Any] | None = None
+        self.channel_map: list[dict[str, Any]] = []  # [{channel, muscle, side}]
+        self.limit_ua: float = params.current_limit_ua
+        # sliding balance: envelope sums per channel for the current 1 s window
+        self.win_index: int | None = None
+        self.win_sum: list[float] = []
+        self.win_n = 0
+        # rest baseline per channel: the quietest window seen (mean, sd of the envelope)
+        self.rest_mean: list[float] | None = None
+        self.rest_sd: list[float] | None = None
+        self.windows_seen = 0
+        self.win_sq: list[float] = []
+        # stream statistics since the last StreamStats record
+        self.stats = {"frames": 0, "samples": 0, "gaps": 0, "missing_frames": 0, "duplicates": 0, "late": 0,
+                      "dead_lettered": 0}
+        self.open_task: dict[str, Any] | None = None
+        self.last_arrival_s: float | None = None  # gateway receive time of the last frame (record header)
+        self.rev = 0
+        self.signal_off: list[bool] = []  # per channel, from the last quality window
+        self.contact_lost: list[bool] = []  # per channel, from the last impedance reading
+
+    # --- raw inputs -------------------------------------------------------------
+
+    def on_frame(self, frame: Frame, wire: bytes) -> tuple[list[R.Record], list[str]]:
+        """A decoded frame (and its wire bytes, held while reordering). Returns (records, late reasons)."""
+        out: list[R.Record] = []
+        late: list[str] = []
+        d = accept(self.seq, frame.seq, wire, self.p.hold_frames)
+        if d.duplicate:
+            self.stats["duplicates"] += 1
+        if d.late:
+            self.stats["late"] += 1
+            self.stats["dead_lettered"] += 1
+            late.append(f"late frame seq {frame.seq}: its gap was already declared lost")
+        out += self._deliver(d, frame)
+        return out, late
+
+    def _deliver(self, d, arriving: Frame | None) -> list[R.Record]:
+        from ingest.wire import decode_frame
+
+        out: list[R.Record] = []
+        for first_missing, missing in d.gaps:
+            self.stats["gaps"] += 1
+            self.stats["missing_frames"] += missing
+            t_s = (self.last_end_us or 0) / 1e6
+            for ev in self.alerts.observe("data_gap", True, t_s, value=float(missing),
+                                          detail=f"{missing} frames from seq {first_missing} lost"):
+                out.append(self._alert(ev))
+            self._reset_chain()  # no bridging across missing samples
+        for seq, wire in d.frames:
+            frame = arriving if arriving is not None and seq == arriving.seq else decode_frame(wire)
+            out += self._process(frame)
+        return out
+
+    def _reset_chain(self) -> None:
+        self.chain = None
+        self.t0_us = None
+        self.win_index = None
+
+    def _process(self, frame: Frame) -> list[R.Record]:
+        out: list[R.Record] = []
+        t_start_s = frame.t_us / 1e6
+        # silence detected from the data itself: the device clock jumped
+        if self.last_end_us is not None and frame.t_us - self.last_end_us > self.p.silent_after_s * 1e6:
+            for ev in self.alerts.observe("device_silent", True, self.last_end_us / 1e6 + self.p.silent_after_s,
+                                          detail="no frames from the device"):
+                out.append(self._alert(ev))
+            self._reset_chain()
+        elif self.last_end_us is not None and abs(frame.t_us - self.last_end_us) > 1e6 * 0.5 * frame.n_samples / frame.fs_hz:
+            self._reset_chain()  # a discontinuity in the device clock: restart the filters
+        for ev in self.alerts.observe("device_silent", False, t_start_s):
+            out.append(self._alert(ev))
+        if not self.alerts.is_active("data_gap"):
+            pass
+        else:
+            for ev in self.alerts.observe("data_gap", False, t_start_s):
+                out.append(self._alert(ev))
+        if (self.chain is None or self.chain.cfg.fs_hz != frame.fs_hz
+                or self.chain.cfg.n_channels != frame.n_channels):
+            self.chain = MultiChannelChain(ChainConfig(
+                fs_hz=float(frame.fs_hz), n_channels=frame.n_channels, mains_hz=self.p.mains_hz,
+                window_s=self.p.window_s, hop_s=self.p.hop_s,
+                full_scale_uv=(-32768 * float(np.float32(frame.scale_uv)), 32767 * float(np.float32(frame.scale_uv))),
+                stim_slope_uv=None))
+            self.t0_us = frame.t_us
+            self.win_index = None
+            if self.rest_mean is not None and len(self.rest_mean) == frame.n_channels:
+                self._arm_detectors()
+        res = self.chain.process(frame.microvolts())
+        self.last_end_us = frame.t_us + frame.duration_us
+        self.stats["frames"] += 1
+        self.stats["samples"] += frame.n_samples * frame.n_channels
+        session_id = frame.session_id or (uuid.UUID(self.session["session_id"]) if self.session else None)
+        if self.session is not None:
+            self.session["frames"] += 1
+            self.session["last_us"] = self.last_end_us
+        env = res.envelope_uv
+        if env.shape[1]:
+            t_env0 = self.t0_us / 1e6 + float(res.envelope_times_s[0])
+            clipped = 0
+            out.append(R.EnvelopeFrame.from_array(
+                env, device_id=self.device_id, session_id=session_id, seq=frame.seq, time=utc(t_env0),
+                fs_hz=1.0 / self.p.hop_s, clipped=clipped, stim_blanked=res.blanked_samples > 0))
+            out += self._sliding_balance(env, res.envelope_times_s, session_id)
+        for act in res.activations:
+            out.append(self._activation(act, session_id))
+        for q in res.quality:
+            out += self._quality(q, session_id)
+        return out
+
+    # --- sliding balance and rest baseline -----------------------------------------
+
+    def _sliding_balance(self, env: np.ndarray, times_s: np.ndarray, session_id) -> list[R.Record]:
+        out: list[R.Record] = []
+        idx = np.floor(times_s / BALANCE_WINDOW_S).astype(np.int64)
+        for j in range(env.shape[1]):
+            w = int(idx[j])
+            if self.win_index is None:
+                self._open_window(w, env.shape[0])
+            elif w != self.win_index:
+                out += self._close_window(session_id)
+                self._open_window(w, env.shape[0])
+            col = env[:, j]
+            self.win_sum = [a + float(b) for a, b in zip(self.win_sum, col)]
+            self.win_sq = [a + float(b) * float(b) for a, b in zip(self.win_sq, col)]
+            self.win_n += 1
+        return out
+
+    def _open_window(self, w: int, n: int) -> None:
+        self.win_index = w
+        self.win_sum = [0.0] * n
+        self.win_sq = [0.0] * n
+        self.win_n = 0
+
+    def _close_window(self, session_id) -> list[R.Record]:
+        out: list[R.Record] = []
+        if self.win_n == 0 or self.t0_us is None:
+            return out
+        full_n = int(round(BALANCE_WINDOW_S / self.p.hop_s))
+        means = [s / self.win_n for s in self.win_sum]
+        if self.win_n >= full_n:
+            sds = [math.sqrt(max(q / self.win_n - m * m, 0.0)) for q, m in zip(self.win_sq, means)]
+            self._update_rest(means, sds)
+        t0 = self.t0_us / 1e6 + self.win_index * BALANCE_WINDOW_S
+        by_site = {(c["muscle"], c["side"]): c["channel"] for c in self.channel_map if c["channel"] < len(means)}
+        affected = self.session.get("affected_side") if self.session else None
+        for muscle in sorted({m for m, _s in by_site}):
+            if (muscle, "L") not in by_site or (muscle, "R") not in by_site:
+                continue
+            left, right = means[by_site[(muscle, "L")]], means[by_site[(muscle, "R")]]
+            ai, ratio = balance(left, right, affected)
+            if ai is None:
+                continue
+            out.append(R.BalanceRecord(
+                device_id=self.device_id, session_id=session_id, time=utc(t0),
+                time_end=utc(t0 + self.win_n * self.p.hop_s), window_kind="sliding", muscle=muscle,
+                left=left, right=right, ai=ai, ratio=ratio, affected_side=affected, normalized=False))
+        return out
+
+    def _update_rest(self, means: list[float], sds: list[float]) -> None:
+        self.windows_seen += 1
+        if self.rest_mean is None or len(self.rest_mean) != len(means):
+            self.rest_mean, self.rest_sd = list(means), list(sds)
+        else:
+            changed = False
+            for i, (m, s) in enumerate(zip(means, sds)):
+                if m < self.rest_mean[i]:
+                    self.rest_mean[i], self.rest_sd[i] = m, s
+                    changed = True
+            if not changed and self.chain is not None and self.chain.detectors is not None:
+                return
+        if self.windows_seen >= MIN_REST_WINDOWS:
+            self._arm_detectors()
+
+    def _arm_detectors(self) -> None:
+        if self.chain is None or self.rest_mean is None:
+            return
+        thr = [m + ACTIVATION_K * max(s, 0.05 * m) for m, s in zip(self.rest_mean, self.rest_sd)]
+        if self.chain.detectors is None:
+            self.chain.set_baselines(thr)
+        else:  # keep open activations; tighten thresholds only
+            for det, t in zip(self.chain.detectors, thr):
+                det.threshold = t
+
+    # --- activations, quality -----------------------------------------------------
+
+    def _site(self, channel: int) -> tuple[str, str]:
+        for c in self.channel_map:
+            if c["channel"] == channel:
+                return c["muscle"], c["side"]
+        return f"channel{channel}", "L" if channel % 2 == 0 else "R"
+
+    def _activation(self, act, session_id) -> R.ActivationRecord:
+        muscle, side = self._site(act.channel)
+        t0 = self.t0_us / 1e6
+        return R.ActivationRecord(
+            device_id=self.device_id, session_id=session_id, channel=act.channel, muscle=muscle, side=side,
+            onset=utc(t0 + act.onset_s), offset=utc(t0 + act.offset_s), peak_uv=float(act.peak),
+            mean_uv=float(act.mean), area_uv_s=float(act.area))
+
+    def _quality(self, q, session_id) -> list[R.Record]:
+        out: list[R.Record] = []
+        t0 = self.t0_us / 1e6 + q.start_s
+        for ch in range(len(q.rms_uv)):
+            muscle, side = self._site(ch)
+            base = self.rest_mean[ch] if self.rest_mean and ch < len(self.rest_mean) else None
+            rms = float(q.rms_uv[ch])
+            snr = 20 * math.log10(rms / base) if base and base > 0 and rms > 0 else None
+            clip = None if q.clipping_fraction is None else float(q.clipping_fraction[ch])
+            off = bool(q.electrode_off[ch])
+            mains = float(q.mains_power_ratio[ch])
+            mains_uv = rms * math.sqrt(mains / (1.0 - mains)) if mains < 1.0 else float("inf")
+            self.signal_off = _set(self.signal_off, ch, off)
+            contact_lost = ch < len(self.contact_lost) and self.contact_lost[ch]
+            score = 1.0
+            if off:
+                score = 0.0
+            else:
+                score -= min(0.5, mains) + min(0.3, 10 * (clip or 0.0)) + min(0.2, float(q.lowfreq_power_ratio[ch]) / 2)
+            out.append(R.QualityRecord(
+                device_id=self.device_id, session_id=session_id, time=utc(t0), window_s=q.duration_s, channel=ch,
+                muscle=muscle if not muscle.startswith("channel") else None,
+                side=side if not muscle.startswith("channel") else None, rms_uv=rms, baseline_uv=base,
+                snr_db=snr, mains_ratio=mains, clipping_frac=clip, flatline_frac=float(q.flat_fraction[ch]),
+                contact_ok=not off, score=max(0.0, score)))
+            for kind, cond, value in (("electrode_off", off or contact_lost, float(q.raw_sd_uv[ch])),
+                                      ("clipping", (clip or 0.0) > 0.01, clip),
+                                      ("mains_noise", mains_uv > self.p.mains_alert_uv, mains_uv)):
+                for ev in self.alerts.observe(kind, cond, t0 + q.duration_s, value=value, channel=ch):
+                    out.append(self._alert(ev, session_id))
+        return out
+
+    # --- telemetry ---------------------------------------------------------------------
+
+    def on_telemetry(self, t: Telemetry) -> list[R.Record]:
+        t_s = t.t_us / 1e6
+        sid = t.session_id or (uuid.UUID(self.session["session_id"]) if self.session else None)
+        out: list[R.Record] = [R.TelemetryRecord(
+            device_id=self.device_id, time=utc(t_s), seq=t.seq, battery_pct=t.battery_pct,
+            temperature_c=t.temperature_c, impedance_kohm=t.impedance_kohm, stim_current_ua=t.stim_current_ua,
+            signal_strength_dbm=t.signal_strength_dbm, firmware_errors=list(t.firmware_errors) or None)]
+        if t.stim_current_ua is not None:
+            over = t.stim_current_ua > self.limit_ua
+            if self.session is not None:
+                self.session["max_current"] = max(self.session.get("max_current") or 0.0, t.stim_current_ua)
+            for ev in self.alerts.observe("over_current", over, t_s, value=t.stim_current_ua,
+                                          detail=f"{t.stim_current_ua:.0f} µA, limit {self.limit_ua:.0f} µA"):
+                out.append(self._alert(ev, sid, threshold=self.limit_ua))
+        if t.battery_pct is not None:
+            active = self.alerts.is_active("low_battery")
+            low = t.battery_pct < (self.p.battery_clear_pct if active else self.p.battery_low_pct)
+            for ev in self.alerts.observe("low_battery", low, t_s, value=t.battery_pct):
+                out.append(self._alert(ev, sid, threshold=self.p.battery_low_pct))
+        for ch, z in enumerate(t.impedance_kohm or []):
+            lost = z > self.p.electrode_off_kohm
+            self.contact_lost = _set(self.contact_lost, ch, lost)
+            signal_off = ch < len(self.signal_off) and self.signal_off[ch]
+            for ev in self.alerts.observe("electrode_off", lost or signal_off, t_s, value=z, channel=ch,
+                                          detail=f"impedance {z:.0f} kΩ"):
+                out.append(self._alert(ev, sid, threshold=self.p.electrode_off_kohm))
+            bad = z > self.p.impedance_max_kohm and not lost
+            for ev in self.alerts.observe("impedance_out_of_range", bad, t_s, value=z, channel=ch):
+                out.append(self._alert(ev, sid, threshold=self.p.impedance_max_kohm))
+        return out
+
+    # --- session events ------------------------------------------------------------------
+
+    def on_event(self, ev) -> list[R.Record]:
+        t_s = ev.t_us / 1e6
+        out: list[R.Record] = []
+        if isinstance(ev, SessionStart):
+            if self.session is not None and self.session["session_id"] != str(ev.session_id):
+                out += self._close_session(t_s, "ended")
+            if self.session is None or self.session["session_id"] != str(ev.session_id):
+                self.session = {
+                    "session_id": str(ev.session_id), "therapy_type": ev.therapy_type, "started_us": ev.t_us,
+                    "last_us": ev.t_us, "frames": 0, "missing0": self.seq.n_missing, "dups0": self.seq.n_duplicates,
+                    "alerts": 0, "max_current": None, "discomfort": None, "skin_reaction": None, "tasks": {},
+                    "affected_side": None,
+                }
+            self.channel_map = [{"channel": c.channel, "muscle": c.muscle, "side": c.side.value
+                                 if hasattr(c.side, "value") else str(c.side)} for c in ev.channel_map]
+            self.limit_ua = ev.stimulation.current_limit_ua if ev.stimulation else self.p.current_limit_ua
+            out.append(self._summary("open", t_s))
+        elif isinstance(ev, SessionEnd):
+            if self.session is not None and self.session["session_id"] == str(ev.session_id):
+                out += self._close_session(t_s, "ended")
+        elif isinstance(ev, TaskMarker):
+            if ev.type == "task_start":
+                self.open_task = {"task": ev.task, "rep": ev.repetition, "start_us": ev.t_us,
+                                  "session_id": str(ev.session_id)}
+            elif self.open_task and self.open_task["task"] == ev.task and self.open_task["rep"] == ev.repetition:
+                out.append(R.TaskWindowRecord(
+                    device_id=self.device_id, session_id=ev.session_id, task=ev.task, repetition=ev.repetition,
+                    time=utc(self.open_task["start_us"] / 1e6), time_end=utc(t_s)))
+                if self.session is not None:
+                    self.session["tasks"][ev.task] = max(self.session["tasks"].get(ev.task, 0), ev.repetition)
+                self.open_task = None
+        elif isinstance(ev, PatientReport):
+            if self.session is not None:
+                self.session["discomfort"] = ev.discomfort
+                self.session["skin_reaction"] = ev.skin_reaction
+            bad = ev.discomfort >= 7 or ev.skin_reaction not in ("none",)
+            if bad:
+                for a in self.alerts.observe("discomfort", True, t_s, value=float(ev.discomfort),
+                                             detail=f"discomfort {ev.discomfort}/10, skin: {ev.skin_reaction}"):
+                    out.append(self._alert(a, ev.session_id))
+        return out
+
+    def _close_session(self, t_s: float, status: str) -> list[R.Record]:
+        out: list[R.Record] = []
+        if self.session is None:
+            return out
+        if self.alerts.is_active("discomfort"):
+            for a in self.alerts.observe("discomfort", False, t_s):
+                out.append(self._alert(a))
+        out.append(self._summary(status, t_s))
+        self.session = None
+        self.open_task = None
+        return out
+
+    def _summary(self, status: str, t_s: float) -> R.SessionSummary:
+        s = self.session
+        assert s is not None
+        end_s = t_s if status != "open" else None
+        minutes = ((end_s if end_s is not None else s["last_us"] / 1e6) - s["started_us"] / 1e6) / 60.0
+        return R.SessionSummary(
+            session_id=uuid.UUID(s["session_id"]), device_id=self.device_id, therapy_type=s["therapy_type"],
+            started_at=utc(s["started_us"] / 1e6), ended_at=None if end_s is None else utc(end_s), status=status,
+            minutes=max(0.0, minutes), discomfort=s["discomfort"],
+            skin_reaction=s["skin_reaction"], max_stim_current_ua=s["max_current"], frames=s["frames"],
+            missing_frames=self.seq.n_missing - s["missing0"], duplicates=self.seq.n_duplicates - s["dups0"],
+            alerts=s["alerts"], tasks=dict(s["tasks"]), revision=0 if status == "open" else 1,
+            channel_map=list(self.channel_map), computed_at=utc(t_s))
+
+    # --- time passing (wall clock) --------------------------------------------------------
+
+    def on_tick(self, now_s: float, last_arrival_s: float | None) -> list[R.Record]:
+        """Liveness: raise `device_silent`, and time out a session, when nothing arrives."""
+        out: list[R.Record] = []
+        if self.session is None or last_arrival_s is None or self.last_end_us is None:
+            return out
+        quiet_s = now_s - last_arrival_s
+        if quiet_s > self.p.silent_after_s:
+            d = flush(self.seq)  # stop waiting for frames that will not come
+            out += self._deliver(d, None)
+            for ev in self.alerts.observe("device_silent", True, self.last_end_us / 1e6 + self.p.silent_after_s,
+                                          detail="no frames from the device"):
+                out.append(self._alert(ev))
+        if quiet_s > self.p.session_timeout_s:
+            out += self._close_session(self.last_end_us / 1e6, "timed_out")
+        return out
+
+    def stream_stats(self, now_s: float) -> R.StreamStats | None:
+        """Counters since the last call (None when nothing happened)."""
+        if not any(self.stats.values()) or self.last_end_us is None:
+            return None
+        rec = R.StreamStats(device_id=self.device_id, time=utc(self.last_end_us / 1e6), window_s=now_s,
+                            last_seq=(self.seq.next_seq - 1) if self.seq.next_seq is not None else None,
+                            session_id=uuid.UUID(self.session["session_id"]) if self.session else None,
+                            **self.stats)
+        self.stats = dict.fromkeys(self.stats, 0)
+        return rec
+
+    def _alert(self, ev: AlertEvent, session_id=None, threshold: float | None = None) -> R.AlertRecord:
+        if self.session is not None and ev.state == "raised":
+            self.session["alerts"] += 1
+        sid = session_id or (uuid.UUID(self.session["session_id"]) if self.session else None)
+        c = self.alerts.conds[self.alerts._key(ev.kind, ev.channel)]
+        raised_at = utc(c.raised_at if c.raised_at is not None else ev.time_s)
+        kind = ALERT_TYPE_OF.get(ev.kind, ev.kind)
+        return R.AlertRecord(
+            alert_id=R.alert_id(self.device_id, kind, raised_at, ev.channel), device_id=self.device_id,
+            session_id=sid, alert_type=kind, severity=ev.severity, state=ev.state, time=utc(ev.time_s),
+            raised_at=raised_at, channel=ev.channel, value=ev.value, threshold=threshold, message=ev.message)
+
+    # --- state -----------------------------------------------------------------------------
+
+    def to_state(self) -> bytes:
+        self.rev += 1
+        return _ENC.encode({
+            "v": STATE_VERSION, "rev": self.rev, "device_id": self.device_id, "seq": self.seq.to_state(),
+            "chain": None if self.chain is None else self.chain.to_state(), "t0_us": self.t0_us,
+            "last_end_us": self.last_end_us, "alerts": self.alerts.to_state(), "session": self.session,
+            "channel_map": self.channel_map, "limit_ua": self.limit_ua, "win_index": self.win_index,
+            "win_sum": self.win_sum, "win_sq": self.win_sq, "win_n": self.win_n, "rest_mean": self.rest_mean,
+            "rest_sd": self.rest_sd, "windows_seen": self.windows_seen, "stats": self.stats,
+            "open_task": self.open_task, "last_arrival_s": self.last_arrival_s,
+            "signal_off": self.signal_off, "contact_lost": self.contact_lost,
+        })
+
+    @classmethod
+    def from_state(cls, data: bytes, params: WorkerParams) -> "DeviceProcessor":
+        d = msgspec.msgpack.decode(data)
+        if d.get("v") != STATE_VERSION:
+            raise ValueError(f"unsupported device state version {d.get('v')}")
+        p = cls(d["device_id"], params)
+        p.rev = d["rev"]
+        p.seq = SequenceState.from_state(d["seq"])
+        try:
+            p.chain = None if d["chain"] is None else MultiChannelChain.from_state(d["chain"])
+        except (ValueError, KeyError, TypeError):
+            p.chain = None  # state of another DSP version: restart the filters (a one-window transient)
+        p.t0_us, p.last_end_us = d["t0_us"], d["last_end_us"]
+        p.alerts = AlertTracker.from_state(d["alerts"])
+        p.session, p.channel_map, p.limit_ua = d["session"], d["channel_map"], d["limit_ua"]
+        p.win_index, p.win_sum, p.win_sq, p.win_n = d["win_index"], d["win_sum"], d["win_sq"], d["win_n"]
+        p.rest_mean, p.rest_sd, p.windows_seen = d["rest_mean"], d["rest_sd"], d["windows_seen"]
+        p.stats, p.open_task, p.last_arrival_s = d["stats"], d["open_task"], d["last_arrival_s"]
+        p.signal_off, p.contact_lost = d["signal_off"], d["contact_lost"]
+        return p
+
+
+_ENC = msgspec.msgpack.Encoder()
+
+
+def _set(flags: list[bool], i: int, value: bool) -> list[bool]:
+    if i >= len(flags):
+        flags = flags + [False] * (i + 1 - len(flags))
+    flags[i] = value
+    return flags
+
+#: alert kinds of the tracker -> alert types of the record contract
+ALERT_TYPE_OF = {"impedance_out_of_range": "impedance", "low_battery": "battery_low"}
+
+
+def balance(left: float, right: float, affected_side: str | None, floor_uv: float = 1e-6
+            ) -> tuple[float | None, float | None]:
+    """(AI, ratio affected/healthy); AI undefined when both sides are silent."""
+    total = left + right
+    if not (total > floor_uv) or not math.isfinite(total):
+        return None, None
+    ai = (left - right) / total
+    ratio = None
+    if affected_side in ("L", "R"):
+        aff, healthy = (left, right) if affected_side == "L" else (right, left)
+        ratio = aff / healthy if healthy > floor_uv else None
+    return ai, ratio
