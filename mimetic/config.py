@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     sink_metrics_port: int | None = Field(
         None, description="Sink: serve Prometheus metrics on 127.0.0.1:PORT when standalone (unset: off)."
     )
+    sink_refresh_interval_s: float = Field(
+        5.0,
+        description="Sink: every this many seconds, recompute finished sessions whose data changed "
+        "(task-window balance, per-muscle summary, synkinesis; app.refresh_session); 0 = leave it to "
+        "`mimetic jobs rollup`.",
+    )
     rollup_lateness_s: int = Field(
         120, description="Rollup job: only buckets older than this are rolled up (data may still arrive)."
     )

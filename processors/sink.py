@@ -69,6 +69,9 @@ class SinkMetrics:
                                     ["reason"], registry=reg)
         self.lag = Gauge("mimetic_sink_lag_records", "Records behind the end of each partition",
                          ["topic", "partition"], registry=reg)
+        self.sessions_refreshed = Counter("mimetic_sink_sessions_refreshed_total",
+                                          "Finished sessions whose in-database analysis was recomputed",
+                                          registry=reg)
         self.db_up = Gauge("mimetic_sink_db_up", "1 while the last database write succeeded", registry=reg)
         self.batch_seconds = Histogram("mimetic_sink_batch_write_seconds", "Database time per batch",
                                        registry=reg, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
@@ -100,6 +103,8 @@ class Sink:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.started = asyncio.Event()
+        self._paused = False
+        self._last_refresh = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -126,12 +131,27 @@ class Sink:
                 msgs = await self._fetch()
                 if msgs:
                     await self._process(msgs)
+                await self._maybe_refresh()
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
             with contextlib.suppress(Exception):
                 await self.producer.stop()
             await asyncio.to_thread(self.writer.close)
+
+    async def _maybe_refresh(self) -> None:
+        """Recompute finished sessions whose envelopes/task windows/summary changed (0006)."""
+        interval = self.s.sink_refresh_interval_s
+        now = time.monotonic()
+        if interval <= 0 or now - self._last_refresh < interval:
+            return
+        self._last_refresh = now
+        try:
+            n = await asyncio.to_thread(self.writer.refresh_sessions, min(2.0, interval))
+            if n:
+                self.metrics.sessions_refreshed.inc(n)
+        except (TransientDbError, RecordRejected) as exc:
+            log.warning("session refresh failed (%s); will retry", exc)
 
     async def _fetch(self) -> list[ConsumerRecord]:
         assert self.consumer is not None
@@ -175,9 +195,7 @@ class Sink:
 
     async def _write_with_retry(self, batch: list[_Decoded]) -> list[tuple[ConsumerRecord, str]]:
         """Write until it succeeds; returns records rejected for their data (to dead-letter)."""
-        assert self.consumer is not None
         backoff = 0.2
-        paused: set[TopicPartition] = set()
         try:
             while True:
                 t0 = time.perf_counter()
@@ -193,38 +211,57 @@ class Sink:
                 except TransientDbError as exc:
                     self.metrics.db_up.set(0)
                     self.metrics.retries.inc()
-                    if not paused:
-                        paused = set(self.consumer.assignment())
-                        self.consumer.pause(*paused)
                     log.warning("database unavailable (%s); retrying the same batch in %.1fs", exc, backoff)
-                    # poll while paused: returns nothing, keeps this member in its group
                     await self._idle(backoff)
                     backoff = min(self.s.sink_retry_max_s, backoff * 2) * random.uniform(0.8, 1.0)
         finally:
-            if paused:
-                self.consumer.resume(*(tp for tp in paused if tp in self.consumer.assignment()))
+            self._resume()
 
     async def _idle(self, seconds: float) -> None:
+        """Wait with every partition paused, polling so this member stays in its group.
+
+        Partitions assigned meanwhile (rebalance) are paused too; should a poll still
+        return records, the consumer is sought back to them, so nothing is skipped.
+        """
         assert self.consumer is not None
-        end = asyncio.get_running_loop().time() + seconds
-        while (left := end - asyncio.get_running_loop().time()) > 0:
-            with contextlib.suppress(KafkaError):
-                await self.consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000), max_records=1)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            assigned = self.consumer.assignment()
+            if assigned:
+                self.consumer.pause(*assigned)
+                self._paused = True
+            try:
+                got = await self.consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000), max_records=100)
+            except KafkaError:
+                await asyncio.sleep(min(left, 1.0))
+                continue
+            for tp, recs in got.items():
+                if recs:
+                    self.consumer.seek(tp, recs[0].offset)
+
+    def _resume(self) -> None:
+        if self._paused and self.consumer is not None:
+            self.consumer.resume(*self.consumer.assignment())
+            self._paused = False
 
     async def _write_one_by_one(self, batch: list[_Decoded]) -> list[tuple[ConsumerRecord, str]]:
         rejected: list[tuple[ConsumerRecord, str]] = []
-        for d in batch:
-            while True:
-                try:
-                    result = await asyncio.to_thread(self.writer.write, [d.record])
-                    self._count(result)
-                    break
-                except RecordRejected as exc:
-                    rejected.append((d.msg, f"rejected by database: {exc}"))
-                    break
-                except TransientDbError:
-                    self.metrics.retries.inc()
-                    await self._idle(1.0)
+        try:
+            for d in batch:
+                while True:
+                    try:
+                        result = await asyncio.to_thread(self.writer.write, [d.record])
+                        self._count(result)
+                        break
+                    except RecordRejected as exc:
+                        rejected.append((d.msg, f"rejected by database: {exc}"))
+                        break
+                    except TransientDbError:
+                        self.metrics.retries.inc()
+                        await self._idle(1.0)
+        finally:
+            self._resume()
         return rejected
 
     def _count(self, result) -> None:

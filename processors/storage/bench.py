@@ -120,3 +120,81 @@ def main() -> None:  # python -m processors.storage.bench
 
 if __name__ == "__main__":
     main()
+
+
+def bench_sink(s: Settings, devices: int = 100, seconds: float = 10.0, fps: int = 20, samples: int = 2) -> dict:
+    """Sink throughput: preload the derived topics, then time the sink draining them.
+
+    Uses its own topic prefix and a scratch database `<pg_database>_bench` (created,
+    migrated, dropped), so it never touches real data.
+    """
+    import asyncio
+
+    from psycopg import sql
+
+    from mimetic import topics
+    from mimetic.db.migrate import migrate
+    from mimetic.kafka_admin import ensure_topics
+    from processors import records as r
+    from processors.sink import SINK_TOPICS, Sink
+
+    tag = uuid.uuid4().hex[:6]
+    bs = s.model_copy(update={"topic_prefix": f"bench-{tag}", "pg_database": f"{s.pg_database}_bench",
+                              "sink_group": f"bench-sink-{tag}"})
+    admin = s.model_copy(update={"pg_database": "postgres"}).db_dsn()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(bs.pg_database)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(bs.pg_database)))
+    try:
+        migrate(bs.db_dsn())
+        ensure_topics(bs, (*SINK_TOPICS, topics.DEAD_LETTERS))
+        env_fs = fps * samples
+        recs = [r.EnvelopeFrame(device_id=dev, session_id=sess, seq=seq, time=t, fs_hz=env_fs,
+                                n_channels=env.shape[0], env=np.ascontiguousarray(env, "<f4").tobytes())
+                for t, dev, seq, sess, env in _frames(devices, 8, fps, seconds, samples)]
+        out: dict = {"devices": devices, "seconds_of_data": seconds, "frames": len(recs),
+                     "needed_frames_per_s": devices * fps, "batch_size": bs.sink_batch_size}
+
+        async def go() -> None:
+            from aiokafka import AIOKafkaProducer
+
+            p = AIOKafkaProducer(bootstrap_servers=bs.kafka_bootstrap, acks="all", linger_ms=5,
+                                 max_batch_size=512 * 1024)
+            await p.start()
+            t0 = time.perf_counter()
+            topic = topics.FEATURES.name(bs)
+            for rec in recs:
+                key, value, headers = r.to_message(rec)
+                await p.send(topic, value=value, key=key, headers=headers)
+            await p.flush()
+            await p.stop()
+            out["produce_s"] = round(time.perf_counter() - t0, 2)
+            sink = Sink(bs)
+            task = asyncio.create_task(sink.run())
+            await sink.started.wait()
+            t0 = time.perf_counter()
+            while sink.metrics.value("mimetic_sink_rows_written_total", table="envelope") < len(recs):
+                await asyncio.sleep(0.05)
+                if task.done():
+                    task.result()
+            dt = time.perf_counter() - t0
+            sink.stop()
+            await task
+            out["sink_s"] = round(dt, 2)
+            out["sink_frames_per_s"] = round(len(recs) / dt)
+            out["sink_batches"] = sink.metrics.value("mimetic_sink_batches_total")
+            out["headroom_x"] = round(len(recs) / dt / (devices * fps), 1)
+
+        asyncio.run(go())
+        return out
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(bs.pg_database)))
+        try:
+            from kafka import KafkaAdminClient
+
+            ka = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+            ka.delete_topics([t.name(bs) for t in (*SINK_TOPICS, topics.DEAD_LETTERS)])
+            ka.close()
+        except Exception:
+            pass

@@ -66,6 +66,9 @@ def run_rollup(s: Settings, since: datetime | None = None, upto: datetime | None
     with psycopg.connect(dsn or s.db_dsn(), autocommit=True) as conn:
         conn.execute("select pg_advisory_lock(%s)", (_ROLLUP_LOCK,))
         try:
+            # finished sessions whose data changed: task-window balance, muscle summary, synkinesis
+            out["sessions_refreshed"] = conn.execute(
+                "select app.refresh_dirty_sessions(interval '0 seconds', 100000)").fetchone()[0]
             now = conn.execute("select now()").fetchone()[0]
             end = upto or (now - timedelta(seconds=s.rollup_lateness_s))
             end = conn.execute("select time_bucket('1 minute', %s::timestamptz)", (end,)).fetchone()[0]

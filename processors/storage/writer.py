@@ -81,6 +81,10 @@ def _alert_row(a: r.AlertRecord) -> tuple:
             a.channel, a.value, a.threshold, a.message)
 
 
+def _task_window_row(w: r.TaskWindowRecord) -> tuple:
+    return (w.session_id, w.device_id, w.task, w.repetition, w.time, w.time_end)
+
+
 @dataclass(frozen=True)
 class CopySpec:
     table: str
@@ -141,7 +145,12 @@ COPY_SPECS: dict[str, CopySpec] = {
         ("alert_type", "text"), ("severity", "text"), ("state", "text"), ("raised_at", "timestamptz"),
         ("channel", "int2"), ("value", "float4"), ("threshold", "float4"), ("message", "text")),
         _alert_row, "alert_id, state, time"),
+    "task_window": CopySpec("task_window", (
+        ("session_id", "uuid"), ("device_id", "text"), ("task", "text"), ("repetition", "int4"),
+        ("time", "timestamptz"), ("time_end", "timestamptz")), _task_window_row, "session_id, task, repetition"),
 }
+#: every kind the writer stores
+SUPPORTED_KINDS = frozenset({"envelope", "session_summary", *COPY_SPECS})
 ENVELOPE_TABLE = "envelope"
 SUMMARY_TABLE = "session_summary"
 
@@ -202,6 +211,9 @@ class DbWriter:
         by_kind: dict[str, list] = defaultdict(list)
         for rec in batch:
             by_kind[r.kind_of(rec)].append(rec)
+        unknown = set(by_kind) - SUPPORTED_KINDS
+        if unknown:
+            raise RecordRejected(f"no table for record kind(s) {sorted(unknown)}")
         try:
             conn = self._connect()
             result = WriteResult()
@@ -214,6 +226,7 @@ class DbWriter:
                             self._copy(cur, spec, by_kind[kind], result)
                     if by_kind.get("alert"):
                         self._upsert_alert_state(cur)
+                    self._mark_dirty(cur, by_kind)
                     for summary in by_kind.get("session_summary", ()):
                         self._upsert_summary(cur, summary, result)
             return result
@@ -258,6 +271,29 @@ class DbWriter:
                     f"from {spec.staging} on conflict ({spec.conflict}) do nothing")
         result.add(spec.table, len(recs), cur.rowcount)
 
+    def _mark_dirty(self, cur: psycopg.Cursor, by_kind: dict[str, list]) -> None:
+        """Sessions whose in-database analysis (app.refresh_session) must be recomputed."""
+        sessions = {f.session_id for f in by_kind.get("envelope", ()) if f.session_id is not None}
+        sessions.update(w.session_id for w in by_kind.get("task_window", ()))
+        sessions.update(s.session_id for s in by_kind.get("session_summary", ()) if s.status != "open")
+        if sessions:
+            cur.execute(
+                "insert into app.session_dirty (session_id) select unnest(%s::uuid[]) "
+                "on conflict (session_id) do update set marked_at = excluded.marked_at",
+                (sorted(sessions),))
+
+    def refresh_sessions(self, settle_s: float = 2.0, limit: int = 50) -> int:
+        """Recompute finished sessions marked dirty (see migration 0006); returns how many."""
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                n = conn.execute("select app.refresh_dirty_sessions(make_interval(secs => %s), %s)",
+                                 (settle_s, limit)).fetchone()[0]
+            return n
+        except psycopg.Error as exc:
+            self.close()
+            raise _classify(exc) from exc
+
     def _upsert_alert_state(self, cur: psycopg.Cursor) -> None:
         # one row per episode: the raise's description, cleared_at once any clear was seen.
         # A replayed raise never un-clears an episode (coalesce keeps the clear).
@@ -284,7 +320,7 @@ class DbWriter:
             """
             insert into session_summary as t (session_id, device_id, patient_id, therapy_type, started_at,
                 ended_at, status, minutes, active_minutes, discomfort, skin_reaction, max_stim_current_ua,
-                frames, missing_frames, duplicates, alerts, tasks, revision, computed_at)
+                frames, missing_frames, duplicates, alerts, tasks, revision, computed_at, channel_map)
             values (%(session_id)s, %(device_id)s,
                     coalesce(%(patient_id)s,
                              (select patient_id from therapy_session where session_id = %(session_id)s),
@@ -292,7 +328,7 @@ class DbWriter:
                     %(therapy_type)s, %(started_at)s, %(ended_at)s, %(status)s, %(minutes)s,
                     %(active_minutes)s, %(discomfort)s, %(skin_reaction)s, %(max_stim_current_ua)s,
                     %(frames)s, %(missing_frames)s, %(duplicates)s, %(alerts)s, %(tasks)s::jsonb,
-                    %(revision)s, %(computed_at)s)
+                    %(revision)s, %(computed_at)s, %(channel_map)s)
             on conflict (session_id) do update set
                 device_id = excluded.device_id, patient_id = excluded.patient_id,
                 therapy_type = excluded.therapy_type, started_at = excluded.started_at,
@@ -301,7 +337,8 @@ class DbWriter:
                 skin_reaction = excluded.skin_reaction, max_stim_current_ua = excluded.max_stim_current_ua,
                 frames = excluded.frames, missing_frames = excluded.missing_frames,
                 duplicates = excluded.duplicates, alerts = excluded.alerts, tasks = excluded.tasks,
-                revision = excluded.revision, computed_at = excluded.computed_at, stored_at = now()
+                revision = excluded.revision, computed_at = excluded.computed_at, stored_at = now(),
+                channel_map = coalesce(excluded.channel_map, t.channel_map)
             where (excluded.revision, excluded.computed_at) > (t.revision, t.computed_at)
             returning patient_id
             """,
@@ -314,36 +351,39 @@ class DbWriter:
                 "missing_frames": s.missing_frames, "duplicates": s.duplicates, "alerts": s.alerts,
                 "tasks": psycopg.types.json.Jsonb(s.tasks), "revision": s.revision,
                 "computed_at": s.computed_at,
+                "channel_map": psycopg.types.json.Jsonb(s.channel_map) if s.channel_map else None,
             },
         )
         row = cur.fetchone()
         result.add(SUMMARY_TABLE, 1, 0 if row is None else 1)
         if row is None:
             return  # replay or older revision
-        cur.execute("delete from session_muscle_summary where session_id = %s", (s.session_id,))
-        if s.muscles:
+        if s.muscles:   # else keep what the database computed (app.refresh_session)
+            cur.execute("delete from session_muscle_summary where session_id = %s", (s.session_id,))
             cur.executemany(
                 "insert into session_muscle_summary (session_id, muscle, ai, ratio, left_pct_mvc, right_pct_mvc,"
                 " synkinesis, synkinesis_flag, activations, task_windows) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 [(s.session_id, m.muscle, m.ai, m.ratio, m.left_pct_mvc, m.right_pct_mvc, m.synkinesis,
                   m.synkinesis_flag, m.activations, m.task_windows) for m in s.muscles],
             )
-        result.add("session_muscle_summary", len(s.muscles), len(s.muscles))
+            result.add("session_muscle_summary", len(s.muscles), len(s.muscles))
         # keep the registry's session row in step (only when the device is registered)
         cur.execute(
             """
             insert into therapy_session as ts (session_id, patient_id, device_id, therapy_type, started_at,
-                                               ended_at, status, discomfort, skin_reaction)
+                                               ended_at, status, discomfort, skin_reaction, channel_map)
             select %(session_id)s, %(patient_id)s, d.device_id, %(therapy_type)s, %(started_at)s,
-                   %(ended_at)s, %(status)s, %(discomfort)s, %(skin_reaction)s
+                   %(ended_at)s, %(status)s, %(discomfort)s, %(skin_reaction)s, %(channel_map)s::jsonb
             from device d where d.device_id = %(device_id)s
             on conflict (session_id) do update set
                 ended_at = coalesce(excluded.ended_at, ts.ended_at), status = excluded.status,
                 patient_id = coalesce(ts.patient_id, excluded.patient_id),
                 discomfort = coalesce(excluded.discomfort, ts.discomfort),
-                skin_reaction = coalesce(excluded.skin_reaction, ts.skin_reaction)
+                skin_reaction = coalesce(excluded.skin_reaction, ts.skin_reaction),
+                channel_map = coalesce(ts.channel_map, excluded.channel_map)
             """,
             {"session_id": s.session_id, "patient_id": row[0], "device_id": s.device_id,
              "therapy_type": s.therapy_type, "started_at": s.started_at, "ended_at": s.ended_at,
-             "status": s.status, "discomfort": s.discomfort, "skin_reaction": s.skin_reaction},
+             "status": s.status, "discomfort": s.discomfort, "skin_reaction": s.skin_reaction,
+             "channel_map": psycopg.types.json.Jsonb(s.channel_map) if s.channel_map else None},
         )

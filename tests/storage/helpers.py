@@ -60,6 +60,8 @@ def mixed_records(device: str, n_frames: int, session_id: uuid.UUID, t0: datetim
     recs.append(r.AlertRecord(alert_id=aid, device_id=device, session_id=session_id, alert_type="electrode_off",
                               severity="warning", state="cleared", time=raised + timedelta(seconds=1),
                               raised_at=raised, channel=3, message="electrode 3 back"))
+    recs.append(r.TaskWindowRecord(device_id=device, session_id=session_id, task="smile", repetition=1,
+                                   time=t0, time_end=t0 + timedelta(seconds=min(seconds, 2))))
     recs.append(r.SessionSummary(session_id=session_id, device_id=device, therapy_type="microcurrent",
                                  started_at=t0, ended_at=t0 + timedelta(seconds=seconds), minutes=seconds / 60,
                                  discomfort=2, computed_at=t0 + timedelta(seconds=seconds),
@@ -70,7 +72,7 @@ def mixed_records(device: str, n_frames: int, session_id: uuid.UUID, t0: datetim
 def expected_rows(n_frames: int) -> dict[str, int]:
     seconds = max(1, int(n_frames * FRAME_S))
     return {"envelope": n_frames, "signal_quality": seconds, "stream_stats": seconds, "telemetry": seconds,
-            "balance": seconds, "activation": seconds, "alert_event": 2, "alert": 1, "session_summary": 1,
+            "balance": seconds, "activation": seconds, "alert_event": 2, "alert": 1, "session_summary": 1, "task_window": 1,
             "session_muscle_summary": 1}
 
 
@@ -91,7 +93,7 @@ def produce(s: Settings, recs: list[r.Record], extra: list[tuple[str, bytes, byt
 def count_rows(conn, device: str) -> dict[str, int]:
     out = {}
     for table in ("envelope", "signal_quality", "stream_stats", "telemetry", "balance", "activation",
-                  "alert_event", "alert", "session_summary"):
+                  "alert_event", "alert", "session_summary", "task_window"):
         out[table] = conn.execute(f"select count(*) from {table} where device_id = %s", (device,)).fetchone()[0]
     out["session_muscle_summary"] = conn.execute(
         "select count(*) from session_muscle_summary m join session_summary s using (session_id) "

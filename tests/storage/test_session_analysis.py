@@ -1,0 +1,105 @@
+"""In-database session analysis (migration 0006): task-window balance, muscle summary, synkinesis."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import psycopg
+import pytest
+
+from mimetic.config import Settings
+from processors import records as r
+from processors.storage.jobs import run_rollup
+from processors.storage.writer import DbWriter
+
+pytestmark = pytest.mark.stack
+
+T0 = datetime(2022, 2, 1, 10, 0, tzinfo=timezone.utc)
+CHANNEL_MAP = [{"channel": 0, "muscle": "zygomaticus", "side": "L"},
+               {"channel": 1, "muscle": "zygomaticus", "side": "R"},
+               {"channel": 2, "muscle": "orbicularis_oculi", "side": "L"},
+               {"channel": 3, "muscle": "orbicularis_oculi", "side": "R"}]
+# (task, repetition, start s, stop s)
+WINDOWS = [("smile", 1, 2.0, 4.0), ("smile", 2, 6.0, 8.0), ("smile", 3, 10.0, 12.0),
+           ("eye_closure_tight", 1, 14.0, 16.0), ("eye_closure_tight", 2, 18.0, 20.0)]
+LEVELS = {  # envelope µV per channel inside each task; 3 µV elsewhere. Affected side: R
+    "smile": [100.0, 50.0, 5.0, 30.0],              # zyg AI 1/3; oculi co-activates on R (synkinesis)
+    "eye_closure_tight": [5.0, 5.0, 80.0, 40.0],    # oculi AI 1/3; zyg quiet
+}
+
+
+def level(t: float) -> list[float]:
+    for task, _rep, a, b in WINDOWS:
+        if a <= t < b:
+            return LEVELS[task]
+    return [3.0] * 4
+
+
+def session_records(device: str, session: uuid.UUID) -> list[r.Record]:
+    recs: list[r.Record] = []
+    for seq in range(int(22 / 0.05)):          # 50 ms frames, 2 envelope samples each (40 Hz)
+        t = seq * 0.05
+        env = np.array([level(t), level(t + 0.025)], dtype=np.float32).T
+        recs.append(r.EnvelopeFrame.from_array(env, device_id=device, session_id=session, seq=seq,
+                                               time=T0 + timedelta(seconds=t), fs_hz=40.0))
+    for task, rep, a, b in WINDOWS:
+        recs.append(r.TaskWindowRecord(device_id=device, session_id=session, task=task, repetition=rep,
+                                       time=T0 + timedelta(seconds=a), time_end=T0 + timedelta(seconds=b)))
+    recs.append(r.SessionSummary(session_id=session, device_id=device, therapy_type="biofeedback_exercise",
+                                 started_at=T0, ended_at=T0 + timedelta(seconds=22), status="ended", minutes=22 / 60,
+                                 discomfort=1, channel_map=CHANNEL_MAP, revision=1,
+                                 computed_at=T0 + timedelta(seconds=22)))
+    return recs
+
+
+def test_session_analysis_matches_the_definitions(settings: Settings, db: psycopg.Connection) -> None:
+    tag = uuid.uuid4().hex[:6]
+    device, session = f"dev-sa-{tag}", uuid.uuid4()
+    db.execute("insert into clinic (clinic_id, name) values (%s, 'SA')", (f"c-{tag}",))
+    pid = db.execute("insert into patient (clinic_id, code, affected_side) values (%s, %s, 'R') returning patient_id",
+                     (f"c-{tag}", f"P-SA{tag}")).fetchone()[0]
+    db.execute("insert into device (device_id, clinic_id, patient_id) values (%s, %s, %s)", (device, f"c-{tag}", pid))
+    w = DbWriter(settings.db_dsn())
+    try:
+        recs = session_records(device, session)
+        # task windows first, frames later: the order between topics does not matter
+        w.write([x for x in recs if not isinstance(x, r.EnvelopeFrame)])
+        w.write([x for x in recs if isinstance(x, r.EnvelopeFrame)])
+        assert w.refresh_sessions(settle_s=0) >= 1
+    finally:
+        w.close()
+    rows = {m: (ai, ratio, syn, flag, reps) for m, ai, ratio, syn, flag, reps in db.execute(
+        "select muscle, ai, ratio, synkinesis, synkinesis_flag, repetitions from session_muscle_summary "
+        "where session_id = %s", (session,))}
+    assert rows["zygomaticus"][:2] == pytest.approx((1 / 3, 0.5), abs=1e-5)
+    assert rows["orbicularis_oculi"][:2] == pytest.approx((1 / 3, 0.5), abs=1e-5)
+    assert rows["zygomaticus"][4] == 3 and rows["orbicularis_oculi"][4] == 2
+    # oculi co-activates on the affected side while smiling; zygomaticus does not during eye closure
+    assert rows["orbicularis_oculi"][2] == pytest.approx(25 / 35, abs=1e-5) and rows["orbicularis_oculi"][3]
+    assert rows["zygomaticus"][2] == pytest.approx(0.0, abs=1e-6) and not rows["zygomaticus"][3]
+    kinds = dict(db.execute("select window_kind, count(*) from balance where session_id = %s group by 1",
+                            (session,)).fetchall())
+    assert kinds == {"repetition": 10, "task": 4}
+    # the registry row took the session's channel map; the progress view shows the session
+    assert db.execute("select channel_map from therapy_session where session_id = %s",
+                      (session,)).fetchone()[0] == CHANNEL_MAP
+    prog = db.execute("select session_number, muscle, round(ai::numeric, 3), synkinesis_flag from patient_progress "
+                      "where patient_id = %s order by muscle", (pid,)).fetchall()
+    assert [(n, m, float(a), f) for n, m, a, f in prog] == [
+        (1, "orbicularis_oculi", 0.333, True), (1, "zygomaticus", 0.333, False)]
+    # recomputing changes nothing; a late duplicate frame marks the session again, same result
+    before = db.execute("select * from balance where session_id = %s order by muscle, window_kind, time",
+                        (session,)).fetchall()
+    w = DbWriter(settings.db_dsn())
+    try:
+        w.write(session_records(device, session)[:5])
+    finally:
+        w.close()
+    assert run_rollup(settings, since=T0, upto=T0 + timedelta(hours=1))["sessions_refreshed"] >= 1
+    assert db.execute("select * from balance where session_id = %s order by muscle, window_kind, time",
+                      (session,)).fetchall() == before
+    syn = db.execute("select target_task, muscle, flag from session_synkinesis where session_id = %s order by 1, 2",
+                     (session,)).fetchall()
+    assert syn == [("eye_closure_tight", "zygomaticus", False), ("smile", "orbicularis_oculi", True)]
