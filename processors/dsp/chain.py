@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 
 from processors.dsp.activation import ActivationDetector, Activation, Baseline
-from processors.dsp.envelope import DEFAULT_HOP_S, DEFAULT_WINDOW_S, EnvelopeTiming, MovingSum
+from processors.dsp.envelope import DEFAULT_HOP_S, DEFAULT_WINDOW_S, EnvelopeTiming, MovingSum, block_sum, window_sums
 from processors.dsp.filters import (DEFAULT_BAND_HZ, DEFAULT_NOTCH_Q, DEFAULT_ORDER, CombNotch, OffsetRemover,
                                     SOSFilter, StimBlanker, as_2d, design_bandpass, make_notch, notch_from_state)
 
-STATE_VERSION = 1
+STATE_VERSION = 3
+CHUNK_SAMPLES = 8192  # per channel: keeps the temporaries of a long input in cache
 ELECTRODE_OFF_SD_UV = 0.05
+FLAT_SD_UV = 0.01  # a hop whose samples vary less than this is flat (ADC steps are ~0.1-1 µV)
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class ChainConfig:
     window_s: float = DEFAULT_WINDOW_S
     hop_s: float = DEFAULT_HOP_S
     quality_window_s: float = 1.0
-    lowfreq_block_s: float = 0.025  # boxcar for the < ~20 Hz (motion) power estimate: -3 dB at 17.7 Hz
+    lowfreq_block_s: float = 0.025  # boxcar for the < ~20 Hz (motion) power estimate, rounded to whole hops
+    # (20 ms at the default 10 ms hop: -3 dB at 22 Hz)
     stim_slope_uv: float | None = None  # blank stimulation pulses whose edge exceeds this step per sample
     stim_blank_s: float = 0.004
     full_scale_uv: tuple[float, float] | None = None  # ADC range, for clipping; None = unknown
@@ -78,9 +81,9 @@ class QualityWindow:
     duration_s: float
     rms_uv: np.ndarray  # conditioned signal RMS
     raw_sd_uv: np.ndarray  # raw (offset removed) standard deviation
-    mains_power_ratio: np.ndarray  # power removed by the notch / conditioned power before it
-    lowfreq_power_ratio: np.ndarray  # power of 25 ms block means (~ < 20 Hz) / raw variance
-    flat_fraction: np.ndarray  # fraction of samples equal to the previous one
+    mains_power_ratio: np.ndarray  # power removed by the notch / band-passed power before it
+    lowfreq_power_ratio: np.ndarray  # power of ~25 ms block means (a boxcar low-pass, ~< 20 Hz) / raw variance
+    flat_fraction: np.ndarray  # fraction of hops (10 ms) without variation (flat line)
     clipping_fraction: np.ndarray | None  # fraction at the ADC rails (None without full_scale_uv)
     electrode_off: np.ndarray  # bool
 
@@ -97,109 +100,51 @@ class QualityWindow:
 class ChainOutput:
     envelope_uv: np.ndarray  # (n_channels, k) new envelope samples
     envelope_index0: int  # absolute envelope index of envelope_uv[:, 0]
-    envelope_times_s: np.ndarray  # window centres, seconds from stream start
+    timing: EnvelopeTiming
     activations: list[Activation] = field(default_factory=list)
     quality: list[QualityWindow] = field(default_factory=list)
     conditioned_uv: np.ndarray | None = None
     blanked_samples: int = 0
 
-
-_N_STATS = 6  # raw, raw^2, cond^2, removed^2, same-as-previous, at-rail
-
-
-class QualityAccumulator:
-    """Per-sample statistics summed over aligned blocks, then over aligned windows."""
-
-    def __init__(self, cfg: ChainConfig, blocks: MovingSum | None = None, pending: np.ndarray | None = None,
-                 n_windows: int = 0, last_raw: np.ndarray | None = None):
-        self.cfg = cfg
-        n = cfg.n_channels
-        self.block_n = max(1, int(round(cfg.lowfreq_block_s * cfg.fs_hz)))
-        self.blocks_per_window = max(1, int(round(cfg.quality_window_s * cfg.fs_hz / self.block_n)))
-        self.blocks = blocks or MovingSum(_N_STATS * n, self.block_n, 1)
-        self.pending = np.zeros((_N_STATS * n + n, 0)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(_N_STATS * n + n, -1)
-        self.n_windows = int(n_windows)
-        self.last_raw = None if last_raw is None else np.asarray(last_raw, dtype=np.float64)
-
-    def process(self, raw: np.ndarray, cond2: np.ndarray, removed2: np.ndarray,
-                source: np.ndarray | None = None) -> list[QualityWindow]:
-        """raw: offset-removed input; source: the input as received (for the ADC rails)."""
-        n_ch, n = raw.shape
-        if n == 0:
-            return []
-        prev = raw[:, :1] + 1.0 if self.last_raw is None else self.last_raw[:, None]
-        same = (raw == np.concatenate([prev, raw[:, :-1]], axis=-1)).astype(np.float64)
-        self.last_raw = raw[:, -1].copy()
-        fs = self.cfg.full_scale_uv
-        if fs is not None:
-            tol = 1e-3 * (fs[1] - fs[0])
-            src = raw if source is None else source
-            rail = ((src <= fs[0] + tol) | (src >= fs[1] - tol)).astype(np.float64)
-        else:
-            rail = np.zeros_like(raw)
-        stats = np.concatenate([raw, raw * raw, cond2, removed2, same, rail], axis=0)
-        bs = self.blocks.process(stats)  # (_N_STATS*n_ch, nb)
-        if bs.shape[1] == 0:
-            return []
-        blockmean2 = (bs[:n_ch] / self.block_n) ** 2  # squared block means of raw
-        seq = np.concatenate([bs, blockmean2], axis=0)
-        if self.pending.shape[1]:
-            seq = np.concatenate([self.pending, seq], axis=-1)
-        bpw = self.blocks_per_window
-        nw = seq.shape[1] // bpw
-        self.pending = seq[:, nw * bpw:].copy()
-        out = []
-        if nw == 0:
-            return out
-        w = seq[:, : nw * bpw].reshape(seq.shape[0], nw, bpw).sum(axis=-1)
-        cnt = float(bpw * self.block_n)
-        for j in range(nw):
-            col = w[:, j].reshape(-1)
-            s1, s2, c2, r2, same_c, rail_c = (col[k * n_ch:(k + 1) * n_ch] for k in range(_N_STATS))
-            bm2 = col[_N_STATS * n_ch:]
-            mean = s1 / cnt
-            var = np.maximum(s2 / cnt - mean * mean, 0.0)
-            lf = np.maximum(bm2 / bpw - mean * mean, 0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mains = np.where(c2 + r2 > 0, r2 / (c2 + r2), 0.0)
-                lfr = np.where(var > 0, np.minimum(lf / var, 1.0), 0.0)
-            flat = same_c / cnt
-            sd = np.sqrt(var)
-            out.append(QualityWindow(
-                self.n_windows, self.n_windows * cnt / self.cfg.fs_hz, cnt / self.cfg.fs_hz,
-                np.sqrt(c2 / cnt), sd, mains, lfr, flat,
-                None if fs is None else rail_c / cnt, (flat > 0.5) | (sd < ELECTRODE_OFF_SD_UV)))
-            self.n_windows += 1
-        return out
-
-    def to_state(self) -> dict[str, Any]:
-        return {"blocks": self.blocks.to_state(), "pending": self.pending.tolist(), "n_windows": self.n_windows,
-                "last_raw": None if self.last_raw is None else self.last_raw.tolist()}
-
-    @classmethod
-    def from_state(cls, cfg: ChainConfig, s: dict[str, Any]) -> "QualityAccumulator":
-        return cls(cfg, MovingSum.from_state(s["blocks"]), np.array(s["pending"]), s["n_windows"],
-                   None if s["last_raw"] is None else np.array(s["last_raw"]))
+    @property
+    def envelope_times_s(self) -> np.ndarray:
+        """Window centres of the new envelope samples, seconds from stream start."""
+        return self.timing.centre_s(np.arange(self.envelope_index0, self.envelope_index0 + self.envelope_uv.shape[1]))
 
 
 class MultiChannelChain:
     """Streaming chain for one device: `process((n_channels, n))` -> ChainOutput.
 
-    Activation detection runs once thresholds are set (`set_baselines`, e.g. from the
-    session's rest task); until then `activations` stays empty.
+    Per-sample statistics (conditioned power for the RMS envelope; raw mean and
+    power, band-passed power before the notch, samples at the ADC rails
+    for quality) are summed once per hop into aligned blocks; the envelope and
+    the quality windows are built from those block sums. Activation detection
+    runs once thresholds are set (`set_baselines`, e.g. from the session's rest
+    task); until then `activations` stays empty.
     """
 
     def __init__(self, cfg: ChainConfig, *, _restore: dict[str, Any] | None = None):
         self.cfg = cfg
         n = cfg.n_channels
         self.timing = cfg.timing
+        hop = self.timing.hop_n
+        #: hops per low-frequency block (motion power estimate) and per quality window
+        self.lf_hops = max(1, int(round(cfg.lowfreq_block_s * cfg.fs_hz / hop)))
+        self.q_hops = max(1, int(round(cfg.quality_window_s * cfg.fs_hz / hop / self.lf_hops))) * self.lf_hops
+        self.has_notch = cfg.mains_hz is not None
+        self.rows = ["cond2", "raw", "raw2"] + (["bp2"] if self.has_notch else []) \
+            + (["rail"] if cfg.full_scale_uv is not None else [])
+        nr = len(self.rows) * n
         if _restore is None:
             self.offset = OffsetRemover(n)
             self.blanker = StimBlanker(cfg.fs_hz, n, cfg.stim_slope_uv, cfg.stim_blank_s) if cfg.stim_slope_uv else None
             self.bandpass = SOSFilter(design_bandpass(cfg.fs_hz, cfg.band_hz, cfg.order), n)
             self.notch: CombNotch | SOSFilter = make_notch(cfg.fs_hz, cfg.mains_hz, n, cfg.notch_q)
-            self.rms = MovingSum(n, self.timing.hop_n, self.timing.blocks)
-            self.quality = QualityAccumulator(cfg)
+            self.hops = MovingSum(nr, hop, 1)
+            self.rms_tail = np.zeros((n, 0))
+            self.n_env = 0
+            self.q_pending = np.zeros((nr, 0))
+            self.n_qwin = 0
             self.detectors: list[ActivationDetector] | None = None
             self.n_samples = 0
         else:
@@ -208,8 +153,11 @@ class MultiChannelChain:
             self.blanker = StimBlanker.from_state(s["blanker"]) if s["blanker"] else None
             self.bandpass = SOSFilter.from_state(s["bandpass"])
             self.notch = notch_from_state(s["notch"])
-            self.rms = MovingSum.from_state(s["rms"])
-            self.quality = QualityAccumulator.from_state(cfg, s["quality"])
+            self.hops = MovingSum.from_state(s["hops"])
+            self.rms_tail = np.array(s["rms_tail"], dtype=np.float64).reshape(n, -1)
+            self.n_env = s["n_env"]
+            self.q_pending = np.array(s["q_pending"], dtype=np.float64).reshape(nr, -1)
+            self.n_qwin = s["n_qwin"]
             self.detectors = None if s["detectors"] is None else [ActivationDetector.from_state(d) for d in s["detectors"]]
             self.n_samples = s["n_samples"]
 
@@ -219,38 +167,111 @@ class MultiChannelChain:
         if len(baselines) != self.cfg.n_channels:
             raise ValueError("one baseline per channel")
         thr = [b.threshold if isinstance(b, Baseline) else float(b) for b in baselines]
-        n_seen = self.rms.n_out
         self.detectors = []
         for i, t in enumerate(thr):
             d = ActivationDetector(t, self.timing, i, self.cfg.min_on_s, self.cfg.min_off_s, self.cfg.settle_s)
-            d.n_seen = n_seen
+            d.n_seen = self.n_env
             self.detectors.append(d)
 
     # --- processing ---
     def process(self, block: np.ndarray) -> ChainOutput:
+        """Process a frame of any length (n_channels, n); long inputs are cut into
+        cache-sized chunks internally (exact, since framing never changes the output)."""
         x = as_2d(block)
         if x.shape[0] != self.cfg.n_channels:
             raise ValueError(f"expected {self.cfg.n_channels} channels, got {x.shape[0]}")
-        self.n_samples += x.shape[1]
-        source = x
-        x = self.offset.process(x)
+        if x.shape[1] <= CHUNK_SAMPLES:
+            return self._process(x)
+        parts = [self._process(x[:, i:i + CHUNK_SAMPLES]) for i in range(0, x.shape[1], CHUNK_SAMPLES)]
+        return ChainOutput(np.concatenate([p.envelope_uv for p in parts], axis=-1), parts[0].envelope_index0,
+                           self.timing, [a for p in parts for a in p.activations], [q for p in parts for q in p.quality],
+                           np.concatenate([p.conditioned_uv for p in parts], axis=-1) if self.cfg.keep_conditioned else None,
+                           sum(p.blanked_samples for p in parts))
+
+    def _process(self, x: np.ndarray) -> ChainOutput:
+        n_ch, n = x.shape
+        self.n_samples += n
+        raw = self.offset.process(x)
         blanked = 0
         if self.blanker is not None:
-            x, mask = self.blanker.process(x)
+            raw, mask = self.blanker.process(raw)
             blanked = int(mask.sum())
-        bp = self.bandpass.process(x)
-        y = self.notch.process(bp)
-        y2 = y * y
-        removed = bp - y
-        k0 = self.rms.n_out
-        env = np.sqrt(self.rms.process(y2) * (1.0 / self.timing.window_n))
+        bp = self.bandpass.process_inplace(np.array(raw, order="C", copy=True))
+        if isinstance(self.notch, CombNotch):
+            y = self.notch.process(bp)
+        elif self.has_notch:
+            y = self.notch.process_inplace(bp.copy())
+        else:
+            y = bp
+        # per-sample statistics, one row block each, summed per hop
+        st = np.empty((len(self.rows) * n_ch, n))
+        r = 0
+        np.multiply(y, y, out=st[r:r + n_ch]); r += n_ch
+        st[r:r + n_ch] = raw; r += n_ch
+        np.multiply(raw, raw, out=st[r:r + n_ch]); r += n_ch
+        if self.has_notch:
+            np.multiply(bp, bp, out=st[r:r + n_ch]); r += n_ch
+        if self.cfg.full_scale_uv is not None:
+            lo, hi = self.cfg.full_scale_uv
+            tol = 1e-3 * (hi - lo)
+            np.logical_or(x <= lo + tol, x >= hi - tol, out=st[r:r + n_ch], casting="unsafe")
+        hs = self.hops.process(st)  # (rows*n_ch, new hops)
+        env, k0 = self._envelope(hs[:n_ch]), self.n_env
+        self.n_env += env.shape[1]
         acts: list[Activation] = []
         if self.detectors is not None and env.shape[1]:
             for i, det in enumerate(self.detectors):
                 acts.extend(det.process(env[i]))
-        q = self.quality.process(x, y2, removed * removed, source)
-        times = self.timing.centre_s(np.arange(k0, k0 + env.shape[1]))
-        return ChainOutput(env, k0, times, acts, q, y if self.cfg.keep_conditioned else None, blanked)
+        q = self._quality(hs) if hs.shape[1] else []
+        return ChainOutput(env, k0, self.timing, acts, q, y if self.cfg.keep_conditioned else None, blanked)
+
+    def _envelope(self, hop_power: np.ndarray) -> np.ndarray:
+        b = self.timing.blocks
+        seq = np.concatenate([self.rms_tail, hop_power], axis=-1) if self.rms_tail.shape[1] else hop_power
+        if b > 1:
+            self.rms_tail = seq[:, -(b - 1):].copy()
+        if seq.shape[1] < b:
+            return np.zeros((hop_power.shape[0], 0))
+        return np.sqrt(window_sums(seq, b) * (1.0 / self.timing.window_n))
+
+    def _quality(self, hs: np.ndarray) -> list[QualityWindow]:
+        seq = np.concatenate([self.q_pending, hs], axis=-1) if self.q_pending.shape[1] else hs
+        qh = self.q_hops
+        nw = seq.shape[1] // qh
+        self.q_pending = seq[:, nw * qh:].copy()
+        if nw == 0:
+            return []
+        n_ch, hop = self.cfg.n_channels, self.timing.hop_n
+        full = seq[:, : nw * qh].reshape(seq.shape[0], nw, qh)
+        w = block_sum(full)  # (rows*n_ch, nw)
+        row = {name: w[i * n_ch:(i + 1) * n_ch] for i, name in enumerate(self.rows)}
+        cnt = float(qh * hop)
+        mean = row["raw"] / cnt
+        var = np.maximum(row["raw2"] / cnt - mean * mean, 0.0)
+        lf_n = self.lf_hops * hop
+        lf_means = block_sum(full[n_ch:2 * n_ch].reshape(n_ch * nw, qh // self.lf_hops, self.lf_hops)).reshape(n_ch, nw, -1) / lf_n
+        # flat line: hops whose samples do not vary (SD below FLAT_SD_UV)
+        hop_mean = full[n_ch:2 * n_ch] / hop
+        hop_var = full[2 * n_ch:3 * n_ch] / hop - hop_mean * hop_mean
+        flat = (hop_var <= FLAT_SD_UV ** 2).mean(axis=-1)
+        lf = np.maximum((lf_means * lf_means).mean(axis=-1) - mean * mean, 0.0)
+        c2 = row["cond2"]
+        b2 = row["bp2"] if self.has_notch else c2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # the notch output is (nearly) orthogonal to what it removes: removed power = bp2 - c2
+            mains = np.where(b2 > 0, np.maximum(b2 - c2, 0.0) / np.where(b2 > 0, b2, 1.0), 0.0)
+            lfr = np.where(var > 0, np.minimum(lf / np.where(var > 0, var, 1.0), 1.0), 0.0)
+        sd = np.sqrt(var)
+        rms = np.sqrt(c2 / cnt)
+        rail = row["rail"] / cnt if "rail" in row else None
+        off = (flat > 0.5) | (sd < ELECTRODE_OFF_SD_UV)
+        out = []
+        for j in range(nw):
+            out.append(QualityWindow(self.n_qwin, self.n_qwin * cnt / self.cfg.fs_hz, cnt / self.cfg.fs_hz,
+                                     rms[:, j], sd[:, j], mains[:, j], lfr[:, j], flat[:, j],
+                                     None if rail is None else rail[:, j], off[:, j]))
+            self.n_qwin += 1
+        return out
 
     def flush(self) -> list[Activation]:
         """End of stream: close open activations."""
@@ -265,7 +286,8 @@ class MultiChannelChain:
                 "offset": self.offset.to_state(),
                 "blanker": None if self.blanker is None else self.blanker.to_state(),
                 "bandpass": self.bandpass.to_state(), "notch": self.notch.to_state(),
-                "rms": self.rms.to_state(), "quality": self.quality.to_state(),
+                "hops": self.hops.to_state(), "rms_tail": self.rms_tail.tolist(), "n_env": self.n_env,
+                "q_pending": self.q_pending.tolist(), "n_qwin": self.n_qwin,
                 "detectors": None if self.detectors is None else [d.to_state() for d in self.detectors]}
 
     @classmethod

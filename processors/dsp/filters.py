@@ -123,6 +123,15 @@ class SOSFilter:
             return np.array(x, dtype=np.float64, copy=True)
         return sosfilt_stateful(self.sos, as_2d(x), self.zi)
 
+    def process_inplace(self, y: np.ndarray) -> np.ndarray:
+        """Filter a float64 C-contiguous (n_channels, n) array in place (no copy); returns it."""
+        if self.sos.shape[0] and y.shape[-1]:
+            if _sosfilt_kernel is not None:
+                _sosfilt_kernel(self.sos, y, self.zi)
+            else:  # pragma: no cover
+                y[...] = sosfilt_stateful(self.sos, y, self.zi)
+        return y
+
     def to_state(self) -> dict[str, Any]:
         return {"sos": self.sos.tolist(), "n_channels": self.n_channels, "zi": self.zi.tolist()}
 
@@ -152,26 +161,35 @@ class CombNotch:
         self.fs_hz, self.mains_hz, self.q, self.period = float(fs_hz), float(mains_hz), float(q), period
         self.gain, self.feedback = float(b[0]), float(-a[-1])
         self.n_channels = int(n_channels)
-        shape = (self.n_channels, period)
+        shape = (period, self.n_channels)  # time-major history of the last N inputs / outputs
         self.hist_x = np.zeros(shape) if hist_x is None else np.asarray(hist_x, dtype=np.float64).reshape(shape)
         self.hist_y = np.zeros(shape) if hist_y is None else np.asarray(hist_y, dtype=np.float64).reshape(shape)
 
     def process(self, x: np.ndarray) -> np.ndarray:
         x = as_2d(x)
-        n, total = self.period, x.shape[-1]
+        n, total, c = self.period, x.shape[-1], self.n_channels
         if total == 0:
             return x.copy()
-        ext_x = np.concatenate([self.hist_x, x], axis=-1)
-        ext_y = np.empty_like(ext_x)
-        ext_y[:, :n] = self.hist_y
-        g, fb = self.gain, self.feedback
-        for start in range(n, n + total, n):
-            end = min(start + n, n + total)
-            ext_y[:, start:end] = g * (ext_x[:, start:end] - ext_x[:, start - n:end - n]) \
-                + fb * ext_y[:, start - n:end - n]
-        self.hist_x = ext_x[:, -n:].copy()
-        self.hist_y = ext_y[:, -n:].copy()
-        return ext_y[:, n:]
+        # time-major (samples, channels), flattened: one period of all channels is one
+        # contiguous run of n*c values, so the recursion y[m] = fb*y[m-N] + d[m] takes
+        # two vector operations per period (faster here than SciPy's SOS kernel run
+        # over the period-strided phases, which is latency-bound at ~6 ns a step)
+        ext = np.empty((n + total, c))
+        ext[:n] = self.hist_x
+        ext[n:] = x.T
+        d = ext[n:] - ext[:total]  # x[m] - x[m-N]
+        d *= self.gain
+        y = np.empty_like(ext)
+        y[:n] = self.hist_y
+        yv, dv, step, fb = y.reshape(-1), d.reshape(-1), n * c, self.feedback
+        for s in range(0, total * c, step):
+            e = min(s + step, total * c)
+            out = yv[step + s:step + e]
+            np.multiply(yv[s:e], fb, out=out)
+            out += dv[s:e]
+        self.hist_x = ext[total:].copy()
+        self.hist_y = y[total:].copy()
+        return np.ascontiguousarray(y[n:].T)
 
     def to_state(self) -> dict[str, Any]:
         return {"fs_hz": self.fs_hz, "mains_hz": self.mains_hz, "q": self.q, "n_channels": self.n_channels,
