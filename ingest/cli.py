@@ -197,3 +197,35 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         print(json.dumps({**info, **result}))
         if result["rejected"]:
             raise typer.Exit(2)
+
+    @bench_app.command("simulator")
+    def bench_simulator_cmd(
+        seconds: Annotated[float, typer.Option(help="Measurement time.")] = 5.0,
+        out: Annotated[Path, typer.Option("--out", help="JSON result file")] = Path("bench/results/simulator.json"),
+    ) -> None:
+        """Simulator speed: frames synthesised+encoded per CPU second, real-time devices per core."""
+        from ingest.bench import bench_simulator, write
+
+        r = bench_simulator(seconds)
+        write(r, out)
+        print(json.dumps(r, indent=2))
+
+    @bench_app.command("gateway")
+    def bench_gateway_cmd(
+        devices: Annotated[int, typer.Option(help="Concurrent devices.")] = 20,
+        seconds: Annotated[float, typer.Option(help="Measurement time.")] = 10.0,
+        transport: Annotated[str, typer.Option(help="ws or http.")] = "ws",
+        window: Annotated[int, typer.Option(help="Unacknowledged frames (ws) or parallel requests (http) per device.")] = 32,
+        rate: Annotated[float, typer.Option(help="ws: frames/s offered per device (20 = a real 2 kHz device); 0 = flat out.")] = 0.0,
+        out: Annotated[Path, typer.Option("--out", help="JSON result file")] = Path("bench/results/gateway.json"),
+    ) -> None:
+        """Gateway throughput and ack latency, against a running `mimetic gateway` and the real Kafka."""
+        from ingest.bench import bench_gateway, write
+        from ingest.runner import gateway_healthy
+
+        s = get_settings()
+        if not asyncio.run(gateway_healthy(s)):
+            _fail("no gateway running: start `mimetic gateway` first")
+        r = bench_gateway(s, devices=devices, seconds=seconds, transport=transport, window=window, rate=rate)
+        write(r, out)
+        print(json.dumps(r, indent=2))

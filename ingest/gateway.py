@@ -29,7 +29,8 @@ would cap a 2-core gateway at a few dozen requests per second. The registry row 
 a device (status, secret hash, channel map) is cached for ``gateway_auth_cache_ttl_s``
 (5 s); next to it, the SHA-256 digests of secrets that passed scrypt against that
 exact hash are remembered, so a repeat request costs one SHA-256 and a constant-time
-compare. When the TTL expires the row is re-read (one indexed query per device per
+compare. An unknown secret forces a re-read of the row (at most once a second per
+device), so a freshly rotated secret works at once. When the TTL expires the row is re-read (one indexed query per device per
 TTL): a revocation or a rotated secret takes effect within the TTL, on open
 WebSockets too (they are closed with 4403). Digests of wrong secrets are remembered
 as well (bounded), so guessing does not become a CPU amplifier. The cache holds
@@ -166,6 +167,12 @@ class DeviceAuth:
                          {"WWW-Authenticate": 'Bearer realm="mimetic"'})
         digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
         ok = any(hmac.compare_digest(digest, g) for g in e.good)
+        if not ok and time.monotonic() - e.fetched > 1.0:
+            # an unknown secret may be a just-rotated one: re-read the row (at most once a second per device)
+            e.fetched = -1e9
+            e = await self._entry(device_id)
+            if e.row is None:
+                raise Reject(404, "unknown_device", "no such device")
         if not ok:
             if digest in e.bad:
                 raise Reject(401, "bad_credentials", "wrong device secret",
@@ -295,30 +302,28 @@ class KafkaOut:
         if self.inflight >= self.s.gateway_max_inflight:
             raise Reject(503, "overloaded", "too many records awaiting Kafka acknowledgement")
         self.inflight += 1
-        self.metrics.inflight.set(self.inflight)
         try:
-            fut = await asyncio.wait_for(self.producer.send(topic, value, key=key, headers=headers),
-                                         timeout=self.s.gateway_kafka_timeout_s)
-            return fut
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: no Task per record (this is the hot path)
+            async with asyncio.timeout(self.s.gateway_kafka_timeout_s):
+                return await self.producer.send(topic, value, key=key, headers=headers)
+        except TimeoutError:
             self._failed()
             self.inflight -= 1
-            self.metrics.inflight.set(self.inflight)
             raise Reject(503, "kafka_unavailable", "Kafka did not take the record in time") from None
         except Exception as exc:
             self._failed()
             self.inflight -= 1
-            self.metrics.inflight.set(self.inflight)
             raise Reject(503, "kafka_unavailable", f"{type(exc).__name__}") from None
 
     async def wait(self, fut: Any, deadline: float) -> Any:
         """Await the acknowledgement of a record handed to :meth:`send`."""
         try:
-            md = await asyncio.wait_for(asyncio.shield(fut), timeout=max(0.01, deadline - time.monotonic()))
+            # aiokafka skips message futures that are already done, so cancelling on timeout is safe
+            async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
+                md = await fut
             self.last_ok = time.monotonic()
-            self.metrics.kafka_up.set(1)
             return md
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._failed()
             raise Reject(503, "kafka_unavailable", "Kafka did not acknowledge in time") from None
         except Exception as exc:
@@ -326,11 +331,15 @@ class KafkaOut:
             raise Reject(503, "kafka_unavailable", f"{type(exc).__name__}: {exc}"[:200]) from None
         finally:
             self.inflight -= 1
-            self.metrics.inflight.set(self.inflight)
 
     def _failed(self) -> None:
         self.last_fail = time.monotonic()
         self.metrics.kafka_up.set(0)
+
+    def collect(self) -> None:
+        """Refresh the gauges (called when /metrics is scraped, not per record)."""
+        self.metrics.inflight.set(self.inflight)
+        self.metrics.kafka_up.set(1 if self.up else 0)
 
     async def stop(self) -> None:
         if self._task:
@@ -614,6 +623,7 @@ class Gateway:
                                  status=200 if ok else 503)
 
     async def metrics_view(self, request: web.Request) -> web.Response:
+        self.kafka.collect()
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

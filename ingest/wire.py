@@ -192,6 +192,18 @@ class Frame:
     session_id: uuid.UUID | None = None
     stim_active: bool = False
     resent: bool = False
+    #: the exact bytes this frame was decoded from (decode accepts only canonical frames), with the
+    #: fingerprint of the fields at decode time: encode_frame reuses them only if nothing changed
+    raw: bytes | None = field(default=None, repr=False, compare=False)
+    _raw_fp: tuple | None = field(default=None, repr=False, compare=False)
+
+    def _fingerprint(self) -> tuple:
+        return (self.device_id, self.seq, self.t_us, self.fs_hz, self.scale_uv, self.session_id,
+                self.stim_active, self.resent, id(self.samples), self.samples.flags.writeable)
+
+    def __post_init__(self) -> None:
+        if self.raw is not None:
+            self._raw_fp = self._fingerprint()
 
     @property
     def n_channels(self) -> int:
@@ -278,6 +290,8 @@ def validate_frame(frame: Frame) -> Frame:
 
 def encode_frame(frame: Frame) -> bytes:
     """The binary wire form (validated first; raises WireError)."""
+    if frame.raw is not None and frame._raw_fp == frame._fingerprint() and not frame.samples.flags.writeable:
+        return frame.raw  # decoded from these bytes and unchanged (samples: read-only view of them)
     validate_frame(frame)
     did = frame.device_id.encode("ascii")
     sid = frame.session_id.bytes if frame.session_id else _NIL_UUID
@@ -334,7 +348,7 @@ def decode_frame(data: bytes | bytearray | memoryview, expected_device: str | No
     return Frame(
         device_id=device_id, seq=h["seq"], t_us=h["t_us"], fs_hz=h["fs_hz"], scale_uv=scale,
         samples=samples, session_id=None if sid == _NIL_UUID else uuid.UUID(bytes=sid),
-        stim_active=bool(h["flags"] & FLAG_STIM_ACTIVE), resent=bool(h["flags"] & FLAG_RESENT),
+        stim_active=bool(h["flags"] & FLAG_STIM_ACTIVE), resent=bool(h["flags"] & FLAG_RESENT), raw=data,
     )
 
 

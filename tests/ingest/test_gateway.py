@@ -109,10 +109,11 @@ def test_websocket_round_trip(gateway, settings, new_device):
     assert [a["i"] for a in acks] == list(range(1, len(msgs) + 1))
     assert all(a["status"] == 202 for a in acks[:-2])
     assert acks[-2]["status"] == 400 and acks[-2]["error"] == "truncated"
-    assert acks[-1]["status"] == 202 and acks[-1]["dup"] is True and acks[-1]["seq"] == 1
+    # marked dup if seq 1's Kafka ack was already processed, else resent (acks are pipelined)
+    assert acks[-1]["status"] == 202 and (acks[-1]["dup"] or acks[-1]["resent"]) and acks[-1]["seq"] == 1
     got = read_topic(settings, "frame", dev)
     assert [wire.decode_frame(v) for _, v, _ in got] == frames + [frames[0]]
-    assert [wire.parse_headers(h).dup for _, _, h in got] == [False] * 40 + [True]
+    assert [wire.parse_headers(h).dup or wire.parse_headers(h).resent for _, _, h in got] == [False] * 40 + [True]
     assert all(wire.parse_headers(h).source == "ws" for _, _, h in got)
     assert [wire.decode_record(v, h)[0] for _, v, h in read_topic(settings, "event", dev)] == evs
     assert [wire.decode_record(v, h)[0] for _, v, h in read_topic(settings, "telemetry", dev)] == [tel]

@@ -237,3 +237,16 @@ def test_fuzz_json_structures(obj):
             fn(obj, "dev-01")
         except WireError as exc:
             assert exc.status in (400, 422)
+
+
+def test_encode_reuses_decoded_bytes_only_when_unchanged():
+    b = wire.encode_frame(make_frame())
+    f = wire.decode_frame(b)
+    assert wire.encode_frame(f) is f.raw
+    f.seq = 43
+    g = wire.decode_frame(wire.encode_frame(f))
+    assert g.seq == 43 and g.samples.tolist() == f.samples.tolist()
+    h = wire.decode_frame(b)
+    h.samples = h.samples.copy()
+    h.samples[0, 0] ^= 1
+    assert wire.decode_frame(wire.encode_frame(h)).samples[0, 0] == h.samples[0, 0]
