@@ -188,19 +188,36 @@ class Sink:
             decoded.append(_Decoded(m, rec))
             self.metrics.records.labels(r.kind_of(rec)).inc()
         if decoded:
-            dead.extend(await self._write_with_retry(decoded))
+            pipeline = {"component": "sink", "instance": f"{self.s.sink_group}/{self.client_id}",
+                        "records": len(msgs), "dead_letters": len(dead), "lag": self._lag_after(msgs)}
+            dead.extend(await self._write_with_retry(decoded, pipeline))
         if dead:
             await self._dead_letter(dead)
         await self._commit(msgs)
 
-    async def _write_with_retry(self, batch: list[_Decoded]) -> list[tuple[ConsumerRecord, str]]:
+    def _lag_after(self, msgs: list[ConsumerRecord]) -> int | None:
+        """Records behind the partition ends once this batch is done (None if unknown)."""
+        assert self.consumer is not None
+        last: dict[TopicPartition, int] = {}
+        for m in msgs:
+            tp = TopicPartition(m.topic, m.partition)
+            last[tp] = max(last.get(tp, -1), m.offset + 1)
+        lag = 0
+        for tp, pos in last.items():   # partitions of this batch (others were caught up or idle)
+            hw = self.consumer.highwater(tp)
+            if hw is not None:
+                lag += max(0, hw - pos)
+        return lag
+
+    async def _write_with_retry(self, batch: list[_Decoded], pipeline: dict | None = None
+                                ) -> list[tuple[ConsumerRecord, str]]:
         """Write until it succeeds; returns records rejected for their data (to dead-letter)."""
         backoff = 0.2
         try:
             while True:
                 t0 = time.perf_counter()
                 try:
-                    result = await asyncio.to_thread(self.writer.write, [d.record for d in batch])
+                    result = await asyncio.to_thread(self.writer.write, [d.record for d in batch], pipeline)
                     self.metrics.batch_seconds.observe(time.perf_counter() - t0)
                     self._count(result)
                     self.metrics.db_up.set(1)

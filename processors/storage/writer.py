@@ -15,6 +15,7 @@ isolate the bad record and dead-letter it).
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -206,14 +207,19 @@ class DbWriter:
             return False
 
     # -- writing ------------------------------------------------------------------
-    def write(self, batch: Sequence[r.Record]) -> WriteResult:
-        """Write all records in one transaction. Raises TransientDbError / RecordRejected."""
+    def write(self, batch: Sequence[r.Record], pipeline: dict | None = None) -> WriteResult:
+        """Write all records in one transaction. Raises TransientDbError / RecordRejected.
+
+        `pipeline`: optional {component, instance, records, dead_letters, lag} written as one
+        `pipeline_stats` row in the same transaction (operator dashboards).
+        """
         by_kind: dict[str, list] = defaultdict(list)
         for rec in batch:
             by_kind[r.kind_of(rec)].append(rec)
         unknown = set(by_kind) - SUPPORTED_KINDS
         if unknown:
             raise RecordRejected(f"no table for record kind(s) {sorted(unknown)}")
+        t_start = time.perf_counter()
         try:
             conn = self._connect()
             result = WriteResult()
@@ -229,6 +235,15 @@ class DbWriter:
                     self._mark_dirty(cur, by_kind)
                     for summary in by_kind.get("session_summary", ()):
                         self._upsert_summary(cur, summary, result)
+                    if pipeline is not None:
+                        rows = sum(result.inserted.values())
+                        cur.execute(
+                            "insert into pipeline_stats (component, instance, records, rows_written, duplicates,"
+                            " dead_letters, lag, write_ms) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                            (pipeline.get("component", "sink"), pipeline.get("instance", ""),
+                             pipeline.get("records", len(batch)), rows, sum(result.staged.values()) - rows,
+                             pipeline.get("dead_letters", 0), pipeline.get("lag"),
+                             (time.perf_counter() - t_start) * 1000))
             return result
         except (TransientDbError, RecordRejected):
             raise

@@ -92,6 +92,9 @@ def test_clinic_sees_only_its_own_rows(settings: Settings, world: dict) -> None:
                       "stream_stats"):
             assert ids(conn, f"select device_id from {table}") == {a["device"]}, table
         assert ids(conn, "select patient_id from patient_progress") == {a["patient_id"]}
+        for view in ("patient_adherence", "patient_outcome", "patient_responder"):
+            assert ids(conn, f"select patient_id from {view}") <= {a["patient_id"]}, view
+        assert conn.execute("select sessions_done from patient_adherence").fetchall() == [(1,)]
         assert ids(conn, "select device_id from envelope_channel") == {a["device"]}
         # a direct probe of the other clinic's rows returns nothing
         assert conn.execute("select count(*) from envelope where device_id = %s", (b["device"],)).fetchone()[0] == 0
@@ -132,7 +135,7 @@ def test_researcher_views_are_de_identified(settings: Settings, world: dict) -> 
         assert cols and not {c for _t, c in cols} & forbidden
         views = {t for t, _c in cols}
         assert {"patient", "session", "session_muscle", "patient_outcome", "balance", "activation",
-                "envelope"} <= views
+                "envelope", "task_window", "session_synkinesis", "adherence", "responder"} <= views
         for v in views:
             conn.execute(f"select * from research.{v} limit 1")
         with pytest.raises(errors.UndefinedColumn):
@@ -165,6 +168,8 @@ def test_operator_sees_fleet_not_patients(settings: Settings, world: dict) -> No
         assert {a["device"], b["device"]} <= ids(conn, "select device_id from alert_event")
         conn.execute("select * from ops.active_alert").fetchall()
         conn.execute("select * from ops.pipeline_minute").fetchall()
+        conn.execute("select * from ops.pipeline_throughput").fetchall()
+        assert {a["device"], b["device"]} <= ids(conn, "select device_id from ops.silent_device")
         for sql in ("select * from patient_identity", "select * from patient", "select * from envelope",
                     "select * from session_summary", "select patient_id from device"):
             with pytest.raises(errors.InsufficientPrivilege):

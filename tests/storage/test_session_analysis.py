@@ -30,27 +30,28 @@ LEVELS = {  # envelope µV per channel inside each task; 3 µV elsewhere. Affect
 }
 
 
-def level(t: float) -> list[float]:
+def level(t: float, levels: dict) -> list[float]:
     for task, _rep, a, b in WINDOWS:
         if a <= t < b:
-            return LEVELS[task]
+            return levels[task]
     return [3.0] * 4
 
 
-def session_records(device: str, session: uuid.UUID) -> list[r.Record]:
+def session_records(device: str, session: uuid.UUID, levels: dict = LEVELS, t0: datetime = T0,
+                    seq0: int = 0) -> list[r.Record]:
     recs: list[r.Record] = []
-    for seq in range(int(22 / 0.05)):          # 50 ms frames, 2 envelope samples each (40 Hz)
-        t = seq * 0.05
-        env = np.array([level(t), level(t + 0.025)], dtype=np.float32).T
+    for k in range(int(22 / 0.05)):          # 50 ms frames, 2 envelope samples each (40 Hz)
+        t, seq = k * 0.05, seq0 + k
+        env = np.array([level(t, levels), level(t + 0.025, levels)], dtype=np.float32).T
         recs.append(r.EnvelopeFrame.from_array(env, device_id=device, session_id=session, seq=seq,
-                                               time=T0 + timedelta(seconds=t), fs_hz=40.0))
+                                               time=t0 + timedelta(seconds=t), fs_hz=40.0))
     for task, rep, a, b in WINDOWS:
         recs.append(r.TaskWindowRecord(device_id=device, session_id=session, task=task, repetition=rep,
-                                       time=T0 + timedelta(seconds=a), time_end=T0 + timedelta(seconds=b)))
+                                       time=t0 + timedelta(seconds=a), time_end=t0 + timedelta(seconds=b)))
     recs.append(r.SessionSummary(session_id=session, device_id=device, therapy_type="biofeedback_exercise",
-                                 started_at=T0, ended_at=T0 + timedelta(seconds=22), status="ended", minutes=22 / 60,
+                                 started_at=t0, ended_at=t0 + timedelta(seconds=22), status="ended", minutes=22 / 60,
                                  discomfort=1, channel_map=CHANNEL_MAP, revision=1,
-                                 computed_at=T0 + timedelta(seconds=22)))
+                                 computed_at=t0 + timedelta(seconds=22)))
     return recs
 
 
@@ -103,3 +104,28 @@ def test_session_analysis_matches_the_definitions(settings: Settings, db: psycop
     syn = db.execute("select target_task, muscle, flag from session_synkinesis where session_id = %s order by 1, 2",
                      (session,)).fetchall()
     assert syn == [("eye_closure_tight", "zygomaticus", False), ("smile", "orbicularis_oculi", True)]
+
+
+def test_outcome_and_responder_views(settings: Settings, db: psycopg.Connection) -> None:
+    tag = uuid.uuid4().hex[:6]
+    device = f"dev-resp-{tag}"
+    db.execute("insert into clinic (clinic_id, name) values (%s, 'R')", (f"c-{tag}",))
+    pid = db.execute("insert into patient (clinic_id, code, affected_side, planned_sessions, planned_minutes) "
+                     "values (%s, %s, 'R', 10, 20) returning patient_id", (f"c-{tag}", f"P-R{tag}")).fetchone()[0]
+    db.execute("insert into device (device_id, clinic_id, patient_id) values (%s, %s, %s)", (device, f"c-{tag}", pid))
+    better = {"smile": [100.0, 90.0, 5.0, 6.0], "eye_closure_tight": [5.0, 5.0, 80.0, 72.0]}
+    w = DbWriter(settings.db_dsn())
+    try:
+        w.write(session_records(device, uuid.uuid4()))
+        w.write(session_records(device, uuid.uuid4(), better, T0 + timedelta(days=2), seq0=1000))
+        assert w.refresh_sessions(settle_s=0) >= 2
+    finally:
+        w.close()
+    out = dict(db.execute("select muscle, round(abs_ai_improvement::numeric, 3) from patient_outcome "
+                          "where patient_id = %s", (pid,)).fetchall())
+    assert float(out["zygomaticus"]) == pytest.approx(1 / 3 - 10 / 190, abs=1e-3)
+    resp = db.execute("select sessions, responder from patient_responder where patient_id = %s", (pid,)).fetchone()
+    assert resp == (2, True)
+    adh = db.execute("select sessions_done, plan_done_pct, mean_days_between from patient_adherence "
+                     "where patient_id = %s", (pid,)).fetchone()
+    assert adh[0] == 2 and float(adh[1]) == 20.0 and float(adh[2]) == 2.0

@@ -82,6 +82,9 @@ def test_sink_writes_once_and_replays_write_nothing(sink_settings: Settings, db:
     assert m.value("mimetic_sink_rows_written_total", table="envelope") == 200
     assert m.value("mimetic_sink_dead_letters_total", reason="undecodable") == 2
     assert committed_total(s) == n_msgs
+    stats = db.execute("select sum(records), sum(rows_written), sum(dead_letters) from pipeline_stats "
+                       "where instance = %s", (f"{s.sink_group}/mimetic-sink",)).fetchone()
+    assert stats[0] >= len(recs) and stats[1] == sum(want.values()) - want["alert"]   # alert state rows are upserts, not counted
     dl = dead_letters(s)
     assert len(dl) == 2
     reasons = [dict(msg.headers)["reason"].decode() for msg in dl]
