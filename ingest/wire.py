@@ -668,9 +668,10 @@ def topic_spec_for(kind: str):
 
 
 def parse_headers(headers: Any) -> RecordMeta:
-    """Headers as aiokafka/kafka-python give them (sequence of (str, bytes)) -> RecordMeta."""
+    """Headers as aiokafka/kafka-python (sequence of (str, bytes)) or Faust (mapping) give them -> RecordMeta."""
     d: dict[str, str] = {}
-    for k, v in headers or ():
+    items = headers.items() if hasattr(headers, "items") else (headers or ())
+    for k, v in items:
         d[k] = v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
     rat = d.get("received-at-us")
     return RecordMeta(

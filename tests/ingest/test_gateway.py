@@ -284,3 +284,34 @@ def test_fuzz_gateway(gateway, settings, new_device):
     for _, v, h in got:
         item, meta = wire.decode_record(v, h)  # everything in Kafka is valid
         assert item.device_id == dev
+
+
+def test_websocket_closed_after_revocation(gateway, settings, new_device):
+    dev, secret = new_device()
+
+    async def run():
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect(f"{gateway.url.replace('http', 'ws')}/v1/devices/{dev}/stream",
+                                    headers={"Authorization": f"Bearer {secret}"}) as ws:
+                await ws.send_bytes(wire.encode_frame(frame(dev, 1)))
+                first = json.loads((await ws.receive(timeout=30)).data)
+                with psycopg.connect(settings.db_dsn(), autocommit=True) as conn:
+                    registry.revoke_device(conn, dev)
+                deadline = time.monotonic() + 15
+                seq = 2
+                while time.monotonic() < deadline:
+                    await ws.send_bytes(wire.encode_frame(frame(dev, seq)))
+                    ack = json.loads((await ws.receive(timeout=30)).data)
+                    if ack["status"] != 202:
+                        closing = await ws.receive(timeout=30)
+                        return first, ack, closing, seq
+                    seq += 1
+                    await asyncio.sleep(0.3)
+                raise AssertionError("revocation not noticed")
+
+    first, ack, closing, last_seq = asyncio.run(run())
+    assert first["status"] == 202
+    assert ack["status"] == 403 and ack["error"] == "device_revoked"
+    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and closing.data == 4403
+    seqs = [wire.decode_frame(v).seq for _, v, _ in read_topic(settings, "frame", dev)]
+    assert last_seq not in seqs and seqs == list(range(1, last_seq))

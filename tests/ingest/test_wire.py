@@ -250,3 +250,9 @@ def test_encode_reuses_decoded_bytes_only_when_unchanged():
     h.samples = h.samples.copy()
     h.samples[0, 0] ^= 1
     assert wire.decode_frame(wire.encode_frame(h)).samples[0, 0] == h.samples[0, 0]
+
+
+def test_headers_as_mapping():
+    _, v, h = wire.encode_record(make_frame(), source="ws", dup=True)
+    meta = wire.parse_headers(dict(h))
+    assert meta.dup and meta.source == "ws" and meta.kind == "frame"
