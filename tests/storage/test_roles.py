@@ -107,6 +107,11 @@ def test_clinic_sees_only_its_own_rows(settings: Settings, world: dict) -> None:
 
 def test_clinic_cannot_widen_its_view(settings: Settings, world: dict) -> None:
     with connect(settings, world, "clinic_a") as conn:
+        # the RLS helpers answer only for the caller
+        other = world["logins"]["clinic_b"]
+        assert conn.execute("select app.clinic_ids(%s), app.clinic_device_ids(%s)", (other, other)).fetchone() \
+            == ([], [])
+        assert conn.execute("select app.clinic_ids(current_user)").fetchone()[0] == [world["clinics"]["a"]["clinic"]]
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute("select * from app.clinic_login")
         with pytest.raises(errors.InsufficientPrivilege):
