@@ -137,3 +137,85 @@ def test_rejected_record_is_dead_lettered_and_the_rest_written(sink_settings: Se
     assert count_rows(db, device) == expected_rows(40)
     dl = dead_letters(s)
     assert len(dl) == 1 and dict(dl[0].headers)["reason"].startswith(b"rejected by database")
+
+
+def test_aborted_transactions_are_not_stored(sink_settings: Settings, db: psycopg.Connection) -> None:
+    """The processors write with Kafka transactions; the sink reads committed records only."""
+    from aiokafka import AIOKafkaProducer
+
+    s = sink_settings
+    device = f"dev-tx-{uuid.uuid4().hex[:6]}"
+    aborted = mixed_records(device, 40, uuid.uuid4())
+    committed = mixed_records(device, 40, uuid.uuid4(), t0=aborted[0].time.replace(year=2027))
+
+    async def go():
+        p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, transactional_id=f"tx-{device}")
+        await p.start()
+        try:
+            for batch, commit in ((aborted, False), (committed, True)):
+                async with p.transaction() if commit else _Abort(p):
+                    for rec in batch:
+                        key, value, headers = r.to_message(rec)
+                        await p.send(f"{s.topic_prefix}.{r.TOPIC_OF_KIND[r.kind_of(rec)]}", value=value, key=key,
+                                     headers=headers)
+        finally:
+            await p.stop()
+        sink = Sink(s)
+        await run_until(sink, lambda: sink.metrics.value("mimetic_sink_records_total", kind="envelope") >= 40
+                        and count_rows(db, device)["task_window"] >= 1)
+        await asyncio.sleep(1.0)   # anything aborted would have come first, in offset order
+
+    asyncio.run(go())
+    # the aborted records are in the log (a read_uncommitted reader sees both batches) ...
+    c = KafkaConsumer(f"{s.topic_prefix}.derived.features", bootstrap_servers=s.kafka_bootstrap,
+                      auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000,
+                      isolation_level="read_uncommitted")
+    try:
+        envelopes = [m for m in c if m.key == device.encode() and dict(m.headers or []).get("kind") == b"envelope"]
+    finally:
+        c.close()
+    assert len(envelopes) == 80
+    # ... but only the committed ones are stored
+    got = db.execute("select min(time), count(*) from envelope where device_id = %s", (device,)).fetchone()
+    assert got[1] == 40 and got[0].year == 2027, got
+
+
+class _Abort:
+    """`async with`: a transaction that is aborted at the end."""
+
+    def __init__(self, producer):
+        self.p = producer
+
+    async def __aenter__(self):
+        await self.p.begin_transaction()
+
+    async def __aexit__(self, *exc):
+        await self.p.flush()          # the records reach the log, then the transaction is aborted
+        await self.p.abort_transaction()
+        return False
+
+
+def test_two_sinks_in_one_group_share_the_work_exactly(sink_settings: Settings, db: psycopg.Connection) -> None:
+    s = sink_settings.model_copy(update={"sink_batch_size": 200, "sink_linger_ms": 50})
+    devices = [f"dev-rb{i}-{uuid.uuid4().hex[:5]}" for i in range(4)]
+    recs = {d: mixed_records(d, 600, uuid.uuid4()) for d in devices}
+    total = sum(len(v) for v in recs.values())
+
+    async def go():
+        a, b = Sink(s, client_id="sink-a"), Sink(s, client_id="sink-b")
+        ta = asyncio.create_task(a.run())
+        await asyncio.to_thread(produce, s, recs[devices[0]] + recs[devices[1]])
+        tb = asyncio.create_task(b.run())       # joins mid-stream: rebalance
+        await asyncio.to_thread(produce, s, recs[devices[2]] + recs[devices[3]])
+        try:
+            await wait_for(lambda: committed_total(s) >= total, 90)
+        finally:
+            a.stop()
+            b.stop()
+            await asyncio.wait_for(asyncio.gather(ta, tb), 30)
+        return a.metrics, b.metrics
+
+    ma, mb = asyncio.run(go())
+    for d in devices:
+        assert count_rows(db, d) == expected_rows(600), d
+    assert ma.value("mimetic_sink_batches_total") > 0
