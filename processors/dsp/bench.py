@@ -58,7 +58,7 @@ def _best(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
     return min(cpu), min(wall)
 
 
-def run_bench(out: Path, seconds: float = 60.0, repeats: int = 5, nk_seconds: float = 10.0,
+def run_bench(out: Path, seconds: float = 60.0, repeats: int = 5, nk_seconds: float = 5.0,
               echo: Callable[[str], None] = print) -> dict[str, Any]:
     x = synthetic_device(seconds)
     n_total = x.size

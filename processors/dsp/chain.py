@@ -191,23 +191,27 @@ class MultiChannelChain:
     def _process(self, x: np.ndarray) -> ChainOutput:
         n_ch, n = x.shape
         self.n_samples += n
-        raw = self.offset.process(x)
+        # per-sample statistics, one row block each, summed per hop; the offset-removed
+        # input is written straight into its row block (no extra copy)
+        st = np.empty((len(self.rows) * n_ch, n))
+        raw = st[n_ch:2 * n_ch]
+        if self.offset.offset is None and n:
+            self.offset.process(x[:, :1])
+        np.subtract(x, self.offset.offset if self.offset.offset is not None else 0.0, out=raw)
         blanked = 0
         if self.blanker is not None:
-            raw, mask = self.blanker.process(raw)
+            b, mask = self.blanker.process(raw)
+            raw[...] = b
             blanked = int(mask.sum())
-        bp = self.bandpass.process_inplace(np.array(raw, order="C", copy=True))
+        bp = self.bandpass.process_inplace(raw.copy())
         if isinstance(self.notch, CombNotch):
-            y = self.notch.process(bp)
-        elif self.has_notch:
-            y = self.notch.process_inplace(bp.copy())
+            y_tm = self.notch.process_time_major(bp)  # (n, n_ch): square it without transposing first
+            np.multiply(y_tm.T, y_tm.T, out=st[0:n_ch])
+            y = np.ascontiguousarray(y_tm.T) if self.cfg.keep_conditioned else None
         else:
-            y = bp
-        # per-sample statistics, one row block each, summed per hop
-        st = np.empty((len(self.rows) * n_ch, n))
-        r = 0
-        np.multiply(y, y, out=st[r:r + n_ch]); r += n_ch
-        st[r:r + n_ch] = raw; r += n_ch
+            y = self.notch.process_inplace(bp.copy()) if self.has_notch else bp
+            np.multiply(y, y, out=st[0:n_ch])
+        r = 2 * n_ch  # cond2, then raw (already there)
         np.multiply(raw, raw, out=st[r:r + n_ch]); r += n_ch
         if self.has_notch:
             np.multiply(bp, bp, out=st[r:r + n_ch]); r += n_ch

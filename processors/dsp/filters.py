@@ -167,9 +167,17 @@ class CombNotch:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         x = as_2d(x)
+        if x.shape[-1] == 0:
+            return x.copy()
+        return np.ascontiguousarray(self.process_time_major(x).T)
+
+    def process_time_major(self, x: np.ndarray) -> np.ndarray:
+        """As `process`, but returns the output time-major, (n_samples, n_channels), which
+        saves a transpose when the caller only needs e.g. its square."""
+        x = as_2d(x)
         n, total, c = self.period, x.shape[-1], self.n_channels
         if total == 0:
-            return x.copy()
+            return np.zeros((0, c))
         # time-major (samples, channels), flattened: one period of all channels is one
         # contiguous run of n*c values, so the recursion y[m] = fb*y[m-N] + d[m] takes
         # two vector operations per period (faster here than SciPy's SOS kernel run
@@ -189,7 +197,7 @@ class CombNotch:
             out += dv[s:e]
         self.hist_x = ext[total:].copy()
         self.hist_y = y[total:].copy()
-        return np.ascontiguousarray(y[n:].T)
+        return y[n:]
 
     def to_state(self) -> dict[str, Any]:
         return {"fs_hz": self.fs_hz, "mains_hz": self.mains_hz, "q": self.q, "n_channels": self.n_channels,

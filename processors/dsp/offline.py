@@ -17,6 +17,7 @@ from processors.dsp.activation import Activation, Baseline, detect_activations, 
 from processors.dsp.balance import none_if_nan, pair_balance
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.envelope import DEFAULT_HOP_S, DEFAULT_WINDOW_S, EnvelopeTiming
+from processors.dsp.fatigue import fatigue_slope, frequency_track
 from processors.dsp.filters import DEFAULT_BAND_HZ
 from processors.dsp.quality import channel_quality, detect_mains
 from processors.dsp.spectrum import median_mean_frequency, welch_psd
@@ -68,6 +69,7 @@ def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
         f, p = welch_psd(cond[i], fs_hz, 0.25)
         med, mean = median_mean_frequency(f, p, (band_hz[0], min(band_hz[1], fs_hz / 2)))
         q = channel_quality(x[i], cond[i], env[i], fs_hz, efs, mains_hz, calibrated=calibrated)
+        fatigue = _fatigue(cond[i], fs_hz, a, band_hz)
         channels.append({
             "name": name,
             "envelope_uv": env[i].tolist(),
@@ -77,6 +79,7 @@ def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
                              "peak_uv": a_.peak, "mean_uv": a_.mean, "area_uv_s": a_.area} for a_ in a],
             "median_freq_hz": _f(med[0]),
             "mean_freq_hz": _f(mean[0]),
+            "fatigue": fatigue,
             "quality": q,
         })
     pairs = _pairs(names, env, timing, baselines, acts, affected)
@@ -94,6 +97,21 @@ def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
         "pairs": pairs,
     }
     return OfflineResult(fs_hz, timing, mains_hz, names, x, cond, env, baselines, acts, report)
+
+
+def _fatigue(cond: np.ndarray, fs_hz: float, acts: list[Activation], band_hz: tuple[float, float],
+             min_s: float = 3.0) -> dict[str, Any] | None:
+    """Median-frequency slope over the longest activation if it is a sustained one (>= min_s)."""
+    longest = max(acts, key=lambda a: a.duration_s, default=None)
+    if longest is None or longest.duration_s < min_s:
+        return None
+    seg = cond[int(longest.onset_s * fs_hz):int(longest.offset_s * fs_hz)]
+    track = frequency_track(seg, fs_hz, 1.0, 0.5, 0.25, (band_hz[0], min(band_hz[1], fs_hz / 2)))
+    slope = fatigue_slope(track.times_s, track.median_hz[0])
+    return {"onset_s": longest.onset_s, "offset_s": longest.offset_s, "windows": int(track.times_s.size),
+            "median_freq_start_hz": _f(track.median_hz[0][0]) if track.times_s.size else None,
+            "median_freq_slope_hz_per_s": _f(slope.slope_hz_per_s),
+            "median_freq_relative_change_per_min": _f(slope.relative_per_min)}
 
 
 def _pairs(names: list[str], env: np.ndarray, timing: EnvelopeTiming, baselines: list[Baseline],
