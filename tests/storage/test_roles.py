@@ -188,7 +188,9 @@ def test_ingest_writes_but_cannot_read_identity(settings: Settings, world: dict)
     a = world["clinics"]["a"]
     w = DbWriter(roles.login_dsn(settings, world["logins"]["ingest"]))
     try:
-        result = w.write(mixed_records(a["device"], 60, uuid.uuid4()))
+        result = w.write(mixed_records(a["device"], 60, uuid.uuid4()),
+                         pipeline={"instance": "ingest-role-test", "records": 1})
+        assert w.refresh_sessions(settle_s=0) >= 1   # security definer: no registry read needed
     finally:
         w.close()
     assert result.inserted["envelope"] == 20   # frames 40..59 are new, 0..39 were written already
