@@ -16,7 +16,7 @@ absorbing data that arrived late. Older late data: ``run_rollup(since=...)``.
 
 Retention: ``drop_chunks(table, older_than => now - N days)`` drops only chunks whose
 whole time range is older, per table with its own age (settings
-``retention_*_days``; 0 keeps forever). Summaries, balance, activations, alerts and
+``retention_*_days``; 0 keeps forever; pipeline_stats follows the detail age). Summaries, balance, activations, alerts and
 rollups are kept: they are small and are the clinical record.
 """
 
@@ -43,6 +43,7 @@ RETENTION: tuple[tuple[str, str], ...] = (
     ("signal_quality", "retention_detail_days"),
     ("stream_stats", "retention_detail_days"),
     ("telemetry", "retention_telemetry_days"),
+    ("pipeline_stats", "retention_detail_days"),
 )
 
 

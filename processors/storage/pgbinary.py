@@ -22,15 +22,13 @@ FLOAT4_OID = 700
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
 _NULL = struct.pack("!i", -1)
-_I8 = struct.Struct("!ii q")      # (len=8, int8) preceded by nothing; we use pieces below
 _FIELD_TS = struct.Struct("!iq")  # len 8, int64 µs since 2000-01-01
 _FIELD_I8 = struct.Struct("!iq")
 _FIELD_I4 = struct.Struct("!ii")
 _FIELD_F4 = struct.Struct("!if")
 _FIELD_BOOL = struct.Struct("!i?")
-_ARR_HDR = struct.Struct("!iiiiiiiii")   # len, ndim, flags, oid, dim1, lb1, dim2, lb2 (+1 spare)
-_ARR2_HDR = struct.Struct("!iiiiiiii")
-_ARR1_HDR = struct.Struct("!iiiiii")
+_ARR2_HDR = struct.Struct("!iiiiiiii")   # len, ndim, flags, oid, dim1, lb1, dim2, lb2
+_ARR1_HDR = struct.Struct("!iiiiii")     # len, ndim, flags, oid, dim1, lb1
 _ELEM = np.dtype([("len", ">i4"), ("val", ">f4")])
 
 
