@@ -81,6 +81,10 @@ class SinkMetrics:
         return 0.0 if v is None else v
 
 
+class SinkStopped(Exception):
+    """stop() was called while a batch could not be written: it is left uncommitted (replayed later)."""
+
+
 @dataclass
 class _Decoded:
     msg: ConsumerRecord
@@ -132,6 +136,9 @@ class Sink:
                 if msgs:
                     await self._process(msgs)
                 await self._maybe_refresh()
+        except SinkStopped:
+            log.warning("stopped while the database was unavailable; the pending batch was not committed "
+                        "and will be replayed")
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
@@ -228,6 +235,8 @@ class Sink:
                 except TransientDbError as exc:
                     self.metrics.db_up.set(0)
                     self.metrics.retries.inc()
+                    if self._stop.is_set():
+                        raise SinkStopped() from exc
                     log.warning("database unavailable (%s); retrying the same batch in %.1fs", exc, backoff)
                     await self._idle(backoff)
                     backoff = min(self.s.sink_retry_max_s, backoff * 2) * random.uniform(0.8, 1.0)
@@ -243,7 +252,7 @@ class Sink:
         assert self.consumer is not None
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        while (left := end - loop.time()) > 0:
+        while (left := end - loop.time()) > 0 and not self._stop.is_set():
             assigned = self.consumer.assignment()
             if assigned:
                 self.consumer.pause(*assigned)
@@ -274,8 +283,10 @@ class Sink:
                     except RecordRejected as exc:
                         rejected.append((d.msg, f"rejected by database: {exc}"))
                         break
-                    except TransientDbError:
+                    except TransientDbError as exc:
                         self.metrics.retries.inc()
+                        if self._stop.is_set():
+                            raise SinkStopped() from exc
                         await self._idle(1.0)
         finally:
             self._resume()

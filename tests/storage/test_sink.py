@@ -219,3 +219,23 @@ def test_two_sinks_in_one_group_share_the_work_exactly(sink_settings: Settings, 
     for d in devices:
         assert count_rows(db, d) == expected_rows(600), d
     assert ma.value("mimetic_sink_batches_total") > 0
+
+
+def test_stop_while_the_database_is_unreachable_commits_nothing(sink_settings: Settings) -> None:
+    s = sink_settings.model_copy(update={"sink_retry_max_s": 0.5, "sink_refresh_interval_s": 0.0})
+    device = f"dev-stop-{uuid.uuid4().hex[:6]}"
+    recs = mixed_records(device, 20, uuid.uuid4())
+    produce(s, recs)
+    dead_dsn = s.model_copy(update={"pg_port": 1}).db_dsn()     # nothing listens there
+
+    async def go():
+        sink = Sink(s, dsn=dead_dsn)
+        task = asyncio.create_task(sink.run())
+        await wait_for(lambda: sink.metrics.value("mimetic_sink_db_retries_total") >= 2, 30)
+        sink.stop()
+        await asyncio.wait_for(task, 10)      # returns promptly, without the database
+        return sink.metrics
+
+    m = asyncio.run(go())
+    assert m.value("mimetic_sink_db_up") == 0
+    assert committed_total(s) == 0
