@@ -205,9 +205,9 @@ class MultiChannelChain:
             blanked = int(mask.sum())
         bp = self.bandpass.process_inplace(raw.copy())
         if isinstance(self.notch, CombNotch):
-            y_tm = self.notch.process_time_major(bp)  # (n, n_ch): square it without transposing first
-            np.multiply(y_tm.T, y_tm.T, out=st[0:n_ch])
-            y = np.ascontiguousarray(y_tm.T) if self.cfg.keep_conditioned else None
+            u = self.notch.process_unscaled(bp)  # (n, n_ch), output / gain: square it without transposing
+            np.multiply(u.T, u.T, out=st[0:n_ch])  # scaled by gain^2 after the hop sums
+            y = np.multiply(u.T, self.notch.gain) if self.cfg.keep_conditioned else None
         else:
             y = self.notch.process_inplace(bp.copy()) if self.has_notch else bp
             np.multiply(y, y, out=st[0:n_ch])
@@ -220,6 +220,8 @@ class MultiChannelChain:
             tol = 1e-3 * (hi - lo)
             np.logical_or(x <= lo + tol, x >= hi - tol, out=st[r:r + n_ch], casting="unsafe")
         hs = self.hops.process(st)  # (rows*n_ch, new hops)
+        if isinstance(self.notch, CombNotch) and hs.shape[1]:
+            hs[:n_ch] *= self.notch.gain ** 2
         env, k0 = self._envelope(hs[:n_ch]), self.n_env
         self.n_env += env.shape[1]
         acts: list[Activation] = []

@@ -26,6 +26,22 @@ try:  # the compiled kernel behind scipy.signal.sosfilt: no per-call validation 
 except Exception:  # pragma: no cover - scipy layout changed: fall back to the public API
     _sosfilt_kernel = None
 
+try:  # BLAS y += a*x in place: one call per period instead of two numpy operations
+    from scipy.linalg.blas import daxpy as _daxpy
+except Exception:  # pragma: no cover
+    _daxpy = None
+
+
+def _axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
+    """y += a * x in place (contiguous 1-D float64 views)."""
+    if _daxpy is not None:
+        r = _daxpy(x, y, a=a)
+        if r is not y and not np.shares_memory(r, y):  # pragma: no cover - f2py made a copy
+            y[...] = r
+    else:  # pragma: no cover
+        y += a * x
+
+
 DEFAULT_BAND_HZ: tuple[float, float] = (20.0, 450.0)
 DEFAULT_ORDER = 4
 DEFAULT_NOTCH_Q = 10.0
@@ -161,7 +177,7 @@ class CombNotch:
         self.fs_hz, self.mains_hz, self.q, self.period = float(fs_hz), float(mains_hz), float(q), period
         self.gain, self.feedback = float(b[0]), float(-a[-1])
         self.n_channels = int(n_channels)
-        shape = (period, self.n_channels)  # time-major history of the last N inputs / outputs
+        shape = (period, self.n_channels)  # time-major history of the last N inputs / unscaled outputs
         self.hist_x = np.zeros(shape) if hist_x is None else np.asarray(hist_x, dtype=np.float64).reshape(shape)
         self.hist_y = np.zeros(shape) if hist_y is None else np.asarray(hist_y, dtype=np.float64).reshape(shape)
 
@@ -169,35 +185,37 @@ class CombNotch:
         x = as_2d(x)
         if x.shape[-1] == 0:
             return x.copy()
-        return np.ascontiguousarray(self.process_time_major(x).T)
+        u = self.process_unscaled(x)
+        return np.multiply(u.T, self.gain)
 
-    def process_time_major(self, x: np.ndarray) -> np.ndarray:
-        """As `process`, but returns the output time-major, (n_samples, n_channels), which
-        saves a transpose when the caller only needs e.g. its square."""
+    def process_unscaled(self, x: np.ndarray) -> np.ndarray:
+        """The comb output divided by its gain g, time-major (n_samples, n_channels):
+
+            u[m] = (x[m] - x[m-N]) + fb * u[m-N],   y = g * u
+
+        Callers that only need the output's power (the chain) scale the sums by g^2
+        instead of every sample, and skip the transpose."""
         x = as_2d(x)
         n, total, c = self.period, x.shape[-1], self.n_channels
         if total == 0:
             return np.zeros((0, c))
         # time-major (samples, channels), flattened: one period of all channels is one
-        # contiguous run of n*c values, so the recursion y[m] = fb*y[m-N] + d[m] takes
-        # two vector operations per period (faster here than SciPy's SOS kernel run
-        # over the period-strided phases, which is latency-bound at ~6 ns a step)
+        # contiguous run of n*c values, so the recursion takes two vector operations per
+        # period (faster here than SciPy's SOS kernel run over the period-strided
+        # phases, which is latency-bound at ~6 ns a step)
         ext = np.empty((n + total, c))
         ext[:n] = self.hist_x
         ext[n:] = x.T
-        d = ext[n:] - ext[:total]  # x[m] - x[m-N]
-        d *= self.gain
-        y = np.empty_like(ext)
-        y[:n] = self.hist_y
-        yv, dv, step, fb = y.reshape(-1), d.reshape(-1), n * c, self.feedback
-        for s in range(0, total * c, step):
+        u = np.empty_like(ext)
+        u[:n] = self.hist_y
+        np.subtract(ext[n:], ext[:total], out=u[n:])  # x[m] - x[m-N]
+        uv, step, fb = u.reshape(-1), n * c, self.feedback
+        for s in range(0, total * c, step):  # u[m] += fb * u[m-N], one period of all channels at a time
             e = min(s + step, total * c)
-            out = yv[step + s:step + e]
-            np.multiply(yv[s:e], fb, out=out)
-            out += dv[s:e]
+            _axpy(fb, uv[s:e], uv[step + s:step + e])
         self.hist_x = ext[total:].copy()
-        self.hist_y = y[total:].copy()
-        return y[n:]
+        self.hist_y = u[total:].copy()
+        return u[n:]
 
     def to_state(self) -> dict[str, Any]:
         return {"fs_hz": self.fs_hz, "mains_hz": self.mains_hz, "q": self.q, "n_channels": self.n_channels,
