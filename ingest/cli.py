@@ -123,6 +123,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         truth_out: Annotated[Optional[Path], typer.Option("--truth-out", help="Write the ground truth JSON here.")] = None,
         max_rate: Annotated[float, typer.Option(help="--fast through the gateway: at most this many records/s per "
                                                      "device (stay under MIMETIC_GATEWAY_RATE_PER_S); 0 = no cap.")] = 180.0,
+        verify: Annotated[bool, typer.Option("--verify", help="Afterwards, read the raw topics back and check "
+                                                             "them against the truth.")] = False,
     ) -> None:
         """Simulate a clinic's patients doing therapy sessions (sEMG, telemetry, events, faults)."""
         from ingest.runner import register_simulation, run_simulation
@@ -164,6 +166,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         console.print(f"done in {result['elapsed_s']:.1f}s" + (f"; truth in {truth_out}" if truth_out else ""))
         if any(d["rejected"] for d in result["devices"].values()):
             raise typer.Exit(2)
+        if verify:
+            from ingest.verify import verify_truth
+
+            problems = verify_truth(s, truth)
+            for p in problems:
+                err.print(f"[red]mismatch:[/] {p}")
+            if problems:
+                raise typer.Exit(3)
+            console.print("verified: the raw topics hold exactly what the truth says was sent")
 
     @app.command("replay")
     def replay_cmd(

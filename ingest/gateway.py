@@ -34,7 +34,10 @@ device), so a freshly rotated secret works at once. When the TTL expires the row
 TTL): a revocation or a rotated secret takes effect within the TTL, on open
 WebSockets too (they are closed with 4403). Digests of wrong secrets are remembered
 as well (bounded), so guessing does not become a CPU amplifier. The cache holds
-digests, never the secrets.
+digests, never the secrets. If the registry database is unreachable, rows read in
+the last 5 minutes keep being used (stale-if-error: ingest survives a short database
+outage, at the price of revocations waiting for the database); devices not in the
+cache get 503.
 
 Duplicates: per device and record kind, the gateway remembers the last 8192 sequence
 numbers Kafka acknowledged and those attempted but not (yet) acknowledged; a
@@ -64,6 +67,9 @@ from ingest import registry, wire
 from mimetic.config import Settings
 
 log = logging.getLogger("mimetic.gateway")
+
+#: while the registry database is unreachable, a device row read successfully this recently is still used
+STALE_IF_ERROR_S = 300.0
 
 
 class Reject(Exception):
@@ -114,6 +120,7 @@ class Metrics:
 class _AuthEntry:
     row: registry.DeviceRow | None
     fetched: float
+    verified_at: float = -1e9
     good: set[bytes] = field(default_factory=set)
     bad: OrderedDict = field(default_factory=OrderedDict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -145,11 +152,19 @@ class DeviceAuth:
             e = self.entries.setdefault(device_id, _AuthEntry(None, -1e9))
         async with e.lock:
             if time.monotonic() - e.fetched >= self.ttl:
-                row = await self._fetch(device_id)
+                try:
+                    row = await self._fetch(device_id)
+                except Reject:
+                    # registry down: keep serving a device we verified recently (stale-if-error), so
+                    # ingest survives a short database outage; unknown devices get 503
+                    if e.row is not None and time.monotonic() - e.verified_at < STALE_IF_ERROR_S:
+                        return e
+                    raise
                 if row is None or e.row is None or row.secret_hash != e.row.secret_hash:
                     e.good.clear()
                     e.bad.clear()
                 e.row, e.fetched = row, time.monotonic()
+                e.verified_at = e.fetched
         if len(self.entries) > 100_000:  # unknown-device floods must not grow memory without bound
             self.entries.pop(next(iter(self.entries)))
         return e

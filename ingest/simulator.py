@@ -93,6 +93,9 @@ SYNKINESIS_DEFINITION = ("for (target task T, muscle N): mean clean amplitude of
                          "co-activation as a fraction of N's healthy peak")
 
 
+_SESSION_NS = uuid.UUID("6d696d65-7469-6373-696d-756c61746f72")
+
+
 def default_channel_map(n_channels: int) -> list[dict[str, Any]]:
     """Muscle pairs in MONTAGE_ORDER: channel 2i = muscle i left, 2i+1 = right."""
     if n_channels < 2 or n_channels % 2 or n_channels // 2 > len(MONTAGE_ORDER):
@@ -423,7 +426,8 @@ class Simulation:
         faults = self._faults(rng, therapy, windows)
         t0 = self.start_us + int(k * self.session_gap_s * 1e6) + p.index * 1_000_000
         return SessionPlan(
-            session_id=uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63)), version=4),
+            # deterministic for a given seed AND start time: re-running a seed later gives new session ids
+            session_id=uuid.uuid5(_SESSION_NS, f"{self.seed}/{self.device_ids[p.index]}/{k}/{self.start_us}"),
             index=k, therapy_type=therapy, t0_us=t0, duration_s=self.duration_s, fs_hz=self.fs_hz,
             channel_map=self.channel_map, stimulation=stim, windows=windows, faults=faults,
             discomfort=int(rng.integers(0, 4)) + (3 if any(f.type == "over_current" for f in faults) else 0),

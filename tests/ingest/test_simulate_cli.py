@@ -23,6 +23,9 @@ def test_simulate_truth_matches_topics(gateway, settings, tmp_path):
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     truth = json.loads(truth_path.read_text())
+    from ingest.verify import verify_truth
+
+    assert verify_truth(settings, truth) == []
     assert truth["schema"] == "mimetic.simulator.truth/1" and len(truth["patients"]) == 3
     assert {pt["affected_side"] for pt in truth["patients"]} <= {"L", "R"}
     for pt in truth["patients"]:
