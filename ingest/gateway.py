@@ -158,6 +158,7 @@ class DeviceAuth:
                     # registry down: keep serving a device we verified recently (stale-if-error), so
                     # ingest survives a short database outage; unknown devices get 503
                     if e.row is not None and time.monotonic() - e.verified_at < STALE_IF_ERROR_S:
+                        e.fetched = time.monotonic()  # try the database again after one TTL, not per request
                         return e
                     raise
                 if row is None or e.row is None or row.secret_hash != e.row.secret_hash:
@@ -388,7 +389,8 @@ class Gateway:
         from psycopg_pool import AsyncConnectionPool
 
         self.pool = AsyncConnectionPool(self.s.db_dsn(), min_size=1, max_size=4, open=False,
-                                        kwargs={"autocommit": True}, reconnect_timeout=0)
+                                        kwargs={"autocommit": True, "connect_timeout": 3}, reconnect_timeout=0,
+                                        check=AsyncConnectionPool.check_connection)
         await self.pool.open(wait=False)
         self.auth = DeviceAuth(self.pool, self.s.gateway_auth_cache_ttl_s, self.metrics)
         await self.kafka.start()
