@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         description="How often the worker commits its Kafka transaction (outputs become visible to the sink).",
     )
     worker_tick_interval_s: float = Field(2.0, description="Liveness check period of the worker (seconds).")
+    worker_stim_slope_uv: float = Field(
+        250.0,
+        description="While a frame is flagged stimulation-active, a step above this (µV per sample) starts a "
+        "4 ms blank of the stimulation pulse.",
+    )
     worker_hold_frames: int = Field(
         4, description="Out-of-order frames held per device while waiting for a missing one before a gap is declared."
     )

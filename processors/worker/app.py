@@ -87,9 +87,18 @@ def make_app(s: Settings) -> faust.App:
             return hit[1]
         return DeviceProcessor.from_state(stored, params)
 
-    def save(dp: DeviceProcessor) -> None:
+    async def save(dp: DeviceProcessor, partition: int) -> None:
+        """Store the device state locally and in the changelog, as part of this event's transaction.
+
+        `table[key] = value` would queue the changelog record in the producer's buffer
+        (`send_soon`), which Faust does not flush before it commits the input offsets: a
+        SIGKILL could then leave the restored state behind the committed offsets (measured).
+        Sending it as an attachment of the event publishes it before that commit instead.
+        """
         data = dp.to_state()
-        state[dp.device_id.encode()] = data
+        key = dp.device_id.encode()
+        state.data[key] = data
+        await state.changelog_topic.send(key=key, value=data, partition=partition)
         cache[dp.device_id] = (data, dp)
         cache.move_to_end(dp.device_id)
         while len(cache) > 20_000:
@@ -153,7 +162,7 @@ def make_app(s: Settings) -> faust.App:
                 await dead_letter(ev, "processing_error", f"{type(exc).__name__}: {exc}")
                 continue
             await emit(recs, key)
-            save(dp)
+            await save(dp, ev.message.partition)
 
     @app.timer(interval=s.worker_tick_interval_s)
     async def tick() -> None:

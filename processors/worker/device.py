@@ -66,13 +66,14 @@ class WorkerParams:
     battery_clear_pct: float = 20.0
     mains_alert_uv: float = 20.0
     electrode_off_kohm: float = 1000.0
+    stim_slope_uv: float = 250.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> "WorkerParams":
         return cls(s.worker_hold_frames, s.worker_mains_hz, s.worker_envelope_window_s, s.worker_envelope_hop_s,
                    s.worker_silent_after_s, s.worker_session_timeout_s, s.worker_current_limit_ua,
                    s.worker_impedance_max_kohm, s.worker_battery_low_pct, s.worker_battery_clear_pct,
-                   s.worker_mains_alert_uv, s.worker_electrode_off_kohm)
+                   s.worker_mains_alert_uv, s.worker_electrode_off_kohm, s.worker_stim_slope_uv)
 
 
 class DeviceProcessor:
@@ -169,11 +170,14 @@ class DeviceProcessor:
                 fs_hz=float(frame.fs_hz), n_channels=frame.n_channels, mains_hz=self.p.mains_hz,
                 window_s=self.p.window_s, hop_s=self.p.hop_s,
                 full_scale_uv=(-32768 * float(np.float32(frame.scale_uv)), 32767 * float(np.float32(frame.scale_uv))),
-                stim_slope_uv=None))
+                stim_slope_uv=self.p.stim_slope_uv))
             self.t0_us = frame.t_us
             self.win_index = None
             if self.rest_mean is not None and len(self.rest_mean) == frame.n_channels:
                 self._arm_detectors()
+        # blank stimulation pulses only while the device says stimulation is on
+        if self.chain.blanker is not None:
+            self.chain.blanker.slope_uv = self.p.stim_slope_uv if frame.stim_active else math.inf
         res = self.chain.process(frame.microvolts())
         self.last_end_us = frame.t_us + frame.duration_us
         self.stats["frames"] += 1

@@ -44,10 +44,6 @@ def _stored(s: Settings, prefix: str) -> dict[tuple, np.ndarray]:
     return {(d, t, q): np.asarray(env, dtype=np.float32) for d, t, q, env in rows}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measured: after a SIGKILL the worker's restored table state can lag its committed input offsets by a "
-    "few frames (faust-streaming 0.15.3 exactly_once, memory store), which the sequence rule then sees as a "
-    "gap: a filter reset and one extra envelope row per kill. Open work in issue 5."))
 def test_worker_killed_three_times_writes_exactly_the_undisturbed_rows(pipeline_settings: Settings,
                                                                         services) -> None:
     s = pipeline_settings
