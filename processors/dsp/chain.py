@@ -21,10 +21,11 @@ import numpy as np
 
 from processors.dsp.activation import ActivationDetector, Activation, Baseline
 from processors.dsp.envelope import DEFAULT_HOP_S, DEFAULT_WINDOW_S, EnvelopeTiming, MovingSum, block_sum, window_sums
+from processors.dsp.state import pack_state, unpack_state
 from processors.dsp.filters import (DEFAULT_BAND_HZ, DEFAULT_NOTCH_Q, DEFAULT_ORDER, CombNotch, OffsetRemover,
                                     SOSFilter, StimBlanker, as_2d, design_bandpass, make_notch, notch_from_state)
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 CHUNK_SAMPLES = 8192  # per channel: keeps the temporaries of a long input in cache
 ELECTRODE_OFF_SD_UV = 0.05
 FLAT_SD_UV = 0.01  # a hop whose samples vary less than this is flat (ADC steps are ~0.1-1 µV)
@@ -143,7 +144,7 @@ class MultiChannelChain:
             self.hops = MovingSum(nr, hop, 1)
             self.rms_tail = np.zeros((n, 0))
             self.n_env = 0
-            self.q_pending = np.zeros((nr, 0))
+            self._reset_window()
             self.n_qwin = 0
             self.detectors: list[ActivationDetector] | None = None
             self.n_samples = 0
@@ -156,7 +157,12 @@ class MultiChannelChain:
             self.hops = MovingSum.from_state(s["hops"])
             self.rms_tail = np.array(s["rms_tail"], dtype=np.float64).reshape(n, -1)
             self.n_env = s["n_env"]
-            self.q_pending = np.array(s["q_pending"], dtype=np.float64).reshape(nr, -1)
+            q = s["quality"]
+            self.q_acc = np.array(q["acc"], dtype=np.float64)
+            self.q_flat = np.array(q["flat"], dtype=np.float64)
+            self.q_lf_sq = np.array(q["lf_sq"], dtype=np.float64)
+            self.q_lf_part = np.array(q["lf_part"], dtype=np.float64).reshape(n, -1)
+            self.q_count = q["count"]
             self.n_qwin = s["n_qwin"]
             self.detectors = None if s["detectors"] is None else [ActivationDetector.from_state(d) for d in s["detectors"]]
             self.n_samples = s["n_samples"]
@@ -240,27 +246,70 @@ class MultiChannelChain:
             return np.zeros((hop_power.shape[0], 0))
         return np.sqrt(window_sums(seq, b) * (1.0 / self.timing.window_n))
 
-    def _quality(self, hs: np.ndarray) -> list[QualityWindow]:
-        seq = np.concatenate([self.q_pending, hs], axis=-1) if self.q_pending.shape[1] else hs
-        qh = self.q_hops
-        nw = seq.shape[1] // qh
-        self.q_pending = seq[:, nw * qh:].copy()
-        if nw == 0:
-            return []
+    def _hop_stats(self, hs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per hop: flat indicator (n_ch, k) and raw hop sums (n_ch, k)."""
         n_ch, hop = self.cfg.n_channels, self.timing.hop_n
-        full = seq[:, : nw * qh].reshape(seq.shape[0], nw, qh)
-        w = block_sum(full)  # (rows*n_ch, nw)
-        row = {name: w[i * n_ch:(i + 1) * n_ch] for i, name in enumerate(self.rows)}
+        raw = hs[n_ch:2 * n_ch]
+        mean = raw / hop
+        flat = hs[2 * n_ch:3 * n_ch] / hop - mean * mean <= FLAT_SD_UV ** 2
+        return flat, raw
+
+    def _fold(self, hs: np.ndarray) -> None:
+        """Add hops of the current (incomplete) window to the running accumulators."""
+        flat, raw = self._hop_stats(hs)
+        self.q_acc += hs.sum(axis=1)
+        self.q_flat += flat.sum(axis=1)
+        seq = np.concatenate([self.q_lf_part, raw], axis=-1)
+        m = self.lf_hops
+        k = (seq.shape[1] // m) * m
+        if k:
+            means = seq[:, :k].reshape(seq.shape[0], -1, m).sum(axis=-1) / (m * self.timing.hop_n)
+            self.q_lf_sq += (means * means).sum(axis=1)
+        self.q_lf_part = seq[:, k:].copy()
+        self.q_count += hs.shape[1]
+
+    def _quality(self, hs: np.ndarray) -> list[QualityWindow]:
+        """Quality windows completed by new hop sums. Only running sums of the current
+        window are kept between calls (a few values per channel of state)."""
+        qh, out = self.q_hops, []
+        if self.q_count:  # finish the window in progress
+            take = min(qh - self.q_count, hs.shape[1])
+            self._fold(hs[:, :take])
+            hs = hs[:, take:]
+            if self.q_count == qh:
+                out.append(self._emit(self.q_acc, self.q_flat, self.q_lf_sq))
+                self._reset_window()
+        nw = hs.shape[1] // qh
+        if nw:  # whole windows inside this input, vectorised
+            n_ch = self.cfg.n_channels
+            full = hs[:, : nw * qh].reshape(hs.shape[0], nw, qh)
+            sums = block_sum(full)
+            flat, raw = self._hop_stats(hs[:, : nw * qh])
+            flat_c = flat.reshape(n_ch, nw, qh).sum(axis=-1)
+            m = self.lf_hops
+            means = raw.reshape(n_ch, nw, qh // m, m).sum(axis=-1) / (m * self.timing.hop_n)
+            lf_sq = (means * means).sum(axis=-1)
+            for j in range(nw):
+                out.append(self._emit(sums[:, j], flat_c[:, j], lf_sq[:, j]))
+        if hs.shape[1] > nw * qh:
+            self._fold(hs[:, nw * qh:])
+        return out
+
+    def _reset_window(self) -> None:
+        n_ch = self.cfg.n_channels
+        self.q_acc = np.zeros(len(self.rows) * n_ch)
+        self.q_flat = np.zeros(n_ch)
+        self.q_lf_sq = np.zeros(n_ch)
+        self.q_lf_part = np.zeros((n_ch, 0))
+        self.q_count = 0
+
+    def _emit(self, sums: np.ndarray, flat_count: np.ndarray, lf_sq: np.ndarray) -> QualityWindow:
+        n_ch, hop, qh = self.cfg.n_channels, self.timing.hop_n, self.q_hops
+        row = {name: sums[i * n_ch:(i + 1) * n_ch] for i, name in enumerate(self.rows)}
         cnt = float(qh * hop)
         mean = row["raw"] / cnt
         var = np.maximum(row["raw2"] / cnt - mean * mean, 0.0)
-        lf_n = self.lf_hops * hop
-        lf_means = block_sum(full[n_ch:2 * n_ch].reshape(n_ch * nw, qh // self.lf_hops, self.lf_hops)).reshape(n_ch, nw, -1) / lf_n
-        # flat line: hops whose samples do not vary (SD below FLAT_SD_UV)
-        hop_mean = full[n_ch:2 * n_ch] / hop
-        hop_var = full[2 * n_ch:3 * n_ch] / hop - hop_mean * hop_mean
-        flat = (hop_var <= FLAT_SD_UV ** 2).mean(axis=-1)
-        lf = np.maximum((lf_means * lf_means).mean(axis=-1) - mean * mean, 0.0)
+        lf = np.maximum(lf_sq / (qh // self.lf_hops) - mean * mean, 0.0)
         c2 = row["cond2"]
         b2 = row["bp2"] if self.has_notch else c2
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -268,16 +317,12 @@ class MultiChannelChain:
             mains = np.where(b2 > 0, np.maximum(b2 - c2, 0.0) / np.where(b2 > 0, b2, 1.0), 0.0)
             lfr = np.where(var > 0, np.minimum(lf / np.where(var > 0, var, 1.0), 1.0), 0.0)
         sd = np.sqrt(var)
-        rms = np.sqrt(c2 / cnt)
-        rail = row["rail"] / cnt if "rail" in row else None
-        off = (flat > 0.5) | (sd < ELECTRODE_OFF_SD_UV)
-        out = []
-        for j in range(nw):
-            out.append(QualityWindow(self.n_qwin, self.n_qwin * cnt / self.cfg.fs_hz, cnt / self.cfg.fs_hz,
-                                     rms[:, j], sd[:, j], mains[:, j], lfr[:, j], flat[:, j],
-                                     None if rail is None else rail[:, j], off[:, j]))
-            self.n_qwin += 1
-        return out
+        flat = flat_count / qh
+        w = QualityWindow(self.n_qwin, self.n_qwin * cnt / self.cfg.fs_hz, cnt / self.cfg.fs_hz,
+                          np.sqrt(c2 / cnt), sd, mains, lfr, flat,
+                          row["rail"] / cnt if "rail" in row else None, (flat > 0.5) | (sd < ELECTRODE_OFF_SD_UV))
+        self.n_qwin += 1
+        return w
 
     def flush(self) -> list[Activation]:
         """End of stream: close open activations."""
@@ -293,8 +338,18 @@ class MultiChannelChain:
                 "blanker": None if self.blanker is None else self.blanker.to_state(),
                 "bandpass": self.bandpass.to_state(), "notch": self.notch.to_state(),
                 "hops": self.hops.to_state(), "rms_tail": self.rms_tail.tolist(), "n_env": self.n_env,
-                "q_pending": self.q_pending.tolist(), "n_qwin": self.n_qwin,
+                "quality": {"acc": self.q_acc.tolist(), "flat": self.q_flat.tolist(), "lf_sq": self.q_lf_sq.tolist(),
+                            "lf_part": self.q_lf_part.tolist(), "count": self.q_count},
+                "n_qwin": self.n_qwin,
                 "detectors": None if self.detectors is None else [d.to_state() for d in self.detectors]}
+
+    def to_bytes(self) -> bytes:
+        """The state in compact binary form (exact; ~13 KB for 8 channels at 2 kHz)."""
+        return pack_state(self.to_state())
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "MultiChannelChain":
+        return cls.from_state(unpack_state(blob))
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "MultiChannelChain":

@@ -179,3 +179,27 @@ def test_kernel_equals_public_sosfilt() -> None:
     zi = np.zeros((3, sos.shape[0], 2))
     ours = np.concatenate([sosfilt_stateful(sos, x[:, :1234], zi), sosfilt_stateful(sos, x[:, 1234:], zi)], -1)
     np.testing.assert_allclose(ours, ss.sosfilt(sos, x, axis=-1), rtol=0, atol=1e-12)
+
+
+def test_chain_state_bytes_round_trip_mid_stream() -> None:
+    cfg = ChainConfig(fs_hz=2000.0, n_channels=4, mains_hz=50.0, keep_conditioned=True, min_on_s=0.05)
+    rng = np.random.default_rng(3)
+    x = np.vstack([burst_signal(2000.0, 3.0, [(1.0, 2.0, 100.0 + 20 * i)], 5.0, rng) for i in range(4)])
+    ref = MultiChannelChain(cfg)
+    ref.set_baselines([30.0] * 4)
+    e0, a0, q0, c0 = chain_outputs(ref, x, [(0, 6000)])
+    live = MultiChannelChain(cfg)
+    live.set_baselines([30.0] * 4)
+    envs, acts, qs = [], [], []
+    for k, (a, b) in enumerate(cut(6000, [100])):  # 50 ms frames, restored from bytes every 7th frame
+        if k % 7 == 3:
+            blob = live.to_bytes()
+            assert isinstance(blob, bytes) and len(blob) < 16_000
+            live = MultiChannelChain.from_bytes(blob)
+        o = live.process(x[:, a:b])
+        envs.append(o.envelope_uv)
+        acts += o.activations
+        qs += o.quality
+    acts += live.flush()
+    assert np.array_equal(np.concatenate(envs, -1), e0)
+    assert acts == a0 and len(a0) == 4 and len(qs) == len(q0) == 3
