@@ -140,3 +140,42 @@ class SlidingBalance:
     def from_state(cls, s: dict[str, Any]) -> "SlidingBalance":
         return cls(s["window_n"], s["hop_n"], s["affected"], s["rest_left"], s["rest_right"],
                    MovingSum.from_state(s["acc"]))
+
+
+class TaskWindowBalance:
+    """Streaming balance of one pair over a task window / repetition (e.g. a 'smile'
+    marked by session events): feed envelope frames of both sides while the task runs,
+    then `result()` gives AI and ratio of the window means. Plain-data state."""
+
+    def __init__(self, muscle: str, affected: Side | str = Side.LEFT, rest_left: float = 0.0, rest_right: float = 0.0,
+                 active_left: float | None = None, active_right: float | None = None,
+                 sums: tuple[float, float] = (0.0, 0.0), count: int = 0):
+        self.muscle, self.affected = muscle, Side(affected).value
+        self.rest_left, self.rest_right = float(rest_left), float(rest_right)
+        self.active_left, self.active_right = active_left, active_right
+        self.sum_left, self.sum_right = float(sums[0]), float(sums[1])
+        self.count = int(count)
+
+    def add(self, env_left: np.ndarray, env_right: np.ndarray) -> None:
+        l_, r_ = np.asarray(env_left, dtype=np.float64).reshape(-1), np.asarray(env_right, dtype=np.float64).reshape(-1)
+        if l_.shape != r_.shape:
+            raise ValueError("left and right envelope frames must have the same length")
+        self.sum_left += float(l_.sum())
+        self.sum_right += float(r_.sum())
+        self.count += l_.size
+
+    def result(self) -> PairBalance:
+        if self.count == 0:
+            return PairBalance(self.muscle, None, None, float("nan"), float("nan"), self.affected)
+        return pair_balance(self.muscle, self.sum_left / self.count, self.sum_right / self.count, self.affected,
+                            self.rest_left, self.rest_right, self.active_left, self.active_right)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"muscle": self.muscle, "affected": self.affected, "rest_left": self.rest_left,
+                "rest_right": self.rest_right, "active_left": self.active_left, "active_right": self.active_right,
+                "sums": [self.sum_left, self.sum_right], "count": self.count}
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any]) -> "TaskWindowBalance":
+        return cls(s["muscle"], s["affected"], s["rest_left"], s["rest_right"], s["active_left"], s["active_right"],
+                   tuple(s["sums"]), s["count"])

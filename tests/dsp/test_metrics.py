@@ -177,3 +177,17 @@ def test_quality_metrics_known_answers() -> None:
     assert q["motion_power_ratio"] > 0.5 and q["mains_power_ratio"] > 0.01 and q["electrode_off"] is False
     off = channel_quality(np.full(10000, 3.0), np.zeros(10000), np.zeros(91), FS, 100.0, 50.0)
     assert off["electrode_off"] is True and off["flat_fraction"] == 1.0
+
+
+def test_task_window_balance_streaming() -> None:
+    from processors.dsp.balance import TaskWindowBalance
+
+    rng = np.random.default_rng(9)
+    left, right = 30 + rng.normal(size=500), 60 + rng.normal(size=500)
+    tb = TaskWindowBalance("zygomaticus", "L", rest_left=2.0, rest_right=2.0)
+    for a in range(0, 500, 37):
+        tb.add(left[a:a + 37], right[a:a + 37])
+        tb = TaskWindowBalance.from_state(tb.to_state())
+    r = tb.result()
+    assert r.asymmetry_index == pytest.approx(-1 / 3, abs=0.02) and r.ratio == pytest.approx(0.5, abs=0.02)
+    assert TaskWindowBalance("frontalis").result().asymmetry_index is None
