@@ -85,9 +85,13 @@ FAULT_TYPES = ("electrode_liftoff", "impedance_drift", "low_battery", "over_curr
 STIM_UV_PER_UA = 3.0
 SCALE_UV = 0.1  # µV per count: ±3.2 mV range
 EMG_BAND_HZ = (40.0, 300.0)
-AI_DEFINITION = ("AI = (L - R) / (L + R); L, R = mean clean EMG amplitude (RMS envelope, µV) of the muscle's "
-                 "left/right channel over all samples inside [task_start, task_stop) of the muscle's own task "
-                 "(mimetic.domain.MUSCLES), all repetitions of the session")
+AI_DEFINITION = ("ai = (L - R) / (L + R); L, R = mean clean EMG amplitude (RMS envelope, µV, rest level included) "
+                 "of the muscle's left/right channel over all samples inside [task_start, task_stop) of the "
+                 "muscle's own task (mimetic.domain.MUSCLES), all repetitions of the session. ai_active: the same "
+                 "with the activation component only (rest removed in the power domain, sqrt(env^2 - rest^2)). "
+                 "mvc_*_uv: mean clean amplitude inside the mvc_calibration window. Normalising each side by its "
+                 "OWN MVC would cancel the asymmetry (the affected side's MVC is weak too); normalise both sides "
+                 "by the same reference, or use amplitudes")
 SYNKINESIS_DEFINITION = ("for (target task T, muscle N): mean clean amplitude of N on the affected and healthy side "
                          "over T's windows; index = (affected - healthy) / (affected + healthy); level = injected "
                          "co-activation as a fraction of N's healthy peak")
@@ -596,12 +600,16 @@ class Simulation:
         synth = SessionSynth(p, plan, np.random.default_rng(0), self.frame_ms)
         fs = plan.fs_hz
 
-        def mean_env(task: str) -> tuple[np.ndarray, int]:
+        def mean_env(task: str, active_only: bool = False) -> tuple[np.ndarray, int]:
             ws = [w for w in plan.windows if w.task == task]
             if not ws:
                 return np.full(synth.C, np.nan), 0
             idx = np.concatenate([np.arange(math.ceil(w.start_s * fs), math.ceil(w.stop_s * fs)) for w in ws])
+            if active_only:  # the activation component alone (rest excluded): peak * side * a(t)
+                return (synth.peak[:, None] * synth.activation(idx / fs)).mean(axis=1), len(ws)
             return synth.envelope(idx / fs).mean(axis=1), len(ws)
+
+        mvc_env, _ = mean_env("mvc_calibration")
 
         chan = {(m, s): c for c, (m, s) in enumerate(zip(synth.muscles, synth.sides))}
         muscles: dict[str, Any] = {}
@@ -611,12 +619,20 @@ class Simulation:
             env, n = mean_env(MUSCLES[m])
             if n == 0:
                 continue
-            left, right = float(env[chan[(m, Side.LEFT)]]), float(env[chan[(m, Side.RIGHT)]])
+            cl, cr = chan[(m, Side.LEFT)], chan[(m, Side.RIGHT)]
+            left, right = float(env[cl]), float(env[cr])
             aff = left if p.affected_side == Side.LEFT else right
             hea = right if p.affected_side == Side.LEFT else left
+            act, _ = mean_env(MUSCLES[m], active_only=True)
+            al, ar = float(act[cl]), float(act[cr])
             muscles[m] = {"task": MUSCLES[m], "ai": round((left - right) / (left + right), 5),
                           "left_uv": round(left, 3), "right_uv": round(right, 3),
-                          "ratio_affected_healthy": round(aff / hea, 5), "repetitions": n}
+                          "ratio_affected_healthy": round(aff / hea, 5), "repetitions": n,
+                          "ai_active": round((al - ar) / (al + ar), 5) if al + ar > 0 else None,
+                          "left_active_uv": round(al, 3), "right_active_uv": round(ar, 3),
+                          "rest_left_uv": round(float(synth.rest_uv[cl]), 3),
+                          "rest_right_uv": round(float(synth.rest_uv[cr]), 3),
+                          "mvc_left_uv": round(float(mvc_env[cl]), 3), "mvc_right_uv": round(float(mvc_env[cr]), 3)}
         syn = []
         for task, m in SYNKINESIS_PAIRS:
             if (m, Side.LEFT) not in chan or (m, Side.RIGHT) not in chan:
@@ -663,7 +679,12 @@ class Simulation:
             "seed": self.seed, "clinic_id": self.clinic_id, "fs_hz": self.fs_hz, "channels": self.channels,
             "duration_s": self.duration_s, "frame_ms": self.frame_ms, "scale_uv": SCALE_UV,
             "channel_map": self.channel_map,
-            "definitions": {"asymmetry_index": AI_DEFINITION, "synkinesis": SYNKINESIS_DEFINITION},
+            "definitions": {"asymmetry_index": AI_DEFINITION, "synkinesis": SYNKINESIS_DEFINITION,
+                            "stimulation_pulses": "microcurrent sessions: a pulse at session time stimulation_on_s "
+                            "+ k / frequency_hz (rounded to a sample) on every channel: one sample of +A then one "
+                            "of -A, A = 3 µV per µA of current x a per-channel coupling of 0.5-1.5; frames with "
+                            "pulses have stim_active set",
+                            "faults": "start_s/end_s are seconds into the session, start_us/end_us device time"},
             "patients": [
                 {**p.as_truth(), "device_id": self.device_ids[i],
                  "sessions": [self.session_truth(i, plan) for plan in self.plans[i]]}
