@@ -6,8 +6,8 @@ this module produces to the gateway or to Kafka; `mimetic simulate` is the CLI.
 Signal model, per channel (one muscle on one side), in µV::
 
     x(t) = env(t) * e(t)                      EMG: e is unit-variance Gaussian noise band-passed
-                                              40-300 Hz (Butterworth, 2 sections, streaming state),
-                                              spectral peak near 110 Hz
+                                              50-180 Hz (Butterworth, 2 sections, streaming state):
+                                              spectral peak near 95 Hz, median frequency ~100-110 Hz
          + mains(t)                           50 or 60 Hz and 3rd/5th harmonics, per-channel amplitude
          + n(t)                               amplifier white noise (~0.8 µV RMS)
          + motion(t)                          sparse low-frequency half-sine bumps (cable/face movement)
@@ -84,7 +84,7 @@ FAULT_TYPES = ("electrode_liftoff", "impedance_drift", "low_battery", "over_curr
                "duplicates", "reordering", "silent_device")
 STIM_UV_PER_UA = 3.0
 SCALE_UV = 0.1  # µV per count: ±3.2 mV range
-EMG_BAND_HZ = (40.0, 300.0)
+EMG_BAND_HZ = (50.0, 180.0)
 AI_DEFINITION = ("ai = (L - R) / (L + R); L, R = mean clean EMG amplitude (RMS envelope, µV, rest level included) "
                  "of the muscle's left/right channel over all samples inside [task_start, task_stop) of the "
                  "muscle's own task (mimetic.domain.MUSCLES), all repetitions of the session. ai_active: the same "
@@ -278,6 +278,16 @@ class SessionSynth:
                         r.random(self.C) < 0.6) for _ in range(n_mot)]
         self.sample_index = 0
         self.n_total = int(round(plan.duration_s * fs))
+        mvc = [w for w in plan.windows if w.task == "mvc_calibration"]
+        self._stim_on_s = (mvc[0].stop_s + 0.5) if mvc else 0.0
+        # mains with harmonics is periodic over 1 s (integer Hz): one table per channel, indexed by sample
+        ph = 2 * np.pi * patient.mains_hz * (np.arange(fs) / fs)[None, :] + self.mains_phase[:, None]
+        self._mains_table = np.sin(ph) + 0.3 * np.sin(3 * ph) + 0.15 * np.sin(5 * ph)
+        self._mains_fund = np.sin(ph)
+        # noise is drawn and filtered in chunks of ~0.5 s (amortises the per-call overhead), then sliced
+        self._chunk = max(self.n_per_frame, (fs // 2 // self.n_per_frame) * self.n_per_frame)
+        self._emg = np.empty((self.C, 0))
+        self._white = np.empty((self.C, 0))
 
     # --- clean amplitudes -------------------------------------------------------
 
@@ -330,18 +340,23 @@ class SessionSynth:
         t = idx / self.fs
         t0 = float(t[0])
         self.sample_index += n
-        z = self.rng.standard_normal((2, self.C, n))
-        emg, self.zi = sps.sosfilt(self.sos, z[0], axis=-1, zi=self.zi)
-        x = emg * self.norm * self.envelope(t)
-        ph = 2 * np.pi * self.p.mains_hz * t[None, :] + self.mains_phase[:, None]
+        if self._emg.shape[1] < n:
+            z = self.rng.standard_normal((2, self.C, self._chunk))
+            emg, self.zi = sps.sosfilt(self.sos, z[0], axis=-1, zi=self.zi)
+            self._emg = np.concatenate([self._emg, emg * self.norm], axis=1)
+            self._white = np.concatenate([self._white, z[1]], axis=1)
+        emg, self._emg = self._emg[:, :n], self._emg[:, n:]
+        white, self._white = self._white[:, :n], self._white[:, n:]
+        x = emg * self.envelope(t)
+        tab = idx % self.fs
         mains_amp = self.mains_amp.copy()
         noise_amp = np.full(self.C, 0.8)
         for f in self._faults("impedance_drift"):
             zc = self.impedance(t0)[f.channel]
             mains_amp[f.channel] *= max(1.0, zc / 15.0)
             noise_amp[f.channel] *= math.sqrt(max(1.0, zc / 15.0))
-        x += mains_amp[:, None] * (np.sin(ph) + 0.3 * np.sin(3 * ph) + 0.15 * np.sin(5 * ph))
-        x += noise_amp[:, None] * z[1]
+        x += mains_amp[:, None] * self._mains_table[:, tab]
+        x += noise_amp[:, None] * white
         for start, dur, amp, mask in self.motion:
             if start + dur < t0 or start > t[-1]:
                 continue
@@ -368,15 +383,14 @@ class SessionSynth:
             m = (t >= f.start_s) & (t < f.end_s)
             if m.any():
                 c = f.channel
-                pickup = 150 * np.sin(ph[c]) + 20 * z[1][c] + 60 * np.sin(2 * np.pi * 0.7 * t)
+                pickup = 150 * self._mains_fund[c, tab] + 20 * white[c] + 60 * np.sin(2 * np.pi * 0.7 * t)
                 x[c, m] = pickup[m]
         return t0, x, stim_active
 
     @property
     def stim_on_s(self) -> float:
-        """Stimulation runs from the end of MVC calibration to the end of the session."""
-        mvc = [w for w in self.plan.windows if w.task == "mvc_calibration"]
-        return (mvc[0].stop_s + 0.5) if mvc else 0.0
+        """Stimulation runs from 0.5 s after MVC calibration to the end of the session."""
+        return self._stim_on_s
 
 
 def quantize(x_uv: np.ndarray, scale_uv: float = SCALE_UV) -> np.ndarray:
@@ -706,6 +720,8 @@ class DeviceStream:
     def __init__(self, device_id: str, *, fs_hz: int = 2000, channels: int = 8, seed: int = 0, frame_ms: int = 50,
                  session_s: float = 600.0, t0_us: int | None = None, fault_prob: float = 0.0,
                  sessions: int = 1000):
+        if not wire.DEVICE_ID_RE.match(device_id):
+            raise ValueError("device id must match [A-Za-z0-9._-]{3,64}")
         self.device_id = device_id
         self.sim = Simulation(patients=1, sessions=sessions, duration_s=session_s, fs_hz=fs_hz, channels=channels,
                               seed=seed, frame_ms=frame_ms, start_us=t0_us if t0_us is not None else wire.now_us(),

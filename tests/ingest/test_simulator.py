@@ -64,8 +64,12 @@ def test_truth_ai_is_measurable_from_the_signal():
         for m in muscles:
             assert abs(ai[m] - ts["muscles"][m]["ai"]) < 0.05, (m, ai[m], ts["muscles"][m]["ai"])
         # EMG spectrum during contraction peaks in the facial-EMG band
-        f, pxx = sps.welch(y[0], fs=sim.fs_hz, nperseg=1024)
-        assert 60 <= f[np.argmax(pxx)] <= 200
+        f, pxx = sps.welch(y[0], fs=sim.fs_hz, nperseg=256)
+        assert 60 <= f[np.argmax(pxx)] <= 150
+        band = (f >= 20) & (f <= 450)
+        cum = np.cumsum(pxx[band])
+        median_f = f[band][np.searchsorted(cum, cum[-1] / 2)]
+        assert 80 <= median_f <= 150
 
 
 def test_affected_side_and_recovery():
