@@ -18,12 +18,14 @@ def _die(msg: str, code: int = 2) -> None:
 
 def dsp_cmd(
     file: Annotated[Path, typer.Argument(help="CSV (<muscle>_<L|R> columns, optional time_s), BioSPPy text, UCI lower-limb text, EDF/BDF")],
-    fs: Annotated[float | None, typer.Option("--fs", help="Sampling rate [Hz] (needed for CSV without time_s)")] = None,
-    band: Annotated[tuple[float, float], typer.Option("--band", help="Band-pass edges [Hz]")] = (20.0, 450.0),
+    fs: Annotated[float | None, typer.Option("--fs", help="Sampling rate \\[Hz] (needed for CSV without time_s)")] = None,
+    band: Annotated[tuple[float, float], typer.Option("--band", help="Band-pass edges \\[Hz]")] = (20.0, 450.0),
     notch: Annotated[str, typer.Option("--notch", help="Mains notch + harmonics: 50, 60, auto (detect) or off")] = "auto",
-    window_s: Annotated[float, typer.Option("--window-s", help="RMS envelope window [s]")] = 0.1,
-    hop_s: Annotated[float, typer.Option("--hop-s", help="RMS envelope hop [s] (envelope rate = 1/hop)")] = 0.01,
+    window_s: Annotated[float, typer.Option("--window-s", help="RMS envelope window \\[s]")] = 0.1,
+    hop_s: Annotated[float, typer.Option("--hop-s", help="RMS envelope hop \\[s] (envelope rate = 1/hop)")] = 0.01,
     k: Annotated[float, typer.Option("--k", help="Activation threshold = rest mean + k*SD")] = 3.0,
+    min_on_s: Annotated[float, typer.Option("--min-on-s", help="Shortest activation kept \\[s]")] = 0.05,
+    min_off_s: Annotated[float, typer.Option("--min-off-s", help="Shorter dips below threshold are bridged \\[s]")] = 0.1,
     affected: Annotated[str | None, typer.Option("--affected", help="Affected side L or R (default: the weaker side per pair)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of signal, envelope and activations")] = None,
@@ -34,14 +36,14 @@ def dsp_cmd(
 
     try:
         run_dsp(file, fs_hz=fs, band_hz=band, notch=notch, window_s=window_s, hop_s=hop_s, k=k,
-                affected=affected, as_json=as_json, plot=plot)
+                affected=affected, as_json=as_json, plot=plot, min_on_s=min_on_s, min_off_s=min_off_s)
     except (RecordingError, DspUsageError) as exc:
         _die(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def bench_dsp_cmd(
     out: Annotated[Path, typer.Option("--out", help="JSON result file")] = Path("bench/results/dsp.json"),
-    seconds: Annotated[float, typer.Option("--seconds", help="Signal length [s]")] = 60.0,
+    seconds: Annotated[float, typer.Option("--seconds", help="Signal length \\[s]")] = 60.0,
     repeats: Annotated[int, typer.Option("--repeats", help="Best of N runs")] = 5,
 ) -> None:
     """DSP chain throughput: 8 channels at 2 kHz, 50 ms frames and whole signal, vs plain sosfilt and NeuroKit2."""

@@ -4,7 +4,8 @@ Rule (identical offline and streaming):
   1. a sample is "on" when envelope > threshold (rest baseline mean + k*SD);
   2. "off" gaps shorter than `min_off_s` inside an activation are bridged;
   3. an activation closes once `min_off_s` of consecutive off samples follow it,
-     and is kept only if it lasts at least `min_on_s`.
+     and is kept only if its duration (offset_s - onset_s, below) is at least
+     `min_on_s`.
 The streaming detector emits an activation as soon as it closes (at most
 `min_off_s` after its offset), so streaming and offline give the same list.
 
@@ -26,7 +27,7 @@ import numpy as np
 from processors.dsp.envelope import EnvelopeTiming
 
 DEFAULT_K = 3.0
-DEFAULT_MIN_ON_S = 0.100
+DEFAULT_MIN_ON_S = 0.050  # estimated burst duration; keeps blinks (~100 ms) and gait bursts
 DEFAULT_MIN_OFF_S = 0.100
 DEFAULT_SETTLE_S = 0.5
 
@@ -122,7 +123,7 @@ class ActivationDetector:
         self.channel = int(channel)
         self.min_on_s, self.min_off_s = float(min_on_s), float(min_off_s)
         efs = timing.envelope_fs_hz
-        self.min_on_n = max(1, int(round(min_on_s * efs)))
+        self.min_on_n = max(0, int(round(min_on_s * efs)))  # hops of estimated duration
         self.min_off_n = max(1, int(round(min_off_s * efs)))
         self.n_seen = 0
         self.open_onset: int | None = None  # absolute index of first on sample
@@ -134,11 +135,12 @@ class ActivationDetector:
         onset, end = self.open_onset, self.open_end
         vals = np.asarray(self.buffer[: end - onset])
         self.open_onset, self.buffer, self.below_run = None, [], 0
-        if end - onset < self.min_on_n:
-            return None
         t = self.timing
         onset_s = float(t.end_s(onset))
         offset_s = max(onset_s, float(t.start_s(end - 1)))
+        # duration in whole hops (exact integer test, no float rounding at the limit)
+        if (end - 1 - onset) * t.hop_n - t.window_n < self.min_on_n * t.hop_n:
+            return None
         return Activation(self.channel, onset_s, offset_s, float(vals.max()), float(vals.mean()),
                           float(vals.sum() / t.envelope_fs_hz), int(onset), int(end))
 

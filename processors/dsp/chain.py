@@ -49,7 +49,7 @@ class ChainConfig:
     stim_slope_uv: float | None = None  # blank stimulation pulses whose edge exceeds this step per sample
     stim_blank_s: float = 0.004
     full_scale_uv: tuple[float, float] | None = None  # ADC range, for clipping; None = unknown
-    min_on_s: float = 0.1
+    min_on_s: float = 0.05
     min_off_s: float = 0.1
     settle_s: float = 0.5  # no activations from the first settle_s of the stream (filter start-up)
     keep_conditioned: bool = False  # return the conditioned signal too (for plots, fatigue)

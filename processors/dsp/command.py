@@ -30,7 +30,8 @@ def parse_notch(value: str) -> float | None | str:
 
 
 def run_dsp(path: Path, *, fs_hz: float | None, band_hz: tuple[float, float], notch: str, window_s: float,
-            hop_s: float, k: float, affected: str | None, as_json: bool, plot: Path | None) -> dict[str, Any]:
+            hop_s: float, k: float, affected: str | None, as_json: bool, plot: Path | None,
+            min_on_s: float = 0.05, min_off_s: float = 0.1) -> dict[str, Any]:
     """Process one recording; raises RecordingError / DspUsageError with one-line messages."""
     from processors.dsp.offline import plot_result, process_signals
 
@@ -39,6 +40,8 @@ def run_dsp(path: Path, *, fs_hz: float | None, band_hz: tuple[float, float], no
         raise DspUsageError(f"--band must be LOW HIGH with 0 < LOW < HIGH, not {band_hz}")
     if window_s <= 0 or hop_s <= 0:
         raise DspUsageError("--window-s and --hop-s must be positive")
+    if min_on_s < 0 or min_off_s <= 0 or k <= 0:
+        raise DspUsageError("--min-on-s must be >= 0, --min-off-s and --k > 0")
     if affected not in (None, "L", "R"):
         raise DspUsageError("--affected must be L or R")
     rec = load_recording(path, fs_hz)
@@ -50,7 +53,8 @@ def run_dsp(path: Path, *, fs_hz: float | None, band_hz: tuple[float, float], no
              "calibrated": rec.calibrated,
              "units_label": "µV" if rec.calibrated else rec.source_units}
     res = process_signals(rec.samples_uv, rec.fs_hz, rec.channel_names, band_hz=band_hz, mains_hz=mains,
-                          window_s=window_s, hop_s=hop_s, k=k, affected=affected, extra=extra,
+                          window_s=window_s, hop_s=hop_s, k=k, min_on_s=min_on_s, min_off_s=min_off_s,
+                          affected=affected, extra=extra,
                           calibrated=rec.calibrated)
     if plot is not None:
         plot_result(res, str(plot), title=path.name)

@@ -46,7 +46,7 @@ def _f(v: Any) -> Any:
 def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
                     band_hz: tuple[float, float] = DEFAULT_BAND_HZ, mains_hz: float | None | str = "auto",
                     window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, k: float = 3.0,
-                    min_on_s: float = 0.1, min_off_s: float = 0.1, settle_s: float = 0.5, affected: str | None = None,
+                    min_on_s: float = 0.05, min_off_s: float = 0.1, settle_s: float = 0.5, affected: str | None = None,
                     extra: dict[str, Any] | None = None, calibrated: bool = True) -> OfflineResult:
     """Full offline analysis of (n_channels, n_samples) µV; returns arrays and the JSON report."""
     x = np.asarray(samples_uv, dtype=np.float64)
