@@ -8,7 +8,9 @@ EMG itself, where a plain step threshold (`filters.StimBlanker`) would either
 miss the pulse or blank strong contractions. Each detected pulse's two samples
 are replaced by a straight line between their neighbours.
 
-Pure and stateless: a pulse straddling two frames is left to `StimBlanker`.
+Streaming: pass the previous frame's last sample (`prev_uv`) so a pulse at the
+very start of a frame is caught; a pulse whose first sample ends one frame is
+left to `StimBlanker`, which blanks its second half.
 """
 
 from __future__ import annotations
@@ -16,9 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def remove_biphasic_pulses(x_uv: np.ndarray, min_step_uv: float = 60.0) -> tuple[np.ndarray, int]:
+def remove_biphasic_pulses(x_uv: np.ndarray, min_step_uv: float = 60.0,
+                           prev_uv: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """(signal with pulses interpolated out, number of pulses removed); x is (n_channels, n)."""
     x = np.array(x_uv, dtype=np.float64, copy=True, ndmin=2)
+    if prev_uv is not None and len(prev_uv) == x.shape[0]:
+        y, n = remove_biphasic_pulses(np.concatenate([np.asarray(prev_uv, dtype=np.float64)[:, None], x], axis=1),
+                                      min_step_uv)
+        return y[:, 1:], n
     if x.shape[1] < 4:
         return x, 0
     d = np.diff(x, axis=-1)  # d[:, i] = x[:, i+1] - x[:, i]
