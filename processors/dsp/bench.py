@@ -73,9 +73,9 @@ def run_bench(out: Path, seconds: float = 60.0, repeats: int = 5, nk_seconds: fl
         for i in range(0, x.shape[1], frame):
             _, zi = ss.sosfilt(sos, x[:, i:i + frame], axis=-1, zi=zi)
 
-    def chain_whole(mains: float | None) -> Callable[[], None]:
+    def chain_whole(mains: float | None, notch_max_hz: float | None = None) -> Callable[[], None]:
         def run() -> None:
-            MultiChannelChain(ChainConfig(FS_HZ, N_CHANNELS, mains_hz=mains)).process(x)
+            MultiChannelChain(ChainConfig(FS_HZ, N_CHANNELS, mains_hz=mains, notch_max_hz=notch_max_hz)).process(x)
         return run
 
     def chain_frames(mains: float | None) -> Callable[[], None]:
@@ -92,6 +92,7 @@ def run_bench(out: Path, seconds: float = 60.0, repeats: int = 5, nk_seconds: fl
         "chain_50hz_50ms_frames": (chain_frames(50.0), n_total),
         "chain_60hz_whole": (chain_whole(60.0), n_total),
         "chain_60hz_50ms_frames": (chain_frames(60.0), n_total),
+        "chain_60hz_notch_below_500hz_whole": (chain_whole(60.0, 500.0), n_total),
         "chain_no_notch_50ms_frames": (chain_frames(None), n_total),
     }
     results: dict[str, dict[str, float]] = {}

@@ -25,9 +25,10 @@ from processors.dsp.state import pack_state, unpack_state
 from processors.dsp.filters import (DEFAULT_BAND_HZ, DEFAULT_NOTCH_Q, DEFAULT_ORDER, CombNotch, OffsetRemover,
                                     SOSFilter, StimBlanker, as_2d, design_bandpass, make_notch, notch_from_state)
 
-STATE_VERSION = 4
+STATE_VERSION = 5
 CHUNK_SAMPLES = 8192  # per channel: keeps the temporaries of a long input in cache
 ELECTRODE_OFF_SD_UV = 0.05
+FOLD_HOPS = 10  # quality: unfolded hops kept before adding them to the running sums
 FLAT_SD_UV = 0.01  # a hop whose samples vary less than this is flat (ADC steps are ~0.1-1 µV)
 
 
@@ -41,6 +42,7 @@ class ChainConfig:
     order: int = DEFAULT_ORDER
     mains_hz: float | None = 50.0
     notch_q: float = DEFAULT_NOTCH_Q
+    notch_max_hz: float | None = None  # None: every harmonic below Nyquist (only matters without a comb)
     window_s: float = DEFAULT_WINDOW_S
     hop_s: float = DEFAULT_HOP_S
     quality_window_s: float = 1.0
@@ -140,11 +142,12 @@ class MultiChannelChain:
             self.offset = OffsetRemover(n)
             self.blanker = StimBlanker(cfg.fs_hz, n, cfg.stim_slope_uv, cfg.stim_blank_s) if cfg.stim_slope_uv else None
             self.bandpass = SOSFilter(design_bandpass(cfg.fs_hz, cfg.band_hz, cfg.order), n)
-            self.notch: CombNotch | SOSFilter = make_notch(cfg.fs_hz, cfg.mains_hz, n, cfg.notch_q)
+            self.notch: CombNotch | SOSFilter = make_notch(cfg.fs_hz, cfg.mains_hz, n, cfg.notch_q, cfg.notch_max_hz)
             self.hops = MovingSum(nr, hop, 1)
             self.rms_tail = np.zeros((n, 0))
             self.n_env = 0
             self._reset_window()
+            self.q_pending = np.zeros((nr, 0))
             self.n_qwin = 0
             self.detectors: list[ActivationDetector] | None = None
             self.n_samples = 0
@@ -163,6 +166,7 @@ class MultiChannelChain:
             self.q_lf_sq = np.array(q["lf_sq"], dtype=np.float64)
             self.q_lf_part = np.array(q["lf_part"], dtype=np.float64).reshape(n, -1)
             self.q_count = q["count"]
+            self.q_pending = np.array(q["pending"], dtype=np.float64).reshape(nr, -1)
             self.n_qwin = s["n_qwin"]
             self.detectors = None if s["detectors"] is None else [ActivationDetector.from_state(d) for d in s["detectors"]]
             self.n_samples = s["n_samples"]
@@ -269,18 +273,20 @@ class MultiChannelChain:
         self.q_count += hs.shape[1]
 
     def _quality(self, hs: np.ndarray) -> list[QualityWindow]:
-        """Quality windows completed by new hop sums. Only running sums of the current
-        window are kept between calls (a few values per channel of state)."""
+        """Quality windows completed by new hop sums. Between calls only running sums of
+        the current window and at most FOLD_HOPS - 1 unfolded hops are kept."""
+        if self.q_pending.shape[1]:
+            hs = np.concatenate([self.q_pending, hs], axis=-1)
+            self.q_pending = self.q_pending[:, :0]
         qh, out = self.q_hops, []
-        if self.q_count:  # finish the window in progress
-            take = min(qh - self.q_count, hs.shape[1])
+        if self.q_count and self.q_count + hs.shape[1] >= qh:  # finish the window in progress
+            take = qh - self.q_count
             self._fold(hs[:, :take])
             hs = hs[:, take:]
-            if self.q_count == qh:
-                out.append(self._emit(self.q_acc, self.q_flat, self.q_lf_sq))
-                self._reset_window()
-        nw = hs.shape[1] // qh
-        if nw:  # whole windows inside this input, vectorised
+            out.append(self._emit(self.q_acc, self.q_flat, self.q_lf_sq))
+            self._reset_window()
+        if self.q_count == 0 and hs.shape[1] >= qh:  # whole windows, vectorised
+            nw = hs.shape[1] // qh
             n_ch = self.cfg.n_channels
             full = hs[:, : nw * qh].reshape(hs.shape[0], nw, qh)
             sums = block_sum(full)
@@ -291,8 +297,11 @@ class MultiChannelChain:
             lf_sq = (means * means).sum(axis=-1)
             for j in range(nw):
                 out.append(self._emit(sums[:, j], flat_c[:, j], lf_sq[:, j]))
-        if hs.shape[1] > nw * qh:
-            self._fold(hs[:, nw * qh:])
+            hs = hs[:, nw * qh:]
+        if hs.shape[1] >= FOLD_HOPS:
+            self._fold(hs)
+        elif hs.shape[1]:
+            self.q_pending = hs.copy()
         return out
 
     def _reset_window(self) -> None:
@@ -339,7 +348,8 @@ class MultiChannelChain:
                 "bandpass": self.bandpass.to_state(), "notch": self.notch.to_state(),
                 "hops": self.hops.to_state(), "rms_tail": self.rms_tail.tolist(), "n_env": self.n_env,
                 "quality": {"acc": self.q_acc.tolist(), "flat": self.q_flat.tolist(), "lf_sq": self.q_lf_sq.tolist(),
-                            "lf_part": self.q_lf_part.tolist(), "count": self.q_count},
+                            "lf_part": self.q_lf_part.tolist(), "count": self.q_count,
+                            "pending": self.q_pending.tolist()},
                 "n_qwin": self.n_qwin,
                 "detectors": None if self.detectors is None else [d.to_state() for d in self.detectors]}
 

@@ -228,14 +228,16 @@ class CombNotch:
 
 
 def make_notch(fs_hz: float, mains_hz: float | None, n_channels: int,
-               q: float = DEFAULT_NOTCH_Q) -> CombNotch | SOSFilter:
+               q: float = DEFAULT_NOTCH_Q, max_hz: float | None = None) -> CombNotch | SOSFilter:
     """The cheapest exact notch for mains + harmonics below Nyquist: a comb when fs/mains
-    is whole, else one notch section per harmonic. `mains_hz=None` -> pass-through."""
+    is whole, else one notch section per harmonic (only those below `max_hz` if given:
+    harmonics far above the band-pass edge are already attenuated by it, and each
+    section costs about a quarter of the band-pass). `mains_hz=None` -> pass-through."""
     if mains_hz is None:
         return SOSFilter(np.zeros((0, 6)), n_channels)
     if comb_period(fs_hz, mains_hz) is not None:
         return CombNotch(fs_hz, mains_hz, n_channels, q)
-    return SOSFilter(design_notch_sos(fs_hz, mains_hz, q), n_channels)
+    return SOSFilter(design_notch_sos(fs_hz, mains_hz, q, max_hz), n_channels)
 
 
 def notch_from_state(state: dict[str, Any]) -> CombNotch | SOSFilter:
