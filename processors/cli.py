@@ -45,11 +45,12 @@ def bench_dsp_cmd(
     out: Annotated[Path, typer.Option("--out", help="JSON result file")] = Path("bench/results/dsp.json"),
     seconds: Annotated[float, typer.Option("--seconds", help="Signal length \\[s]")] = 60.0,
     repeats: Annotated[int, typer.Option("--repeats", help="Best of N runs")] = 5,
+    nk_seconds: Annotated[float, typer.Option("--nk-seconds", help="Seconds of the signal given to NeuroKit2 (slow)")] = 5.0,
 ) -> None:
     """DSP chain throughput: 8 channels at 2 kHz, 50 ms frames and whole signal, vs plain sosfilt and NeuroKit2."""
     from processors.dsp.bench import run_bench
 
-    run_bench(out, seconds=seconds, repeats=repeats, echo=typer.echo)
+    run_bench(out, seconds=seconds, repeats=repeats, nk_seconds=nk_seconds, echo=typer.echo)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

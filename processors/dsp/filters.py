@@ -15,7 +15,6 @@ worker can keep it in a changelog-backed table and restore it mid-stream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -331,17 +330,6 @@ class StimBlanker:
         return cls(s["fs_hz"], s["n_channels"], s["slope_uv"], s["blank_s"],
                    None if s["last_x"] is None else np.array(s["last_x"]), np.array(s["last_good"]),
                    np.array(s["remaining"]))
-
-
-@dataclass(frozen=True)
-class Conditioning:
-    """Parameters of the conditioning chain (plain data)."""
-
-    fs_hz: float
-    band_hz: tuple[float, float] = DEFAULT_BAND_HZ
-    order: int = DEFAULT_ORDER
-    mains_hz: float | None = 50.0
-    notch_q: float = DEFAULT_NOTCH_Q
 
 
 def condition(x: np.ndarray, fs_hz: float, band_hz: tuple[float, float] = DEFAULT_BAND_HZ,

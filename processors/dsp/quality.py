@@ -4,8 +4,9 @@ Two levels:
 * `channel_quality(...)`: full metrics of a window (offline, or a worker's 1-10 s
   window): noise floor at rest, SNR, mains line/power ratio, clipping, flat line /
   electrode off, motion-artefact power below 20 Hz, stimulation pulses.
-* `QualityAccumulator` (in chain.py): cheap per-sample statistics accumulated over
-  aligned windows inside the streaming chain.
+* `QualityWindow` (chain.py): cheap statistics the streaming chain accumulates per
+  aligned window (RMS, SD, mains power ratio, < ~20 Hz power ratio, flat line,
+  clipping, electrode off).
 """
 
 from __future__ import annotations

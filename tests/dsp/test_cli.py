@@ -189,3 +189,15 @@ def test_real_mimetic_entry_point() -> None:
     check_schema(json.loads(r.stdout), 1)
     r = subprocess.run([str(exe), "dsp", "/nonexistent.csv"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+
+
+def test_bench_dsp_writes_json(app: typer.Typer, tmp_path: Path) -> None:
+    out = tmp_path / "dsp.json"
+    r = CliRunner().invoke(app, ["bench", "dsp", "--out", str(out), "--seconds", "1", "--repeats", "1",
+                                 "--nk-seconds", "0.5"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert {"chain_50hz_whole", "chain_50hz_50ms_frames", "plain_sosfilt_bandpass_whole",
+            "neurokit2_emg_process"} <= set(rep["results"])
+    assert rep["signal"] == {"fs_hz": 2000.0, "channels": 8, "seconds": 1.0, "frame_s": 0.05, "samples_total": 16000}
+    assert "target frames_msamples_per_s_per_core" in r.stdout  # the printed table (no timed assertion)
