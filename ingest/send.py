@@ -201,9 +201,19 @@ class WsSender:
             await self._push(*self.retry.popleft())
 
     async def send(self, kind: str, item: Any) -> None:
-        await self._flush_retries()
-        await self.space.acquire()
-        await self._push(kind, item, ws_message(kind, item))
+        payload = ws_message(kind, item)
+        while True:
+            # refused (503/429) messages keep their window slot: re-send them while waiting for space,
+            # or a window full of refusals would wait for itself forever
+            await self._flush_retries()
+            try:
+                async with asyncio.timeout(0.25):
+                    await self.space.acquire()
+                break
+            except TimeoutError:
+                if self.fatal:
+                    raise RuntimeError(f"{self.url}: {self.fatal}") from None
+        await self._push(kind, item, payload)
 
     async def close(self) -> None:
         deadline = time.monotonic() + self.give_up_s

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from ingest import wire
-from ingest.send import DeliveryStats, HttpSender
+from ingest.send import DeliveryStats, HttpSender, WsSender
 from mimetic.kafka_admin import ensure_topics
 from mimetic.stack import kafka as kafka_stack
 from tests.ingest.conftest import GatewayProc, free_port, read_topic
@@ -62,9 +62,12 @@ def test_broker_outage_503_then_no_loss(own_broker, new_device):
         assert all(r.headers.get("Retry-After") == "1" and r.json()["error"] == "kafka_unavailable" for r in outage)
         assert requests.get(gw.url + "/healthz").json()["kafka"] is False
 
-        # a retrying client keeps sending during the outage and while the broker comes back
-        stats = DeliveryStats()
+        # retrying clients (HTTP, and a WebSocket stream of a second device) keep sending during the
+        # outage and while the broker comes back
+        stats, ws_stats = DeliveryStats(), DeliveryStats()
         seqs = list(range(6, 46))
+        ws_dev, ws_secret = new_device()
+        ws_seqs = list(range(1, 201))
         errors: list[BaseException] = []
 
         async def client() -> None:
@@ -73,9 +76,20 @@ def test_broker_outage_503_then_no_loss(own_broker, new_device):
                 for seq in seqs:
                     await snd.send("frame", frame(dev, seq))
 
+        async def ws_client() -> None:
+            async with aiohttp.ClientSession() as http:
+                snd = WsSender(gw.url, ws_dev, ws_secret, http, ws_stats, window=16, give_up_s=180)
+                for seq in ws_seqs:
+                    await snd.send("frame", frame(ws_dev, seq))
+                    await asyncio.sleep(0.02)
+                await snd.close()
+
+        async def both() -> None:
+            await asyncio.gather(client(), ws_client())
+
         def run() -> None:
             try:
-                asyncio.run(client())
+                asyncio.run(both())
             except BaseException as exc:  # surfaced below
                 errors.append(exc)
 
@@ -94,5 +108,11 @@ def test_broker_outage_503_then_no_loss(own_broker, new_device):
             assert 6 <= seq < 46
             assert any(m.resent or m.dup for f, m in got if f.seq == seq)
         assert requests.get(gw.url + "/healthz").json()["kafka"] is True
+        assert ws_stats.sent == len(ws_seqs) and ws_stats.rejected == 0 and ws_stats.retries > 0
+        ws_got = [wire.decode_frame_record(v, hd) for _, v, hd in read_topic(s2, "frame", ws_dev)]
+        assert {f.seq for f, _ in ws_got} == set(ws_seqs)
+        ws_received = [f.seq for f, _ in ws_got]
+        for seq in {q for q in ws_received if ws_received.count(q) > 1}:
+            assert any(m.resent or m.dup for f, m in ws_got if f.seq == seq)
     finally:
         gw.stop()

@@ -226,7 +226,7 @@ def test_health_and_metrics(gateway):
 
 
 def test_rate_limit(settings, new_device):
-    gw = GatewayProc(settings, MIMETIC_GATEWAY_RATE_PER_S="1", MIMETIC_GATEWAY_RATE_BURST="3")
+    gw = GatewayProc(settings, MIMETIC_GATEWAY_RATE_PER_S="0.2", MIMETIC_GATEWAY_RATE_BURST="3")
     try:
         gw.wait_healthy()
         dev, secret = new_device()
