@@ -93,6 +93,18 @@ def stack_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         raise typer.Exit(1)
 
 
+@stack_app.command("check")
+def stack_check() -> None:
+    """Round-trip a message through Kafka and query TimescaleDB (a quick end-to-end check)."""
+    from mimetic.smoke import smoke_check
+
+    try:
+        for line in smoke_check(get_settings()):
+            console.print(line)
+    except Exception as exc:
+        _fail(f"{exc}\nIs the stack up? Try `mimetic stack up`, then `mimetic topics` and `mimetic migrate`.")
+
+
 # --- schema and topics ---------------------------------------------------------
 
 
@@ -181,19 +193,26 @@ def test_cmd(ctx: typer.Context) -> None:
 
 
 @app.command("demo")
-def demo_cmd() -> None:
-    """The main job: stack, topics, schema, then a smoke check of what is running."""
+def demo_cmd(
+    patients: Annotated[int, typer.Option(help="Simulated patients (one device each).")] = 4,
+    sessions: Annotated[int, typer.Option(help="Sessions per patient.")] = 4,
+    duration: Annotated[float, typer.Option(help="Session length in seconds.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
+    faults: Annotated[float, typer.Option(help="Probability of each device fault per session.")] = 0.3,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave gateway, worker and sink running.")] = False,
+) -> None:
+    """The main job: stack, schema, gateway + worker + sink, a simulated clinic, and the results vs truth."""
     from mimetic import stack
+    from mimetic.demo import DemoOptions, run_demo
 
+    opt = DemoOptions(patients=patients, sessions=sessions, duration_s=duration, seed=seed, faults=faults,
+                      keep_running=keep_running)
     try:
-        _prepare_stack()
+        raise typer.Exit(run_demo(get_settings(), opt, console))
     except stack.StackError as exc:
         _fail(str(exc))
-    from mimetic.smoke import smoke_check
-
-    for line in smoke_check(get_settings()):
-        console.print(line)
-    stack_status()
+    except RuntimeError as exc:
+        _fail(str(exc))
 
 
 def _register_features() -> None:

@@ -25,3 +25,26 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         fapp = make_app(s)
         worker = faust.Worker(fapp, loglevel=loglevel, quiet=True, redirect_stdouts=False)
         worker.execute_from_commandline()
+
+    @bench_app.command("pipeline")
+    def bench_pipeline_cmd(
+        devices: Annotated[str, typer.Option(help="Comma-separated device counts to try, in order.")] = "10,25,50,100",
+        duration: Annotated[float, typer.Option(help="Seconds of real-time streaming per step.")] = 30.0,
+        out: Annotated[str, typer.Option(help="Where to write the JSON report.")] = "bench/results/pipeline.json",
+    ) -> None:
+        """Devices in real time through Kafka, worker and sink: sustained devices, latency, memory, storage."""
+        import json
+        from pathlib import Path
+
+        from mimetic.config import REPO_ROOT, get_settings
+        from processors.worker.bench import run_pipeline_bench
+
+        counts = [int(x) for x in devices.split(",") if x.strip()]
+        path = Path(out) if Path(out).is_absolute() else REPO_ROOT / out
+        report = run_pipeline_bench(get_settings(), counts, duration, path, log=typer.echo)
+        typer.echo(json.dumps({k: report[k] for k in ("max_sustained_devices",)}))
+        for step in report["steps"]:
+            typer.echo(f"{step['devices']:>4} devices: stored {step['stored_rate_fps']:.0f} frames/s "
+                       f"({step['samples_per_s'] / 1e6:.2f} M samples/s), latency {step['latency_ms']}, "
+                       f"worker {step['worker_rss_mb']} MB, sustained={step['sustained']}")
+        typer.echo(f"wrote {path}")

@@ -38,6 +38,7 @@ from mimetic.config import Settings
 from processors import records as R
 from processors.alerting import AlertEvent, AlertTracker
 from processors.dsp.chain import ChainConfig, MultiChannelChain
+from processors.dsp.stim_pulses import remove_biphasic_pulses
 from processors.sequencing import SequenceState, accept, flush
 
 STATE_VERSION = 1
@@ -107,6 +108,7 @@ class DeviceProcessor:
         self.rev = 0
         self.signal_off: list[bool] = []  # per channel, from the last quality window
         self.contact_lost: list[bool] = []  # per channel, from the last impedance reading
+        self.prev_last_uv: list[float] | None = None  # last sample of the previous frame (pulse shapes)
 
     # --- raw inputs -------------------------------------------------------------
 
@@ -143,6 +145,7 @@ class DeviceProcessor:
 
     def _reset_chain(self) -> None:
         self.chain = None
+        self.prev_last_uv = None
         self.t0_us = None
         self.win_index = None
 
@@ -178,7 +181,11 @@ class DeviceProcessor:
         # blank stimulation pulses only while the device says stimulation is on
         if self.chain.blanker is not None:
             self.chain.blanker.slope_uv = self.p.stim_slope_uv if frame.stim_active else math.inf
-        res = self.chain.process(frame.microvolts())
+        x_uv = frame.microvolts()
+        if frame.stim_active:
+            x_uv, _n_pulses = remove_biphasic_pulses(x_uv, prev_uv=self.prev_last_uv)
+        self.prev_last_uv = x_uv[:, -1].tolist()
+        res = self.chain.process(x_uv)
         self.last_end_us = frame.t_us + frame.duration_us
         self.stats["frames"] += 1
         self.stats["samples"] += frame.n_samples * frame.n_channels
@@ -478,7 +485,7 @@ class DeviceProcessor:
             "win_sum": self.win_sum, "win_sq": self.win_sq, "win_n": self.win_n, "rest_mean": self.rest_mean,
             "rest_sd": self.rest_sd, "windows_seen": self.windows_seen, "stats": self.stats,
             "open_task": self.open_task, "last_arrival_s": self.last_arrival_s,
-            "signal_off": self.signal_off, "contact_lost": self.contact_lost,
+            "signal_off": self.signal_off, "contact_lost": self.contact_lost, "prev_last_uv": self.prev_last_uv,
         })
 
     @classmethod
@@ -499,7 +506,7 @@ class DeviceProcessor:
         p.win_index, p.win_sum, p.win_sq, p.win_n = d["win_index"], d["win_sum"], d["win_sq"], d["win_n"]
         p.rest_mean, p.rest_sd, p.windows_seen = d["rest_mean"], d["rest_sd"], d["windows_seen"]
         p.stats, p.open_task, p.last_arrival_s = d["stats"], d["open_task"], d["last_arrival_s"]
-        p.signal_off, p.contact_lost = d["signal_off"], d["contact_lost"]
+        p.signal_off, p.contact_lost, p.prev_last_uv = d["signal_off"], d["contact_lost"], d["prev_last_uv"]
         return p
 
 

@@ -1,0 +1,240 @@
+"""`mimetic bench pipeline`: simulated devices in real time through Kafka, the worker and the sink.
+
+For each device count, devices (8 channels, 2 kHz, 50 ms frames) produce their
+frames at the real-time rate straight into the raw-frames topic (as the gateway
+would, acks=all), while the worker and the sink run as real processes. A poller
+reads which (device, seq) envelope rows have reached the database, giving the
+frame-to-database latency of every frame (to within the poll period). A step
+is *sustained* when the backlog (frames sent but not stored) does not grow over
+its second half and the p99 latency stays under the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from mimetic.config import Settings
+
+BENCH_DATABASE = "mimetic_bench"
+POLL_S = 0.1
+
+
+@dataclass
+class StepResult:
+    devices: int
+    duration_s: float
+    frames_sent: int = 0
+    frames_stored: int = 0
+    send_rate_fps: float = 0.0
+    stored_rate_fps: float = 0.0
+    samples_per_s: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    backlog_start_frames: int = 0
+    backlog_end_frames: int = 0
+    worker_rss_mb: float = 0.0
+    worker_cpu_s: float = 0.0
+    sink_cpu_s: float = 0.0
+    sustained: bool = False
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+class _Poller(threading.Thread):
+    """Records when each (device, seq) envelope row first becomes visible in the database."""
+
+    def __init__(self, dsn: str, prefix: str):
+        super().__init__(daemon=True)
+        self.dsn, self.prefix = dsn, prefix
+        self.seen: dict[tuple[str, int], float] = {}
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        last_time = None
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self.stop_flag.is_set():
+                t_poll = time.time()
+                rows = conn.execute(
+                    "select device_id, seq, time from envelope where device_id like %s"
+                    + (" and time >= %s" if last_time else ""),
+                    (self.prefix + "%", last_time) if last_time else (self.prefix + "%",)).fetchall()
+                for d, q, t in rows:
+                    self.seen.setdefault((d, q), t_poll)
+                if rows:
+                    # rows arrive roughly in time order; re-read a margin to catch stragglers
+                    newest = max(t for _d, _q, t in rows)
+                    from datetime import timedelta
+
+                    last_time = newest - timedelta(seconds=30)
+                time.sleep(POLL_S)
+
+
+async def _produce(s: Settings, devices: int, duration_s: float, sent: dict[tuple[str, int], float],
+                   prefix: str) -> None:
+    """Real-time producers: each device sends one 50 ms frame every 50 ms."""
+    from aiokafka import AIOKafkaProducer
+
+    from ingest import wire
+    from ingest.simulator import DeviceStream
+    from mimetic.topics import RAW_FRAMES
+
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True,
+                                linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    topic = RAW_FRAMES.name(s)
+    try:
+        t0_us = int(time.time() * 1e6)
+        streams = [DeviceStream(f"{prefix}{i:04d}", seed=i, t0_us=t0_us, session_s=3600.0).records()
+                   for i in range(devices)]
+        frame_s = 0.05
+        wall0 = time.monotonic()
+        n_frames = int(duration_s / frame_s)
+        for k in range(n_frames):
+            due = wall0 + k * frame_s
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            futs = []
+            for i, st in enumerate(streams):
+                # the simulator interleaves events and telemetry: send those too, as a device would
+                while True:
+                    rec = next(st)
+                    key, value, headers = wire.encode_record(rec.item, source="bench")
+                    spec = wire.topic_spec_for(rec.kind)
+                    futs.append(await producer.send(spec.name(s), value=value, key=key, headers=headers))
+                    if rec.kind == wire.KIND_FRAME:
+                        sent[(rec.item.device_id, rec.item.seq)] = time.time()
+                        break
+            await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+    del topic
+
+
+def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: float, out: Path,
+                       p99_target_ms: float = 1000.0, log=print) -> dict:
+    from mimetic import stack
+    from mimetic.db.migrate import migrate
+    from mimetic.kafka_admin import ensure_topics
+
+    for _ in stack.up(base):
+        pass
+    results: list[StepResult] = []
+    for n in device_counts:
+        run = time.strftime("%H%M%S")
+        s = base.model_copy(update={"pg_database": BENCH_DATABASE, "topic_prefix": f"bench-{run}-{n}",
+                                    "worker_id": f"bench-worker-{run}-{n}", "sink_group": f"bench-sink-{run}-{n}"})
+        admin = base.model_copy(update={"pg_database": "postgres"}).db_dsn()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BENCH_DATABASE)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(BENCH_DATABASE)))
+        migrate(s.db_dsn())
+        ensure_topics(s)
+        log_dir = base.run_dir / "bench"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **s.as_env()}
+        procs = {name: subprocess.Popen([sys.executable, "-m", "mimetic.cli", name], env=env,
+                                        stdout=open(log_dir / f"{name}-{n}.log", "wb"), stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+                 for name in ("worker", "sink")}
+        try:
+            time.sleep(8)  # worker joins its group, sink starts
+            prefix = "bd"
+            poller = _Poller(s.db_dsn(), prefix)
+            poller.start()
+            sent: dict[tuple[str, int], float] = {}
+            cpu0 = {k: _cpu_s(p.pid) for k, p in procs.items()}
+            t_start = time.time()
+            mid_backlog: list[int] = []
+
+            async def produce_and_watch() -> None:
+                task = asyncio.create_task(_produce(s, n, duration_s, sent, prefix))
+                while not task.done():
+                    await asyncio.sleep(duration_s / 10)
+                    mid_backlog.append(len(sent) - len(poller.seen))
+                await task
+
+            asyncio.run(produce_and_watch())
+            t_sent = time.time() - t_start
+            # drain: give the pipeline a bounded time to catch up
+            deadline = time.time() + 60
+            while len(poller.seen) < len(sent) and time.time() < deadline:
+                time.sleep(0.5)
+            poller.stop_flag.set()
+            poller.join(5)
+            r = StepResult(devices=n, duration_s=duration_s)
+            r.frames_sent, r.frames_stored = len(sent), sum(1 for k in sent if k in poller.seen)
+            r.send_rate_fps = r.frames_sent / t_sent
+            lat = np.array([poller.seen[k] - t for k, t in sent.items() if k in poller.seen]) * 1000
+            if lat.size:
+                r.latency_ms = {f"p{q}": round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99)}
+                r.latency_ms["max"] = round(float(lat.max()), 1)
+            r.stored_rate_fps = r.frames_stored / max(1e-9, (max(poller.seen.values(), default=t_start) - t_start))
+            r.samples_per_s = r.stored_rate_fps * 8 * 100
+            half = mid_backlog[len(mid_backlog) // 2:] if mid_backlog else [0]
+            r.backlog_start_frames, r.backlog_end_frames = half[0], half[-1]
+            r.worker_rss_mb = round(_rss_mb(procs["worker"].pid), 1)
+            r.worker_cpu_s = round(_cpu_s(procs["worker"].pid) - cpu0["worker"], 1)
+            r.sink_cpu_s = round(_cpu_s(procs["sink"].pid) - cpu0["sink"], 1)
+            growth_ok = r.backlog_end_frames <= max(2 * n, 1.5 * r.backlog_start_frames)
+            r.sustained = (r.frames_stored == r.frames_sent and growth_ok
+                           and r.latency_ms.get("p99", 1e9) <= p99_target_ms)
+            with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
+                rows = conn.execute("select count(*) from envelope").fetchone()[0]
+                size = conn.execute("select hypertable_size('envelope')").fetchone()[0] or 0
+            device_hours = n * duration_s / 3600
+            step = r.__dict__ | {"envelope_rows_per_device_hour": round(rows / device_hours),
+                                 "envelope_mb_per_device_hour": round(size / 1e6 / device_hours, 1)}
+            results.append(step)
+            log(json.dumps(step))
+        finally:
+            for p in procs.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        p.wait(30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+    sustained = [r["devices"] for r in results if r["sustained"]]
+    report = {
+        "benchmark": "pipeline",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "setup": {"channels": 8, "fs_hz": 2000, "frame_ms": 50, "duration_s_per_step": duration_s,
+                  "p99_target_ms": p99_target_ms, "latency_resolution_ms": POLL_S * 1000,
+                  "processing_guarantee": base.worker_processing_guarantee},
+        "max_sustained_devices": max(sustained) if sustained else 0,
+        "steps": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    return report
