@@ -265,6 +265,13 @@ class SeqMemory:
 # ---------------------------------------------------------------------------
 
 
+def _too_large(exc: BaseException) -> bool:
+    """A permanent size refusal (client or broker side): 413, not 503."""
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    return isinstance(exc, MessageSizeTooLargeError)
+
+
 class KafkaOut:
     """aiokafka producer (idempotent, acks=all) that (re)connects in the background."""
 
@@ -327,8 +334,10 @@ class KafkaOut:
             self.inflight -= 1
             raise Reject(503, "kafka_unavailable", "Kafka did not take the record in time") from None
         except Exception as exc:
-            self._failed()
             self.inflight -= 1
+            if _too_large(exc):
+                raise Reject(413, "body_too_large", "record larger than Kafka accepts (message.max.bytes)") from None
+            self._failed()
             raise Reject(503, "kafka_unavailable", f"{type(exc).__name__}") from None
 
     async def wait(self, fut: Any, deadline: float) -> Any:
@@ -343,6 +352,8 @@ class KafkaOut:
             self._failed()
             raise Reject(503, "kafka_unavailable", "Kafka did not acknowledge in time") from None
         except Exception as exc:
+            if _too_large(exc):
+                raise Reject(413, "body_too_large", "record larger than Kafka accepts (message.max.bytes)") from None
             self._failed()
             raise Reject(503, "kafka_unavailable", f"{type(exc).__name__}: {exc}"[:200]) from None
         finally:
@@ -501,9 +512,7 @@ class Gateway:
             row = await self.auth.check(device_id, request.headers.get("Authorization"))
             if request.content_length is not None and request.content_length > limit:
                 raise Reject(413, "body_too_large", f"{request.content_length} bytes > {limit}")
-            body = await request.content.read(limit + 1)
-            if len(body) > limit:
-                raise Reject(413, "body_too_large", f"more than {limit} bytes")
+            body = await self._read_body(request, limit)
             if not body:
                 raise Reject(400, "empty_body", "no body")
             self._rate(device_id)
@@ -522,6 +531,18 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             return self._answer(route, 413, {"error": "body_too_large", "detail": f"> {limit} bytes"}, t0,
                                 reason="body_too_large")
+
+    @staticmethod
+    async def _read_body(request: web.Request, limit: int) -> bytes:
+        """The whole body (StreamReader.read(n) may return less than is coming), refusing more than limit."""
+        buf = bytearray()
+        while True:
+            chunk = await request.content.read(65536)
+            if not chunk:
+                return bytes(buf)
+            buf += chunk
+            if len(buf) > limit:
+                raise Reject(413, "body_too_large", f"more than {limit} bytes")
 
     async def post_frames(self, request: web.Request) -> web.Response:
         return await self._post(request, wire.KIND_FRAME, self.s.gateway_max_body_bytes)

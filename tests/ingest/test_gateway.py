@@ -315,3 +315,25 @@ def test_websocket_closed_after_revocation(gateway, settings, new_device):
     assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and closing.data == 4403
     seqs = [wire.decode_frame(v).seq for _, v, _ in read_topic(settings, "frame", dev)]
     assert last_seq not in seqs and seqs == list(range(1, last_seq))
+
+
+def test_large_frames_http_and_ws(gateway, settings, new_device):
+    """Half a megabyte per frame (32 ch x 8192 samples at 10 kHz), chunked upload included."""
+    dev, secret = new_device()
+    big = [frame(dev, s, nch=32, ns=8192, fs=10_000) for s in (1, 2, 3)]
+    assert post(gateway, dev, secret, "frames", wire.encode_frame(big[0]), wire.CT_FRAME).status_code == 202
+
+    def chunks(b: bytes):
+        for i in range(0, len(b), 10_000):
+            yield b[i:i + 10_000]
+
+    r = requests.post(f"{gateway.url}/v1/devices/{dev}/frames", data=chunks(wire.encode_frame(big[1])),
+                      headers={"Authorization": f"Bearer {secret}", "Content-Type": wire.CT_FRAME})
+    assert r.status_code == 202, r.text
+    acks = asyncio.run(_ws_session(gateway.url, dev, secret, [wire.encode_frame(big[2])]))
+    assert acks[0]["status"] == 202
+    assert [wire.decode_frame(v) for _, v, _ in read_topic(settings, "frame", dev)] == big
+    too_big = b"".join([wire.encode_frame(big[0])] * 3)
+    r = requests.post(f"{gateway.url}/v1/devices/{dev}/frames", data=chunks(too_big),
+                      headers={"Authorization": f"Bearer {secret}", "Content-Type": wire.CT_FRAME})
+    assert r.status_code == 413
