@@ -337,3 +337,17 @@ def test_large_frames_http_and_ws(gateway, settings, new_device):
     r = requests.post(f"{gateway.url}/v1/devices/{dev}/frames", data=chunks(too_big),
                       headers={"Authorization": f"Bearer {secret}", "Content-Type": wire.CT_FRAME})
     assert r.status_code == 413
+
+
+def test_frame_under_body_limit_but_over_kafka_limit_is_413(gateway, settings, new_device):
+    dev, secret = new_device()
+    f = frame(dev, 1, nch=64, ns=8190, fs=10_000)  # ~1,048,400 bytes: under the 1 MiB body limit
+    body = wire.encode_frame(f)
+    assert len(body) <= settings.gateway_max_body_bytes
+    r = post(gateway, dev, secret, "frames", body, wire.CT_FRAME)
+    # near the broker's message.max.bytes (default 1,048,588 per batch): accepted, or 413 if the broker
+    # refuses the size, never a 5xx and never a stuck "Kafka down"
+    assert r.status_code in (202, 413), r.text
+    if r.status_code == 413:
+        assert r.json()["error"] == "body_too_large" and read_topic(settings, "frame", dev) == []
+    assert requests.get(gateway.url + "/healthz").json()["kafka"] is True
