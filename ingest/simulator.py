@@ -732,6 +732,14 @@ class DeviceStream:
         return self.sim.device_records(0)
 
     def frames(self) -> Iterator[tuple[int, bytes]]:
+        """(device time µs of the first sample, binary frame) for every frame, in send order."""
         for r in self.records():
             if r.kind == wire.KIND_FRAME:
                 yield r.item.t_us, wire.encode_frame(r.item)
+
+    def kafka_records(self, source: str = "bench") -> Iterator[tuple[str, int, bytes, bytes, list]]:
+        """(kind, device time µs, key, value, headers) exactly as the gateway would write them; send
+        each to ``wire.topic_spec_for(kind).name(settings)``."""
+        for r in self.records():
+            key, value, headers = wire.encode_record(r.item, source=source)
+            yield r.kind, r.item.t_us, key, value, headers

@@ -171,3 +171,17 @@ def test_stimulation_pulses_where_truth_says():
     ai, _, _ = _measure_ai([r], fs, ts, list(ts["muscles"]), sim.channel_map)
     for m in ts["muscles"]:
         assert abs(ai[m] - ts["muscles"][m]["ai"]) < 0.05, (m, ai[m], ts["muscles"][m]["ai"])
+
+
+def test_device_stream_kafka_records():
+    s = DeviceStream("bench-002", seed=3, session_s=20)
+    recs = []
+    for rec in s.kafka_records():
+        recs.append(rec)
+        if len(recs) > 500:
+            break
+    kinds = {k for k, *_ in recs}
+    assert kinds == {"frame", "telemetry", "event"}
+    for kind, t_us, key, value, headers in recs:
+        item, meta = wire.decode_record(value, headers)
+        assert key == b"bench-002" and meta.kind == kind and item.t_us == t_us
