@@ -85,8 +85,10 @@ def verify_truth(settings: Settings, truth: dict[str, Any]) -> list[str]:
                                                         f"{sent.get('telemetry_sent')}")
             for f in s["faults"]:
                 inside = [t for t in st if f["start_us"] <= t.t_us < f["end_us"]]
+                silenced = any(g["type"] == "silent_device" and g["start_us"] < f["end_us"] and g["end_us"] > f["start_us"]
+                               for g in s["faults"])
                 if f["type"] == "electrode_liftoff":
-                    need(bool(inside) and all(t.impedance_kohm[f["channel"]] > 1000 for t in inside),
+                    need((bool(inside) or silenced) and all(t.impedance_kohm[f["channel"]] > 1000 for t in inside),
                          f"{where}: lift-off not visible in telemetry")
                 elif f["type"] == "over_current":
                     need(all(t.stim_current_ua > s["stimulation"]["current_limit_ua"] for t in inside),

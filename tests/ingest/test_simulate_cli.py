@@ -64,3 +64,15 @@ def test_simulate_truth_matches_topics(gateway, settings, tmp_path):
                     inside = [t for t in st if f["start_us"] <= t.t_us < f["end_us"]]
                     assert all(t.stim_current_ua > s["stimulation"]["current_limit_ua"] for t in inside)
             assert set(s["muscles"]) == {"zygomaticus", "orbicularis_oculi", "frontalis", "orbicularis_oris"}
+
+
+def test_simulate_straight_to_kafka_verifies(settings, tmp_path):
+    env = {**os.environ, **settings.as_env()}
+    cmd = [MIMETIC, "simulate", "--patients", "2", "--sessions", "1", "--duration", "20", "--seed", "3", "--fast",
+           "--via", "kafka", "--faults", "0.9", "--verify", "--device-prefix", f"simk-{settings.topic_prefix}",
+           "--truth-out", str(tmp_path / "t.json")]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "verified" in p.stdout
+    truth = json.loads((tmp_path / "t.json").read_text())
+    assert all(s["faults"] for pt in truth["patients"] for s in pt["sessions"])
