@@ -208,11 +208,10 @@ def demo_cmd(
     opt = DemoOptions(patients=patients, sessions=sessions, duration_s=duration, seed=seed, faults=faults,
                       keep_running=keep_running)
     try:
-        raise typer.Exit(run_demo(get_settings(), opt, console))
-    except stack.StackError as exc:
+        code = run_demo(get_settings(), opt, console)
+    except (stack.StackError, RuntimeError) as exc:
         _fail(str(exc))
-    except RuntimeError as exc:
-        _fail(str(exc))
+    raise typer.Exit(code)
 
 
 def _register_features() -> None:

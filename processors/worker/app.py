@@ -32,6 +32,8 @@ from processors.worker.device import DeviceProcessor, WorkerParams
 
 log = logging.getLogger("mimetic.worker")
 
+CAUGHT_UP_FRAMES = 50  # a partition this close to its end counts as live for wall-clock checks
+
 
 FRAMES_IN = Counter("mimetic_worker_frames_total", "frames consumed")
 RECORDS_OUT = Counter("mimetic_worker_records_total", "derived records produced", ["kind"])
@@ -73,6 +75,20 @@ def make_app(s: Settings) -> faust.App:
     cache: OrderedDict[str, tuple[bytes, DeviceProcessor]] = OrderedDict()
     frames_topic, telemetry_topic, events_topic = (T.RAW_FRAMES.name(s), T.TELEMETRY.name(s),
                                                    T.SESSION_EVENTS.name(s))
+
+    last_frame_offset: dict[int, int] = {}
+
+    def _frames_lag(partition: int) -> int:
+        """Frames waiting in this partition (from the consumer's last fetch); 0 when unknown."""
+        from faust.types import TP
+
+        try:
+            hw = app.consumer.highwater(TP(frames_topic, partition))
+        except Exception:
+            return 0
+        if hw is None:
+            return 0
+        return max(0, hw - 1 - last_frame_offset.get(partition, hw - 1))
 
     def load(device_id: str) -> DeviceProcessor:
         """The device's processor: the cached object if it matches the table, else rebuilt from it."""
@@ -131,6 +147,7 @@ def make_app(s: Settings) -> faust.App:
                     if frame.device_id != key:
                         raise wire.WireError("device_id_mismatch", f"key {key!r}, frame {frame.device_id!r}")
                     dp = load(key)
+                    last_frame_offset[ev.message.partition] = ev.message.offset
                     recs, late = dp.on_frame(frame, ev.value)
                     dp.last_arrival_s = (meta.received_at_us or 0) / 1e6 or dp.last_arrival_s
                     FRAMES_IN.inc()
@@ -149,7 +166,11 @@ def make_app(s: Settings) -> faust.App:
                 else:  # tick
                     dp = load(key)
                     now_s = float(ev.value.decode())
-                    recs = dp.on_tick(now_s, dp.last_arrival_s)
+                    # wall-clock silence only means something when this partition's frames are caught up
+                    if _frames_lag(ev.message.partition) <= CAUGHT_UP_FRAMES:
+                        recs = dp.on_tick(now_s, dp.last_arrival_s)
+                    else:
+                        recs = []
                     stats = dp.stream_stats(now_s)
                     if stats is not None:
                         recs.append(stats)

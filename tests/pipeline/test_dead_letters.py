@@ -35,8 +35,8 @@ def test_malformed_records_are_dead_lettered_and_processing_continues(pipeline_s
     ]
     for spec, value, _why in bad:
         k = b"someone-else" if _why == "device_id_mismatch" else key
-        producer.send(spec.name(s), key=k, value=value, headers=[("kind", {
-            RAW_FRAMES: b"frame", TELEMETRY: b"telemetry", SESSION_EVENTS: b"event"}[spec])])
+        kind = {RAW_FRAMES.suffix: b"frame", TELEMETRY.suffix: b"telemetry", SESSION_EVENTS.suffix: b"event"}
+        producer.send(spec.name(s), key=k, value=value, headers=[("kind", kind[spec.suffix])])
     for f in frames:
         k2, v2, h2 = wire.encode_record(f, source="test")
         producer.send(RAW_FRAMES.name(s), key=k2, value=v2, headers=h2)
