@@ -85,8 +85,9 @@ Headers (all values UTF-8 text):
 * ``dup``: ``1`` when the gateway had already had the same (device, kind, seq)
   acknowledged by Kafka recently (a retried request whose first answer was lost)
 * ``resent``: ``1`` when the same (device, kind, seq) was attempted before but not
-  acknowledged (e.g. a retry after a 503: the first attempt may still land), or the
-  device set the RESENT flag.
+  acknowledged (e.g. a retry after a 503: the first attempt may still land; or, on a
+  pipelined WebSocket, a repeat that arrives before the first copy's acknowledgement),
+  or the device set the RESENT flag.
 
 Duplicates are passed through and marked, never dropped here: the pipeline
 deduplicates on (device, kind, seq) and must treat ``dup``/``resent`` as hints,
