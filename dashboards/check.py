@@ -68,8 +68,9 @@ def _run(conn: psycopg.Connection, sql: str) -> tuple[list[str], list[tuple]]:
         return cols, cur.fetchall()
 
 
-def resolve_variables(conn: psycopg.Connection, d: dict[str, Any], tr: TimeRange,
-                      timescaledb: bool = True) -> dict[str, Variable]:
+def resolve_variables(conn: psycopg.Connection, d: dict[str, Any], tr: TimeRange, timescaledb: bool = True,
+                      results: list[Result] | None = None, login: str = "") -> dict[str, Variable]:
+    """Variables with their options and default value; each query variable's run is added to `results`."""
     out: dict[str, Variable] = {}
     for v in d["templating"]["list"]:
         name, kind = v["name"], v["type"]
@@ -80,7 +81,18 @@ def resolve_variables(conn: psycopg.Connection, d: dict[str, Any], tr: TimeRange
         if kind == "custom":
             options = [o.strip() for o in v["query"].split(",") if o.strip()]
         elif kind == "query":
-            cols, rows = _run(conn, interpolate(v["query"], out, tr, timescaledb=timescaledb))
+            sql = interpolate(v["query"], out, tr, timescaledb=timescaledb)
+            res = Result(d["uid"], f"variable {name}", "var", login, sql)
+            try:
+                cols, rows = _run(conn, sql)
+            except psycopg.Error as exc:
+                res.error = f"{type(exc).__name__}: {str(exc).strip()}"
+                cols, rows = [], []
+            res.columns, res.rows = cols, len(rows)
+            if results is not None:
+                results.append(res)
+            elif res.error:
+                raise RuntimeError(res.error)
             idx = cols.index("__value") if "__value" in cols else 0
             options = [str(r[idx]) for r in rows if r[idx] is not None]
         else:
@@ -100,9 +112,9 @@ def check_dashboard(conn: psycopg.Connection, dash: Dashboard, login: str, tr: T
                     ) -> list[Result]:
     d = dash.to_json()
     tr = tr or default_range(d)
-    variables = resolve_variables(conn, d, tr)
-    expected = dash.expected()
     results: list[Result] = []
+    variables = resolve_variables(conn, d, tr, results=results, login=login)
+    expected = dash.expected()
     for a in d["annotations"]["list"]:
         if a.get("builtIn"):
             continue

@@ -58,6 +58,11 @@ def dashboard_payloads() -> list[dict[str, Any]]:
              "message": "mimetic dashboards deploy"} for d in all_dashboards()]
 
 
+def comparable_dashboard(d: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard fields we manage (Grafana owns id and version)."""
+    return {k: v for k, v in d.items() if k not in ("id", "version")}
+
+
 def rule_group_payload() -> dict[str, Any]:
     folder_uid = ALERT_FOLDER[0]
     rules = [r | {"folderUID": folder_uid, "ruleGroup": GROUP, "orgID": 1} for r in alert_rules()]
@@ -97,6 +102,7 @@ def deploy(url: str, token: str, s: Settings, clinics: list[str], update_passwor
     from grafana_client import GrafanaApi
 
     api = GrafanaApi.from_url(url, credential=token)
+    api.health.check()  # fail fast (connection refused, bad URL) before anything is read or sent
     steps: list[Step] = []
     # data sources (the clinic logins must exist: `mimetic dashboards check --clinic` or `roles create`)
     for p in datasource_payloads(s, clinics, with_passwords=True):
@@ -125,7 +131,7 @@ def deploy(url: str, token: str, s: Settings, clinics: list[str], update_passwor
     for p in dashboard_payloads():
         uid = p["dashboard"]["uid"]
         cur = _get(lambda: api.dashboard.get_dashboard(uid))
-        desired = {k: v for k, v in p["dashboard"].items() if k != "version"}
+        desired = comparable_dashboard(p["dashboard"])
         if cur is not None and not differs(cur.get("dashboard"), desired) \
                 and (cur.get("meta") or {}).get("folderUid") == p["folderUid"]:
             steps.append(Step("dashboard", uid, "unchanged"))

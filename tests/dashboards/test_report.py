@@ -1,0 +1,75 @@
+"""`mimetic report`: PNG and PDF (and HTML) for a simulated patient; the PDF is rendered to an image
+(pypdfium2) and must not be blank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from dashboards import report
+from dashboards.check import ensure_logins
+from mimetic.cli import app
+from processors.storage import roles
+
+from .conftest import Filled
+
+pytestmark = pytest.mark.stack
+
+
+def _ink(img: np.ndarray) -> float:
+    """Share of pixels that are not (near) white."""
+    return float((img[..., :3].min(axis=-1) < 200).mean())
+
+
+def test_report_png_pdf_html(filled: Filled, tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.image
+    import pypdfium2 as pdfium
+
+    monkeypatch.setenv("MIMETIC_PG_DATABASE", filled.settings.pg_database)
+    from mimetic.config import get_settings
+    get_settings.cache_clear()
+    code = filled.codes[0]
+    runner = CliRunner()
+    for name in ("r.png", "r.pdf"):
+        res = runner.invoke(app, ["report", "--patient", code, "--out", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+    get_settings.cache_clear()
+    png = matplotlib.image.imread(tmp_path / "r.png")
+    assert png.shape[0] > 2 * png.shape[1] and 0.03 < _ink((png * 255).astype(np.uint8)) < 0.6
+    pdf = pdfium.PdfDocument(str(tmp_path / "r.pdf"))
+    try:
+        assert len(pdf) == 2
+        for i in range(2):
+            img = np.asarray(pdf[i].render(scale=1).to_pil().convert("RGB"))
+            assert img.shape[0] > img.shape[1]          # A4 portrait
+            assert _ink(img) > 0.03, f"page {i + 1} is blank"
+            assert img.std() > 20
+        text = pdf[0].get_textpage().get_text_range()
+    finally:
+        pdf.close()
+    assert f"Progress report · {code}" in text and "Symmetry" in text and "Adherence" in text
+    with psycopg.connect(filled.settings.db_dsn()) as conn:
+        data = report.load(conn, code)
+    assert len(data.sessions) == 4 and data.muscles
+    lines = [t for _c, t in report.summary(data)]
+    assert any(t.startswith("Adherence: 4 of 4 planned sessions") for t in lines)
+    assert any(t.startswith("Comfort and safety") for t in lines)
+    html = report.write(data, tmp_path / "r.html").read_text()
+    assert "data:image/png;base64," in html and code in html
+
+
+def test_report_through_a_clinic_login_sees_only_its_patients(filled: Filled, tmp_path: Path) -> None:
+    s = filled.settings
+    login = ensure_logins(s, filled.clinic_id)["clinic"].login
+    dsn = roles.login_dsn(s, login)
+    assert report.make_report(dsn, filled.codes[1], tmp_path / "ok.png").exists()
+    with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
+        conn.execute("insert into clinic (clinic_id, name) values ('other-clinic', 'Other') on conflict do nothing")
+        conn.execute("insert into patient (clinic_id, code) values ('other-clinic', 'P-OTHER1') "
+                     "on conflict do nothing")
+    with pytest.raises(LookupError):
+        report.make_report(dsn, "P-OTHER1", tmp_path / "no.png")
