@@ -12,6 +12,7 @@ default. A repeated panel is run once per value of its repeat variable.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -39,6 +40,7 @@ class Result:
     rows: int = 0
     error: str | None = None
     may_be_empty: bool = True
+    ms: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -145,8 +147,10 @@ def check_dashboard(conn: psycopg.Connection, dash: Dashboard, login: str, tr: T
 def _execute(conn, dash: str, panel: str, ref: str, login: str, sql: str, expected: tuple[str, ...],
              may_be_empty: bool, fmt: str | None = "table") -> Result:
     r = Result(dash, panel, ref, login, sql, expected=tuple(expected), may_be_empty=may_be_empty)
+    t0 = time.perf_counter()
     try:
         r.columns, rows = _run(conn, sql)
+        r.ms = (time.perf_counter() - t0) * 1000
         r.rows = len(rows)
         if fmt == "time_series" and "time" not in r.columns:
             r.error = "time_series format needs a column named time"

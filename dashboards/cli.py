@@ -70,13 +70,14 @@ def check_cmd(
     bad = [r for r in results if not r.ok]
     if as_json:
         typer.echo(json.dumps([{"dashboard": r.dashboard, "panel": r.panel, "ref": r.ref, "login": r.login,
-                                "ok": r.ok, "rows": r.rows, "columns": r.columns, "error": r.error}
+                                "ok": r.ok, "rows": r.rows, "ms": round(r.ms, 1), "columns": r.columns,
+                                "error": r.error}
                                for r in results], indent=2))
     else:
         for r in results:
             mark = "ok  " if r.ok else "FAIL"
             extra = r.error or ("" if r.ok else f"columns {r.columns} != expected {list(r.expected)}")
-            typer.echo(f"{mark} {r.dashboard:26} {r.panel[:44]:44} {r.login:24} {r.rows:6} rows {extra}")
+            typer.echo(f"{mark} {r.dashboard:26} {r.panel[:44]:44} {r.login:28} {r.rows:6} rows {r.ms:7.1f} ms {extra}")
             if not r.ok and show_sql:
                 typer.echo(r.sql)
         typer.echo(f"{len(results) - len(bad)}/{len(results)} queries ok")

@@ -202,9 +202,14 @@ def clinic_live() -> Dashboard:
     d.add(
         Panel("Envelope $muscle: left vs right", "sEMG envelope (moving RMS, µV) of the left and right electrode "
               "of the muscle, averaged per display interval. Shaded regions are the task windows.", "timeseries",
-              [Query(f"select $__timeGroupAlias(time, $__interval), side as metric, avg(envelope_uv) as value "
-                     f"from envelope_sample where {sess} and muscle in ($muscle) and $__timeFilter(time) "
-                     f"group by 1, 2 order by 1", ("time", "metric", "value"), "time_series")],
+              [Query(f"""
+with s as (select channel_map from session_overview where {sess}),
+ch as (select (x ->> 'channel')::int + 1 as c, x ->> 'side' as side
+       from s cross join lateral jsonb_array_elements(s.channel_map) as x where x ->> 'muscle' in ($muscle))
+select $__timeGroupAlias(e.time, $__interval), ch.side as metric, avg(v) as value
+from envelope e cross join ch cross join lateral unnest(e.env[ch.c:ch.c][:]) as v
+where e.{sess} and $__timeFilter(e.time)
+group by 1, 2 order by 1""", ("time", "metric", "value"), "time_series")],
               w=12, h=8, unit="µV", min=0, repeat="muscle",
               overrides=[{"matcher": {"id": "byName", "options": "L"}, "properties": [
                   {"id": "displayName", "value": "left"}, {"id": "color", "value": {"mode": "fixed",
@@ -501,24 +506,28 @@ def operator_fleet() -> Dashboard:
                      may_be_empty=True)],
               w=12, h=8),
         Panel("Data gaps and duplicates", "Frames lost between device and pipeline, duplicates and late frames "
-              "per minute (from the worker's sequence accounting), gaps filled with zero.", "timeseries",
+              "per display interval (at least a minute; from the worker's sequence accounting), empty intervals as zero.", "timeseries",
               [Query(f"""
-with m as (select time_bucket('1 minute', time) as t, sum(missing_frames) as missing, sum(duplicates) as dup,
-                  sum(late) as late
-           from stream_stats where $__timeFilter(time) and device_id in ({devices}) group by 1)
+with p as (select make_interval(secs => greatest($__interval_ms, 60000) / 1000.0) as step),
+m as (select time_bucket(p.step, time) as t, sum(missing_frames) as missing, sum(duplicates) as dup,
+             sum(late) as late
+      from stream_stats cross join p where $__timeFilter(time) and device_id in ({devices}) group by 1)
 select g as time, coalesce(m.missing, 0) as "Missing frames", coalesce(m.dup, 0) as "Duplicates",
        coalesce(m.late, 0) as "Late"
-from generate_series(date_trunc('minute', (select min(t) from m)), (select max(t) from m), interval '1 minute') as g
+from p cross join generate_series(time_bucket(p.step, $__timeFrom()::timestamptz), $__timeTo()::timestamptz, p.step) as g
 left join m on m.t = g order by 1""", ("time", "Missing frames", "Duplicates", "Late"), "time_series")],
               w=12, h=8, unit="none", min=0, custom={"drawStyle": "bars", "fillOpacity": 70}),
-        Panel("Pipeline throughput", "Records the database sink wrote per second (per minute average), gaps "
-              "filled with zero.", "timeseries",
+        Panel("Pipeline throughput", "Records the database sink wrote per second, averaged per display interval "
+              "(at least a minute); intervals without a batch show zero.", "timeseries",
               [Query("""
-with b as (select time as t, sum(records) as records, sum(rows_written) as rows, sum(dead_letters) as dead
-           from ops.pipeline_throughput where $__timeFilter(time) group by 1)
-select g as time, coalesce(b.records, 0) / 60.0 as "Records/s", coalesce(b.rows, 0) / 60.0 as "Rows/s",
-       coalesce(b.dead, 0) / 60.0 as "Dead letters/s"
-from generate_series((select min(t) from b), (select max(t) from b), interval '1 minute') as g
+with p as (select make_interval(secs => greatest($__interval_ms, 60000) / 1000.0) as step),
+b as (select time_bucket(p.step, time) as t, sum(records) as records, sum(rows_written) as rows,
+             sum(dead_letters) as dead
+      from ops.pipeline_throughput cross join p where $__timeFilter(time) group by 1)
+select g as time, coalesce(b.records, 0) / extract(epoch from p.step) as "Records/s",
+       coalesce(b.rows, 0) / extract(epoch from p.step) as "Rows/s",
+       coalesce(b.dead, 0) / extract(epoch from p.step) as "Dead letters/s"
+from p cross join generate_series(time_bucket(p.step, $__timeFrom()::timestamptz), $__timeTo()::timestamptz, p.step) as g
 left join b on b.t = g order by 1""", ("time", "Records/s", "Rows/s", "Dead letters/s"), "time_series")],
               w=12, h=8, unit="reqps", min=0),
         Panel("Pipeline lag", "Highest consumer lag of the sink per minute (records behind the partition ends "

@@ -19,7 +19,6 @@ A panel query goes through two steps in Grafana, and this module does both, in o
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -209,11 +208,35 @@ def expand_macros(sql: str, tr: TimeRange, interval_s: float, timescaledb: bool 
     return _MACRO.sub(repl, sql)
 
 
+# rangeutil.roundInterval: (below this many ms, use this many ms)
+_LADDER_MS = ((10, 1), (15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1500, 1000),
+              (3500, 2000), (7500, 5000), (12500, 10000), (17500, 15000), (25000, 20000), (45000, 30000),
+              (90000, 60000), (210000, 120000), (450000, 300000), (750000, 600000), (1050000, 900000),
+              (1500000, 1200000), (2700000, 1800000), (5400000, 3600000), (9000000, 7200000),
+              (16200000, 10800000), (32400000, 21600000), (86400000, 43200000), (604800000, 86400000),
+              (1814400000, 604800000), (3628800000, 2592000000))
+
+
+def round_interval_ms(ms: float) -> int:
+    """Grafana's rangeutil.roundInterval: a "nice" interval for a raw one (ms)."""
+    for below, nice in _LADDER_MS:
+        if ms < below:
+            return nice
+    return 31536000000
+
+
+def auto_interval(tr: TimeRange, max_data_points: int = 1000, min_interval: str | None = "1s") -> float:
+    """$__interval as Grafana's frontend computes it: roundInterval(range / max data points),
+    at least the data source's min interval (jsonData.timeInterval). Seconds."""
+    ms = round_interval_ms((tr.end - tr.start).total_seconds() * 1000 / max_data_points)
+    low = parse_interval(min_interval) * 1000 if min_interval else 1
+    return max(ms, low) / 1000
+
+
 def interpolate(sql: str, variables: dict[str, Variable], tr: TimeRange, interval_s: float | None = None,
-                timescaledb: bool = False, max_data_points: int = 1000) -> str:
-    """Both steps, as Grafana runs a panel query. The interval defaults to Grafana's
-    auto interval: range / max data points, rounded up to a whole millisecond, at least 1 ms."""
+                timescaledb: bool = False, max_data_points: int = 1000, min_interval: str | None = "1s") -> str:
+    """Both steps, as Grafana runs a panel query. The interval defaults to Grafana's auto
+    interval (max data points is the panel's width in pixels in Grafana; 1000 here)."""
     if interval_s is None:
-        span = (tr.end - tr.start).total_seconds()
-        interval_s = max(0.001, math.ceil(span / max_data_points * 1000) / 1000)
+        interval_s = auto_interval(tr, max_data_points, min_interval)
     return expand_macros(interpolate_variables(sql, variables, tr, interval_s), tr, interval_s, timescaledb)

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from dashboards.macros import (ALL, MacroError, TimeRange, Variable, expand_macros, format_interval, interpolate,
-                               interpolate_variables, parse_interval)
+                               interpolate_variables, parse_interval, round_interval_ms)
 
 TR = TimeRange(datetime(2017, 4, 21, 5, 1, 17, tzinfo=timezone.utc),
                datetime(2017, 4, 21, 5, 6, 17, 500000, tzinfo=timezone.utc))
@@ -83,6 +83,15 @@ def test_interpolate_runs_variables_then_macros_with_auto_interval() -> None:
     v = {"muscle": Variable("muscle", "zygomaticus", ["zygomaticus"], multi=True)}
     out = interpolate("select $__timeGroupAlias(time, $__interval) from t where m in ($muscle) and "
                       "$__timeFilter(time)", v, TR)
-    # 300.5 s over 1000 points -> 301 ms
-    assert out.startswith('select floor(extract(epoch from time)/0.301)*0.301 AS "time" from t where '
+    # 300.5 s over 1000 points = 300.5 ms -> rounded to 200 ms, raised to the data source's 1 s minimum
+    assert out.startswith('select floor(extract(epoch from time)/1)*1 AS "time" from t where '
                           "m in ('zygomaticus') and time BETWEEN")
+    out = interpolate("$__timeGroup(time, $__interval) $__interval_ms", {}, TR, min_interval=None)
+    assert out == "floor(extract(epoch from time)/0.2)*0.2 200"
+    week = TimeRange(TR.start, TR.start + (TR.end - TR.start) * 2016)   # ~7 days over 1000 points -> 10 min
+    assert interpolate("$__interval", {}, week) == "10m"
+
+
+def test_round_interval_ladder() -> None:
+    assert [round_interval_ms(x) for x in (5, 12, 300, 1000, 40000, 100000, 10**7, 10**11)] == \
+        [1, 10, 200, 1000, 30000, 120000, 10800000, 31536000000]
