@@ -210,7 +210,7 @@ select $__timeGroupAlias(e.time, $__interval), ch.side as metric, avg(v) as valu
 from envelope e cross join ch cross join lateral unnest(e.env[ch.c:ch.c][:]) as v
 where e.{sess} and $__timeFilter(e.time)
 group by 1, 2 order by 1""", ("time", "metric", "value"), "time_series")],
-              w=12, h=8, unit="µV", min=0, repeat="muscle",
+              w=12, h=8, unit="suffix: µV", min=0, repeat="muscle",
               overrides=[{"matcher": {"id": "byName", "options": "L"}, "properties": [
                   {"id": "displayName", "value": "left"}, {"id": "color", "value": {"mode": "fixed",
                                                                                      "fixedColor": "blue"}}]},
@@ -497,7 +497,7 @@ def operator_fleet() -> Dashboard:
               [Query(f"select $__timeGroupAlias(time, $__interval), device_id as metric, max(stim_current_ua) as "
                      f"value from telemetry where $__timeFilter(time) and stim_current_ua is not null and device_id "
                      f"in ({devices}) group by 1, 2 order by 1", ("time", "metric", "value"), "time_series")],
-              w=12, h=8, unit="µA", min=0),
+              w=12, h=8, unit="suffix: µA", min=0),
         Panel("Over-current events", "Every over-current raise: current measured against the limit.", "table",
               [Query(f"select time as \"Time\", device_id as \"Device\", round(value::numeric, 0) as \"Current (µA)\", "
                      f"round(threshold::numeric, 0) as \"Limit (µA)\", state as \"State\" from alert_event "

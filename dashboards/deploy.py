@@ -146,7 +146,7 @@ def deploy(url: str, token: str, s: Settings, clinics: list[str], update_passwor
     if not existing:
         api.alertingprovisioning.create_contactpoint(cp)
         steps.append(Step("contactpoint", cp["uid"], "create"))
-    elif differs(existing[0], {k: v for k, v in cp.items() if k != "settings"}) or contact_email:
+    elif differs(existing[0], cp):
         api.alertingprovisioning.update_contactpoint(cp["uid"], cp)
         steps.append(Step("contactpoint", cp["uid"], "update"))
     else:

@@ -58,11 +58,10 @@ def datasources(clinics: list[str]) -> list[DataSource]:
 
 
 def datasource_payload(ds: DataSource, s: Settings, password: str | None = None) -> dict[str, Any]:
-    """The data source as Grafana's API and provisioning describe it (placeholder password unless given)."""
+    """The data source as Grafana's API takes it (placeholder password unless given)."""
     return {
         "uid": ds.uid, "name": ds.name, "type": PG_TYPE, "access": "proxy",
         "url": f"{s.pg_host}:{s.pg_port}", "user": ds.login, "database": s.pg_database, "isDefault": False,
-        "editable": False,
         "jsonData": {"database": s.pg_database, "sslmode": "disable", "postgresVersion": 1500, "timescaledb": True,
                      "maxOpenConns": 5, "maxIdleConns": 2, "connMaxLifetime": 14400, "timeInterval": "1s"},
         "secureJsonData": {"password": password if password is not None else "${" + ds.password_env + "}"},
@@ -168,7 +167,8 @@ def build(out: Path, s: Settings, clinics: list[str], dashboards_root: str = "/v
     for d in all_dashboards():
         write(f"dashboards/{d.role}/{d.uid}.json", dumps(d.to_json()))
     write("provisioning/datasources/mimetic.yaml", _yaml({
-        "apiVersion": 1, "datasources": [datasource_payload(ds, s) | {"orgId": 1} for ds in datasources(clinics)]}))
+        "apiVersion": 1,
+        "datasources": [datasource_payload(ds, s) | {"orgId": 1, "editable": False} for ds in datasources(clinics)]}))
     write("provisioning/dashboards/mimetic.yaml", _yaml(dashboard_provider_file(dashboards_root)))
     write("provisioning/alerting/mimetic-rules.yaml", _yaml(alert_rules_file()))
     write("provisioning/alerting/mimetic-contact-points.yaml", _yaml(contact_points_file()))

@@ -178,7 +178,7 @@ def _style():
     return plt
 
 
-def _header(fig, d: ReportData, page: int) -> None:
+def _header(fig, d: ReportData, page: int, pages: int = 2) -> None:
     p = d.patient
     fig.text(0.06, 0.965, f"Progress report · {d.code}", fontsize=17, fontweight="bold", color=INK)
     bits = [p.get("etiology", "").replace("_", " ") if p.get("etiology") else None,
@@ -188,7 +188,7 @@ def _header(fig, d: ReportData, page: int) -> None:
         first, last = d.sessions[0]["session_date"], d.sessions[-1]["session_date"]
         bits.append(f"sessions {first:%d %b %Y} – {last:%d %b %Y}")
     fig.text(0.06, 0.945, " · ".join(b for b in bits if b), fontsize=9.5, color=MUTED)
-    fig.text(0.94, 0.965, f"page {page} of 2", fontsize=8, color=MUTED, ha="right")
+    fig.text(0.94, 0.965, f"page {page} of {pages}", fontsize=8, color=MUTED, ha="right")
     fig.text(0.94, 0.945, f"generated {d.generated_at:%d %b %Y %H:%M} UTC", fontsize=8, color=MUTED, ha="right")
     fig.add_artist(__import__("matplotlib").lines.Line2D([0.06, 0.94], [0.935, 0.935], color="#d5dbe1", lw=1))
 
@@ -196,7 +196,7 @@ def _header(fig, d: ReportData, page: int) -> None:
 def page_one(d: ReportData):
     plt = _style()
     fig = plt.figure(figsize=(8.27, 11.69), dpi=110)  # A4 portrait
-    _header(fig, d, 1)
+    _header(fig, d, 1, 2 if d.sessions else 1)
     # summary box
     lines = summary(d)
     y = 0.915
@@ -209,6 +209,10 @@ def page_one(d: ReportData):
         fig.text(0.095, y, "\n".join(wrapped), color=INK, fontsize=9.5, va="top", linespacing=1.35)
         y -= 0.019 * len(wrapped) + 0.008
     top = min(y - 0.02, 0.72)
+    if not d.muscles:
+        fig.text(0.075, top, "Charts appear once the first session with task measurements is analysed.",
+                 fontsize=9.5, color=MUTED, va="top")
+        return fig
     # 1) symmetry across sessions
     ax = fig.add_axes([0.09, top - 0.33, 0.6, 0.30])
     ax.set_title("Symmetry per muscle across sessions")
@@ -378,7 +382,7 @@ def write(d: ReportData, out: Path) -> Path:
     plt = _style()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figs = [page_one(d), page_two(d)]
+    figs = [page_one(d)] + ([page_two(d)] if d.sessions else [])
     try:
         suffix = out.suffix.lower()
         if suffix == ".pdf":

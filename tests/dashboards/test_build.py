@@ -92,8 +92,13 @@ def test_provisioning_uses_read_only_logins_and_placeholders(tmp_path: Path) -> 
     assert users == {"mimetic-research": "grafana_researcher", "mimetic-ops": "grafana_operator",
                      "mimetic-clinic-clinic-a": "grafana_clinic_clinic_a",
                      "mimetic-clinic-clinic-b": "grafana_clinic_clinic_b"}
+    import re
+
+    clinic_regex = re.compile(all_dashboards()[0].variables[0]["regex"].strip("/"))
+    assert sorted(d["name"] for d in ds if clinic_regex.search(d["name"])) == [
+        "mimetic-clinic-clinic-a", "mimetic-clinic-clinic-b"]
     for d in ds:
-        assert d["type"] == PG_TYPE and d["jsonData"]["database"] == "mimetic_prod"
+        assert d["type"] == PG_TYPE and d["jsonData"]["database"] == "mimetic_prod" and d["editable"] is False
         assert d["secureJsonData"]["password"] == "${MIMETIC_PG_ROLE_" + d["user"].upper() + "}"
     # no real secret anywhere in the output
     secrets = [p.read_text().strip() for p in S.secrets_dir.glob("*")] if S.secrets_dir.exists() else []

@@ -73,3 +73,19 @@ def test_report_through_a_clinic_login_sees_only_its_patients(filled: Filled, tm
                      "on conflict do nothing")
     with pytest.raises(LookupError):
         report.make_report(dsn, "P-OTHER1", tmp_path / "no.png")
+
+
+def test_report_of_a_patient_without_sessions_is_one_page(filled: Filled, tmp_path: Path) -> None:
+    import pypdfium2 as pdfium
+
+    s = filled.settings
+    with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
+        conn.execute("insert into clinic (clinic_id, name) values ('other-clinic', 'Other') on conflict do nothing")
+        conn.execute("insert into patient (clinic_id, code) values ('other-clinic', 'P-NEW01') on conflict do nothing")
+    out = report.make_report(s.db_dsn(), "P-NEW01", tmp_path / "new.pdf")
+    pdf = pdfium.PdfDocument(str(out))
+    try:
+        assert len(pdf) == 1
+        assert "No finished session yet" in pdf[0].get_textpage().get_text_range()
+    finally:
+        pdf.close()
