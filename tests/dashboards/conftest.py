@@ -66,7 +66,18 @@ def fill(settings: Settings, sim: Simulation) -> None:
 
 @pytest.fixture(scope="session")
 def filled(settings: Settings) -> Filled:
-    """3 patients x 4 sessions of 30 s, one day apart and ending about now, with device faults."""
+    """3 patients x 4 sessions of 30 s, one day apart and ending about now, with device faults,
+    in a database of their own (`<test database>_dash`), so other tests' rows never mix in."""
+    from psycopg import sql
+
+    from mimetic.db.migrate import migrate
+
+    settings = settings.model_copy(update={"pg_database": f"{settings.pg_database}_dash"})
+    admin = settings.model_copy(update={"pg_database": "postgres"}).db_dsn()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.pg_database)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.pg_database)))
+    migrate(settings.db_dsn())
     sessions, gap = 4, 86400.0
     start_us = int((datetime.now(timezone.utc).timestamp() - (sessions - 1) * gap - 600) * 1e6)
     sim = Simulation(patients=3, sessions=sessions, duration_s=30, seed=11, fault_prob=0.6, channels=8,
