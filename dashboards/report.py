@@ -18,7 +18,7 @@ import base64
 import io
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +190,9 @@ def _header(fig, d: ReportData, page: int, pages: int = 2) -> None:
     fig.text(0.06, 0.945, " · ".join(b for b in bits if b), fontsize=9.5, color=MUTED)
     fig.text(0.94, 0.965, f"page {page} of {pages}", fontsize=8, color=MUTED, ha="right")
     fig.text(0.94, 0.945, f"generated {d.generated_at:%d %b %Y %H:%M} UTC", fontsize=8, color=MUTED, ha="right")
-    fig.add_artist(__import__("matplotlib").lines.Line2D([0.06, 0.94], [0.935, 0.935], color="#d5dbe1", lw=1))
+    from matplotlib.lines import Line2D
+
+    fig.add_artist(Line2D([0.06, 0.94], [0.935, 0.935], color="#d5dbe1", lw=1))
 
 
 def page_one(d: ReportData):
@@ -423,7 +425,3 @@ def make_report(dsn: str, code: str, out: Path) -> Path:
     with psycopg.connect(dsn) as conn:
         data = load(conn, code)
     return write(data, out)
-
-
-def _date(x: Any) -> date:
-    return x if isinstance(x, date) else date.fromisoformat(str(x))
