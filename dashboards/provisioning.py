@@ -70,12 +70,17 @@ def datasource_payload(ds: DataSource, s: Settings, password: str | None = None)
 
 # --- alert rules -------------------------------------------------------------------------------
 
+# alerts about the patient's safety or comfort concern the clinic too (label for notification policies)
+CLINIC_AUDIENCE = {"over_current", "discomfort", "skin_reaction"}
+
+
 def _sql_alert(uid: str, title: str, sql: str, op: str, threshold: float, severity: str, summary: str,
-               for_: str = "0s", window_s: int = 600, no_data: str = "OK") -> dict[str, Any]:
+               for_: str = "0s", window_s: int = 600, no_data: str = "OK", audience: str = "operator"
+               ) -> dict[str, Any]:
     return {
         "uid": uid, "title": title, "condition": "C", "for": for_, "noDataState": no_data, "execErrState": "Error",
         "isPaused": False,
-        "labels": {"severity": severity, "service": "mimetic"},
+        "labels": {"severity": severity, "service": "mimetic", "audience": audience},
         "annotations": {"summary": summary, "description": "{{ $labels.device_id }} {{ $values.B }}"},
         "notification_settings": {"receiver": CONTACT_POINT},
         "data": [
@@ -102,7 +107,8 @@ def alert_rules() -> list[dict[str, Any]]:
         sql = (f"select device_id, count(*)::float8 as active from ops.active_alert "
                f"where alert_type = '{t}' group by device_id order by device_id")
         rules.append(_sql_alert(f"mimetic-alert-{t.replace('_', '-')}", f"Device: {t.replace('_', ' ')}", sql,
-                                "gt", 0, severity, f"{t.replace('_', ' ')}: {meaning}"))
+                                "gt", 0, severity, f"{t.replace('_', ' ')}: {meaning}",
+                                audience="clinic" if t in CLINIC_AUDIENCE else "operator"))
     rules.append(_sql_alert(
         "mimetic-pipeline-lag", "Pipeline: sink lag",
         "select component, max(max_lag)::float8 as lag from ops.pipeline_throughput where $__timeFilter(time) "

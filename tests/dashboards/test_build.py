@@ -126,7 +126,7 @@ def test_alert_rules_mirror_the_pipeline_alerts(tmp_path: Path) -> None:
         assert [q["refId"] for q in r["data"]] == ["A", "B", "C"]
         assert r["notification_settings"]["receiver"] == "mimetic-oncall"
     over = next(r for r in rules if "over_current" in r["data"][0]["model"]["rawSql"])
-    assert over["labels"]["severity"] == "critical"
+    assert over["labels"]["severity"] == "critical" and over["labels"]["audience"] == "clinic"
 
 
 def test_deploy_payloads_and_comparison() -> None:

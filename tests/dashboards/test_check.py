@@ -49,3 +49,20 @@ def test_clinic_variables_see_only_their_clinic(filled: Filled) -> None:
         v = resolve_variables(conn, clinic_progress().to_json(), filled.time_range)
     assert v["clinic"].options == [filled.clinic_id]
     assert sorted(v["patient"].options) == sorted(filled.codes) and "P-OTHER1" not in v["patient"].options
+
+
+def test_check_command(filled: Filled, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from mimetic.cli import app
+    from mimetic.config import get_settings
+
+    monkeypatch.setenv("MIMETIC_PG_DATABASE", filled.settings.pg_database)
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(app, ["dashboards", "check", "--clinic", filled.clinic_id,
+                                       "--from", filled.time_range.start.isoformat()])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().endswith("queries ok") and "FAIL" not in res.output
