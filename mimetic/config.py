@@ -156,6 +156,9 @@ class Settings(BaseSettings):
         0.25,
         description="How often the worker commits its Kafka transaction (outputs become visible to the sink).",
     )
+    worker_session_timeout_s: float = Field(
+        15.0, description="Kafka group session timeout of the worker: how fast a dead worker's partitions move."
+    )
     worker_tick_interval_s: float = Field(2.0, description="Liveness check period of the worker (seconds).")
     worker_stim_slope_uv: float = Field(
         250.0,

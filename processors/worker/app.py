@@ -28,7 +28,7 @@ from ingest import wire
 from mimetic import topics as T
 from mimetic.config import Settings
 from processors import records as R
-from processors.worker.device import DeviceProcessor, WorkerParams
+from processors.worker.device import DeviceProcessor, WorkerParams, state_revision
 
 log = logging.getLogger("mimetic.worker")
 
@@ -62,6 +62,13 @@ def make_app(s: Settings) -> faust.App:
         producer_linger_ms=5,
         producer_max_request_size=4 * 1024 * 1024,
         logging_config=None,
+        # a killed worker's partitions move on after this long (Faust's default is 60 s)
+        broker_session_timeout=s.worker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.worker_session_timeout_s / 3),
+        # the check compares a RocksDB persisted offset with the changelog's highwater; with the
+        # memory store and read_committed highwaters during a rebalance it crashed a healthy worker
+        # (measured: "persisted offset 666 > highwater -1" right after a SIGKILLed peer)
+        recovery_consistency_check=False,
     )
     raw = dict(key_serializer="raw", value_serializer="raw")
     source = app.topic(T.RAW_FRAMES.name(s), T.TELEMETRY.name(s), T.SESSION_EVENTS.name(s), T.WORKER_TICKS.name(s),
@@ -91,30 +98,45 @@ def make_app(s: Settings) -> faust.App:
         return max(0, hw - 1 - last_frame_offset.get(partition, hw - 1))
 
     def load(device_id: str) -> DeviceProcessor:
-        """The device's processor: the cached object if it matches the table, else rebuilt from it."""
+        """The device's processor: the cached object unless the table holds a newer revision.
+
+        Compared by revision, never by content: Faust may re-apply this worker's own changelog
+        records to the table after it has moved on (measured), and an older state must never
+        replace the live one.
+        """
         stored = state.get(device_id.encode())
         hit = cache.get(device_id)
-        if stored is None:
-            if hit is not None:
-                del cache[device_id]
-            return DeviceProcessor(device_id, params)
-        if hit is not None and (hit[0] is stored or hit[0] == stored):
+        if hit is not None and (stored is None or hit[1].rev >= state_revision(stored)):
             cache.move_to_end(device_id)
             return hit[1]
-        return DeviceProcessor.from_state(stored, params)
+        if stored is None:
+            return DeviceProcessor(device_id, params)
+        try:
+            dp = DeviceProcessor.from_state(stored, params)
+        except (ValueError, KeyError, TypeError) as exc:  # a state of another code version
+            log.warning("state of %s unreadable (%s): starting it afresh", device_id, exc)
+            dp = DeviceProcessor(device_id, params)
+            dp.rev = state_revision(stored)
+            return dp
+        log.info("restored %s from the table at revision %d (next seq %s)", device_id, dp.rev,
+                 dp.seq.next_seq)
+        return dp
 
     async def save(dp: DeviceProcessor, partition: int) -> None:
-        """Store the device state locally and in the changelog, as part of this event's transaction.
+        """Store the device state locally and in the changelog, inside the partition's open transaction.
 
-        `table[key] = value` would queue the changelog record in the producer's buffer
-        (`send_soon`), which Faust does not flush before it commits the input offsets: a
-        SIGKILL could then leave the restored state behind the committed offsets (measured).
-        Sending it as an attachment of the event publishes it before that commit instead.
+        Two Faust paths lose the order that recovery relies on (the last changelog record of
+        a key wins), both measured with SIGKILL tests: `table[key] = value` queues the record in
+        a producer buffer that is not flushed before the input offsets commit (state behind
+        offsets), and an event attachment is published at commit time grouped by *source*
+        partition (frames, events, telemetry, ticks), so a state saved on a telemetry record
+        can land after a newer one saved on a frame. A forced send goes into the transaction
+        of this partition at once, in processing order, and commits with the offsets.
         """
         data = dp.to_state()
         key = dp.device_id.encode()
         state.data[key] = data
-        await state.changelog_topic.send(key=key, value=data, partition=partition)
+        await state.changelog_topic.send(key=key, value=data, partition=partition, force=True)
         cache[dp.device_id] = (data, dp)
         cache.move_to_end(dp.device_id)
         while len(cache) > 20_000:
@@ -199,7 +221,7 @@ def make_app(s: Settings) -> faust.App:
                 dp = load(device_id)
             except Exception:
                 continue
-            cache[device_id] = (state.get(key), dp)
+            cache[device_id] = (b"", dp)
             if dp.session is not None or any(dp.stats.values()):
                 await ticks.send(key=key, value=now, partition=p)
 

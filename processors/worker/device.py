@@ -41,7 +41,7 @@ from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.stim_pulses import remove_biphasic_pulses
 from processors.sequencing import SequenceState, accept, flush
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 BALANCE_WINDOW_S = 1.0
 ACTIVATION_K = 3.0  # threshold = rest mean + k * SD
 MIN_REST_WINDOWS = 3  # windows seen before activation detection starts
@@ -160,12 +160,8 @@ class DeviceProcessor:
             self._reset_chain()
         elif self.last_end_us is not None and abs(frame.t_us - self.last_end_us) > 1e6 * 0.5 * frame.n_samples / frame.fs_hz:
             self._reset_chain()  # a discontinuity in the device clock: restart the filters
-        for ev in self.alerts.observe("device_silent", False, t_start_s):
-            out.append(self._alert(ev))
-        if not self.alerts.is_active("data_gap"):
-            pass
-        else:
-            for ev in self.alerts.observe("data_gap", False, t_start_s):
+        for kind in ("device_silent", "data_gap"):
+            for ev in self.alerts.observe(kind, False, t_start_s):
                 out.append(self._alert(ev))
         if (self.chain is None or self.chain.cfg.fs_hz != frame.fs_hz
                 or self.chain.cfg.n_channels != frame.n_channels):
@@ -196,7 +192,8 @@ class DeviceProcessor:
         env = res.envelope_uv
         if env.shape[1]:
             t_env0 = self.t0_us / 1e6 + float(res.envelope_times_s[0])
-            clipped = 0
+            rails = (frame.samples >= 32767) | (frame.samples <= -32768)
+            clipped = sum(1 << ch for ch in np.flatnonzero(rails.any(axis=1)) if ch < 31)
             out.append(R.EnvelopeFrame.from_array(
                 env, device_id=self.device_id, session_id=session_id, seq=frame.seq, time=utc(t_env0),
                 fs_hz=1.0 / self.p.hop_s, clipped=clipped, stim_blanked=res.blanked_samples > 0))
@@ -476,8 +473,9 @@ class DeviceProcessor:
     # --- state -----------------------------------------------------------------------------
 
     def to_state(self) -> bytes:
+        """8-byte big-endian revision, then MessagePack: the revision can be read without decoding."""
         self.rev += 1
-        return _ENC.encode({
+        return self.rev.to_bytes(8, "big") + _ENC.encode({
             "v": STATE_VERSION, "rev": self.rev, "device_id": self.device_id, "seq": self.seq.to_state(),
             "chain": None if self.chain is None else self.chain.to_state(), "t0_us": self.t0_us,
             "last_end_us": self.last_end_us, "alerts": self.alerts.to_state(), "session": self.session,
@@ -490,7 +488,7 @@ class DeviceProcessor:
 
     @classmethod
     def from_state(cls, data: bytes, params: WorkerParams) -> "DeviceProcessor":
-        d = msgspec.msgpack.decode(data)
+        d = msgspec.msgpack.decode(data[8:])
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported device state version {d.get('v')}")
         p = cls(d["device_id"], params)
@@ -511,6 +509,11 @@ class DeviceProcessor:
 
 
 _ENC = msgspec.msgpack.Encoder()
+
+
+def state_revision(data: bytes) -> int:
+    """The revision of a stored state (it grows by one with every save)."""
+    return int.from_bytes(data[:8], "big")
 
 
 def _set(flags: list[bool], i: int, value: bool) -> list[bool]:
