@@ -82,6 +82,10 @@ SYNKINESIS_PAIRS: tuple[tuple[str, str], ...] = (("smile", "orbicularis_oculi"),
 
 FAULT_TYPES = ("electrode_liftoff", "impedance_drift", "low_battery", "over_current", "packet_loss",
                "duplicates", "reordering", "silent_device")
+#: the alert type (processors.records.ALERT_TYPES) the pipeline must raise for an injected fault;
+#: duplicates and reordering are repaired and counted, not alerted
+FAULT_ALERT = {"electrode_liftoff": "electrode_off", "impedance_drift": "impedance", "low_battery": "battery_low",
+               "over_current": "over_current", "packet_loss": "data_gap", "silent_device": "device_silent"}
 STIM_UV_PER_UA = 3.0
 SCALE_UV = 0.1  # µV per count: ±3.2 mV range
 EMG_BAND_HZ = (50.0, 180.0)

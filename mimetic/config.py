@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         0.25,
         description="How often the worker commits its Kafka transaction (outputs become visible to the sink).",
     )
-    worker_session_timeout_s: float = Field(
+    worker_group_timeout_s: float = Field(
         15.0, description="Kafka group session timeout of the worker: how fast a dead worker's partitions move."
     )
     worker_tick_interval_s: float = Field(2.0, description="Liveness check period of the worker (seconds).")

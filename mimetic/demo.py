@@ -29,9 +29,6 @@ from rich.table import Table
 from mimetic.config import Settings
 
 DEMO_DATABASE = "mimetic_demo"
-#: simulator fault -> the alert the pipeline raises for it
-FAULT_ALERT = {"electrode_liftoff": "electrode_off", "impedance_drift": "impedance", "low_battery": "battery_low",
-               "over_current": "over_current", "packet_loss": "data_gap", "silent_device": "device_silent"}
 
 
 @dataclass
@@ -177,6 +174,8 @@ def _wait_processed(s: Settings, sim, procs: list[Proc], timeout_s: float, conso
 
 
 def _table(s: Settings, sim) -> Table:
+    from ingest.simulator import FAULT_ALERT
+
     truth = sim.truth()
     with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
         rows = conn.execute(

@@ -43,7 +43,32 @@ LATENCY = Histogram("mimetic_worker_ingest_to_output_seconds", "gateway receive 
 DEVICES = Gauge("mimetic_worker_devices", "devices with state in this worker's memory")
 
 
+def _patch_faust_recovery_highwaters() -> None:
+    """Ask the broker for changelog highwaters instead of trusting the fetcher's cache.
+
+    faust-streaming 0.15.3 takes, under exactly_once, each changelog partition's highwater
+    from `consumer.last_stable_offset(tp)`: a value cached from fetch responses, None for a
+    partition this fresh process has not fetched yet. Recovery then treats the changelog as
+    empty and a restarted worker starts its devices from scratch (measured with the SIGKILL
+    test: a filter reset at the restart frame). aiokafka's `end_offsets` sends ListOffsets
+    with the consumer's isolation level, so under read_committed it returns the real last
+    stable offset.
+    """
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    thread_cls = faust_aiokafka.AIOKafkaConsumerThread
+    if getattr(thread_cls, "_mimetic_patched", False):
+        return
+
+    async def _highwaters(self, partitions):
+        return await self._ensure_consumer().end_offsets(list(partitions))
+
+    thread_cls._highwaters = _highwaters
+    thread_cls._mimetic_patched = True
+
+
 def make_app(s: Settings) -> faust.App:
+    _patch_faust_recovery_highwaters()
     params = WorkerParams.from_settings(s)
     app = faust.App(
         s.worker_id,
@@ -63,8 +88,8 @@ def make_app(s: Settings) -> faust.App:
         producer_max_request_size=4 * 1024 * 1024,
         logging_config=None,
         # a killed worker's partitions move on after this long (Faust's default is 60 s)
-        broker_session_timeout=s.worker_session_timeout_s,
-        broker_heartbeat_interval=min(3.0, s.worker_session_timeout_s / 3),
+        broker_session_timeout=s.worker_group_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.worker_group_timeout_s / 3),
         # the check compares a RocksDB persisted offset with the changelog's highwater; with the
         # memory store and read_committed highwaters during a rebalance it crashed a healthy worker
         # (measured: "persisted offset 666 > highwater -1" right after a SIGKILLed peer)

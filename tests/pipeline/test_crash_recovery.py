@@ -45,10 +45,10 @@ def _stored(s: Settings, prefix: str) -> dict[tuple, np.ndarray]:
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "known, measured, open (issue 5): after a SIGKILL the restored table state sometimes lags the committed "
-    "input offsets by up to one commit interval (faust-streaming 0.15.3 exactly_once, memory store); the "
-    "sequence rule then sees a gap, restarts the filters and one extra envelope row appears per such kill. "
-    "Passes in most runs; not yet explained."))
+    "open in issue 5: passes in most runs (2 of 3 in the last 6 runs), but after a SIGKILL the restored "
+    "state can still lag the committed input offsets by one frame, which the sequence rule turns into a "
+    "one-frame gap (a filter restart and one extra envelope row). Two causes are fixed (see "
+    "processors/worker/app.py: in-order changelog sends, recovery highwaters); one is not yet found."))
 def test_worker_killed_three_times_writes_exactly_the_undisturbed_rows(pipeline_settings: Settings,
                                                                         services) -> None:
     s = pipeline_settings

@@ -8,22 +8,13 @@ import asyncio
 import pytest
 
 from ingest.runner import register_simulation, run_simulation
-from ingest.simulator import Simulation
+from ingest.simulator import FAULT_ALERT, Simulation
 from mimetic.config import Settings
 
 from .conftest import query, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-#: simulator fault type -> the alert type the pipeline must raise for it
-FAULT_ALERT = {
-    "electrode_liftoff": "electrode_off",
-    "impedance_drift": "impedance",
-    "low_battery": "battery_low",
-    "over_current": "over_current",
-    "packet_loss": "data_gap",
-    "silent_device": "device_silent",
-}
 
 
 def _session_ids(sim: Simulation) -> list[str]:
