@@ -104,23 +104,23 @@ def make_app(s: Settings) -> faust.App:
     state = app.Table("device-state", default=None, partitions=s.topic_partitions, key_type=bytes,
                       value_type=bytes)
 
-    cache: OrderedDict[str, tuple[bytes, DeviceProcessor]] = OrderedDict()
+    cache: OrderedDict[str, DeviceProcessor] = OrderedDict()  # live objects, newest revision
     frames_topic, telemetry_topic, events_topic = (T.RAW_FRAMES.name(s), T.TELEMETRY.name(s),
                                                    T.SESSION_EVENTS.name(s))
 
     last_frame_offset: dict[int, int] = {}
 
     def _frames_lag(partition: int) -> int:
-        """Frames waiting in this partition (from the consumer's last fetch); 0 when unknown."""
+        """Frames waiting in this partition (from the consumer's last fetch)."""
         from faust.types import TP
 
         try:
             hw = app.consumer.highwater(TP(frames_topic, partition))
         except Exception:
             return 0
-        if hw is None:
-            return 0
-        return max(0, hw - 1 - last_frame_offset.get(partition, hw - 1))
+        if hw is None or partition not in last_frame_offset:
+            return 10**9  # nothing processed here yet since (re)start: not live
+        return max(0, hw - 1 - last_frame_offset[partition])
 
     def load(device_id: str) -> DeviceProcessor:
         """The device's processor: the cached object unless the table holds a newer revision.
@@ -131,9 +131,9 @@ def make_app(s: Settings) -> faust.App:
         """
         stored = state.get(device_id.encode())
         hit = cache.get(device_id)
-        if hit is not None and (stored is None or hit[1].rev >= state_revision(stored)):
+        if hit is not None and (stored is None or hit.rev >= state_revision(stored)):
             cache.move_to_end(device_id)
-            return hit[1]
+            return hit
         if stored is None:
             return DeviceProcessor(device_id, params)
         try:
@@ -162,7 +162,7 @@ def make_app(s: Settings) -> faust.App:
         key = dp.device_id.encode()
         state.data[key] = data
         await state.changelog_topic.send(key=key, value=data, partition=partition, force=True)
-        cache[dp.device_id] = (data, dp)
+        cache[dp.device_id] = dp
         cache.move_to_end(dp.device_id)
         while len(cache) > 20_000:
             cache.popitem(last=False)
@@ -246,7 +246,7 @@ def make_app(s: Settings) -> faust.App:
                 dp = load(device_id)
             except Exception:
                 continue
-            cache[device_id] = (b"", dp)
+            cache[device_id] = dp
             if dp.session is not None or any(dp.stats.values()):
                 await ticks.send(key=key, value=now, partition=p)
 
