@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     worker_group_timeout_s: float = Field(
         15.0, description="Kafka group session timeout of the worker: how fast a dead worker's partitions move."
     )
+    worker_stall_timeout_s: float = Field(
+        300.0,
+        description="A worker that processes nothing this long while frames wait exits (its supervisor restarts it).",
+    )
     worker_tick_interval_s: float = Field(2.0, description="Liveness check period of the worker (seconds).")
     worker_stim_slope_uv: float = Field(
         250.0,

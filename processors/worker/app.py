@@ -18,6 +18,7 @@ transaction as everything else.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 
@@ -186,6 +187,7 @@ def make_app(s: Settings) -> faust.App:
     @app.agent(source, name="device-pipeline")
     async def device_pipeline(stream):
         async for ev in stream.events():
+            progress["last_event_s"], progress["armed"] = time.monotonic(), True
             topic = ev.message.topic
             key = ev.key.decode("utf-8", "replace") if ev.key else ""
             try:
@@ -231,6 +233,26 @@ def make_app(s: Settings) -> faust.App:
                 continue
             await emit(recs, key)
             await save(dp, ev.message.partition)
+
+    progress = {"last_event_s": time.monotonic(), "armed": False}  # armed by the first processed record
+
+    @app.timer(interval=10.0)
+    async def watchdog() -> None:
+        """Exit when frames wait but nothing has been processed for a long time.
+
+        A worker whose transactional producer was fenced (seen after repeated SIGKILLs of its
+        predecessors) stays up but can commit nothing; exiting lets its supervisor restart it
+        and the group hand its partitions on, instead of hanging silently.
+        """
+        idle_s = time.monotonic() - progress["last_event_s"]
+        if not progress["armed"] or idle_s < s.worker_stall_timeout_s:
+            return
+        waiting = [p for p in {tp.partition for tp in app.consumer.assignment() if tp.topic == frames_topic}
+                   if 0 < _frames_lag(p) < 10**9]
+        if waiting:
+            log.error("no record processed for %.0f s while partitions %s have frames waiting: exiting so the "
+                      "worker can be restarted", idle_s, sorted(waiting))
+            os._exit(70)
 
     @app.timer(interval=s.worker_tick_interval_s)
     async def tick() -> None:
