@@ -10,18 +10,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mimetic.config import get_settings
-
-console = Console()
-err = Console(stderr=True)
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(code)
+from mimetic.console import console, err
+from mimetic.console import fail as _fail
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

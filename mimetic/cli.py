@@ -12,7 +12,6 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mimetic.config import REPO_ROOT, get_settings, settings_markdown
@@ -24,13 +23,8 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks; each prints and 
 app.add_typer(stack_app, name="stack")
 app.add_typer(bench_app, name="bench")
 
-console = Console()
-err = Console(stderr=True)
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(code)
+from mimetic.console import console
+from mimetic.console import fail as _fail
 
 
 # --- stack -------------------------------------------------------------------

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -65,13 +64,6 @@ class Proc:
                 self.proc.wait(10)
 
 
-def _fresh_database(s: Settings) -> None:
-    admin = s.model_copy(update={"pg_database": "postgres"}).db_dsn()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(s.pg_database)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(s.pg_database)))
-
-
 def _drop_old_demo_topics(s: Settings, keep_prefix: str) -> None:
     from kafka import KafkaAdminClient
 
@@ -90,6 +82,7 @@ def run_demo(base: Settings, opt: DemoOptions, console: Console) -> int:
     from ingest.runner import gateway_healthy, register_simulation, run_simulation
     from ingest.simulator import Simulation
     from mimetic import stack
+    from mimetic.db import fresh_database
     from mimetic.db.migrate import migrate
     from mimetic.kafka_admin import ensure_topics
 
@@ -100,7 +93,7 @@ def run_demo(base: Settings, opt: DemoOptions, console: Console) -> int:
     s = base.model_copy(update={"pg_database": DEMO_DATABASE, "topic_prefix": f"demo-{run}",
                                 "worker_id": f"demo-worker-{run}", "sink_group": f"demo-sink-{run}"})
     _drop_old_demo_topics(s, s.topic_prefix)
-    _fresh_database(s)
+    fresh_database(s)
     migrate(s.db_dsn())
     ensure_topics(s)
     console.print(f"database {DEMO_DATABASE} (fresh, migrated), topics {s.topic_prefix}.*")

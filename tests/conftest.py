@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from mimetic.config import Settings
+from mimetic.db import fresh_database
 
 
 @pytest.fixture(scope="session")
@@ -39,17 +39,10 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
         update={"pg_database": os.environ.get("MIMETIC_TEST_DATABASE", "mimetic_test"),
                 "topic_prefix": f"test-{run_id}"}
     )
-    recreate_database(s)
+    fresh_database(s)
     migrate(s.db_dsn())
     ensure_topics(s)
     yield s
-
-
-def recreate_database(s: Settings) -> None:
-    admin_dsn = s.model_copy(update={"pg_database": "postgres"}).db_dsn()
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(s.pg_database)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(s.pg_database)))
 
 
 @pytest.fixture

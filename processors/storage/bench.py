@@ -130,9 +130,8 @@ def bench_sink(s: Settings, devices: int = 100, seconds: float = 10.0, fps: int 
     """
     import asyncio
 
-    from psycopg import sql
-
     from mimetic import topics
+    from mimetic.db import drop_database, fresh_database
     from mimetic.db.migrate import migrate
     from mimetic.kafka_admin import ensure_topics
     from processors import records as r
@@ -141,10 +140,7 @@ def bench_sink(s: Settings, devices: int = 100, seconds: float = 10.0, fps: int 
     tag = uuid.uuid4().hex[:6]
     bs = s.model_copy(update={"topic_prefix": f"bench-{tag}", "pg_database": f"{s.pg_database}_bench",
                               "sink_group": f"bench-sink-{tag}"})
-    admin = s.model_copy(update={"pg_database": "postgres"}).db_dsn()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(bs.pg_database)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(bs.pg_database)))
+    fresh_database(bs)
     try:
         migrate(bs.db_dsn())
         ensure_topics(bs, (*SINK_TOPICS, topics.DEAD_LETTERS))
@@ -188,8 +184,7 @@ def bench_sink(s: Settings, devices: int = 100, seconds: float = 10.0, fps: int 
         asyncio.run(go())
         return out
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(bs.pg_database)))
+        drop_database(bs)
         try:
             from kafka import KafkaAdminClient
 

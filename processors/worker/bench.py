@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from mimetic.config import Settings
 
@@ -164,6 +163,7 @@ async def _produce(s: Settings, per_device: list[list[tuple]], frame_s: float,
 def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: float, out: Path,
                        p99_target_ms: float = 1000.0, log=print) -> dict:
     from mimetic import stack
+    from mimetic.db import fresh_database
     from mimetic.db.migrate import migrate
     from mimetic.kafka_admin import ensure_topics
 
@@ -174,10 +174,7 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
         run = time.strftime("%H%M%S")
         s = base.model_copy(update={"pg_database": BENCH_DATABASE, "topic_prefix": f"bench-{run}-{n}",
                                     "worker_id": f"bench-worker-{run}-{n}", "sink_group": f"bench-sink-{run}-{n}"})
-        admin = base.model_copy(update={"pg_database": "postgres"}).db_dsn()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BENCH_DATABASE)))
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(BENCH_DATABASE)))
+        fresh_database(s)
         migrate(s.db_dsn())
         ensure_topics(s)
         log_dir = base.run_dir / "bench"

@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from ingest.wire import Frame, PatientReport, SessionEnd, SessionStart, TaskMarker, Telemetry
+from ingest.wire import Frame, PatientReport, SessionEnd, SessionStart, TaskMarker, Telemetry, decode_frame
 from mimetic.config import Settings
 from processors import records as R
 from processors.alerting import AlertEvent, AlertTracker
@@ -127,8 +127,6 @@ class DeviceProcessor:
         return out, late
 
     def _deliver(self, d, arriving: Frame | None) -> list[R.Record]:
-        from ingest.wire import decode_frame
-
         out: list[R.Record] = []
         for first_missing, missing in d.gaps:
             self.stats["gaps"] += 1
@@ -142,6 +140,9 @@ class DeviceProcessor:
             frame = arriving if arriving is not None and seq == arriving.seq else decode_frame(wire)
             out += self._process(frame)
         return out
+
+    def _session_uuid(self) -> uuid.UUID | None:
+        return uuid.UUID(self.session["session_id"]) if self.session else None
 
     def _reset_chain(self) -> None:
         self.chain = None
@@ -185,7 +186,7 @@ class DeviceProcessor:
         self.last_end_us = frame.t_us + frame.duration_us
         self.stats["frames"] += 1
         self.stats["samples"] += frame.n_samples * frame.n_channels
-        session_id = frame.session_id or (uuid.UUID(self.session["session_id"]) if self.session else None)
+        session_id = frame.session_id or self._session_uuid()
         if self.session is not None:
             self.session["frames"] += 1
             self.session["last_us"] = self.last_end_us
@@ -330,7 +331,7 @@ class DeviceProcessor:
 
     def on_telemetry(self, t: Telemetry) -> list[R.Record]:
         t_s = t.t_us / 1e6
-        sid = t.session_id or (uuid.UUID(self.session["session_id"]) if self.session else None)
+        sid = t.session_id or self._session_uuid()
         out: list[R.Record] = [R.TelemetryRecord(
             device_id=self.device_id, time=utc(t_s), seq=t.seq, battery_pct=t.battery_pct,
             temperature_c=t.temperature_c, impedance_kohm=t.impedance_kohm, stim_current_ua=t.stim_current_ua,
@@ -453,7 +454,7 @@ class DeviceProcessor:
             return None
         rec = R.StreamStats(device_id=self.device_id, time=utc(self.last_end_us / 1e6), window_s=now_s,
                             last_seq=(self.seq.next_seq - 1) if self.seq.next_seq is not None else None,
-                            session_id=uuid.UUID(self.session["session_id"]) if self.session else None,
+                            session_id=self._session_uuid(),
                             **self.stats)
         self.stats = dict.fromkeys(self.stats, 0)
         return rec
@@ -461,7 +462,7 @@ class DeviceProcessor:
     def _alert(self, ev: AlertEvent, session_id=None, threshold: float | None = None) -> R.AlertRecord:
         if self.session is not None and ev.state == "raised":
             self.session["alerts"] += 1
-        sid = session_id or (uuid.UUID(self.session["session_id"]) if self.session else None)
+        sid = session_id or self._session_uuid()
         c = self.alerts.conds[self.alerts._key(ev.kind, ev.channel)]
         raised_at = utc(c.raised_at if c.raised_at is not None else ev.time_s)
         kind = ALERT_TYPE_OF.get(ev.kind, ev.kind)

@@ -68,15 +68,11 @@ def fill(settings: Settings, sim: Simulation) -> None:
 def filled(settings: Settings) -> Filled:
     """3 patients x 4 sessions of 30 s, one day apart and ending about now, with device faults,
     in a database of their own (`<test database>_dashboards`), so other tests' rows never mix in."""
-    from psycopg import sql
-
+    from mimetic.db import fresh_database
     from mimetic.db.migrate import migrate
 
     settings = settings.model_copy(update={"pg_database": f"{settings.pg_database}_dashboards"})
-    admin = settings.model_copy(update={"pg_database": "postgres"}).db_dsn()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.pg_database)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.pg_database)))
+    fresh_database(settings)
     migrate(settings.db_dsn())
     sessions, gap = 4, 86400.0
     start_us = int((datetime.now(timezone.utc).timestamp() - (sessions - 1) * gap - 600) * 1e6)
