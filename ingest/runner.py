@@ -59,8 +59,11 @@ async def _drive(records, sender, realtime: bool, t0_us: int, wall0: float, spee
 
 async def run_simulation(sim: Simulation, s: Settings, *, via: str = "gateway", realtime: bool = False,
                          secrets: dict[str, str] | None = None, transport: str = "ws",
-                         max_rate: float = 0.0) -> dict[str, Any]:
-    """Stream every simulated device concurrently; returns per-device delivery stats."""
+                         max_rate: float = 0.0, speed: float = 1.0) -> dict[str, Any]:
+    """Stream every simulated device concurrently; returns per-device delivery stats.
+
+    `realtime` paces records by their device time, `speed` times faster than real time.
+    """
     stats = {d: DeliveryStats() for d in sim.device_ids}
     wall0 = time.monotonic()
     t_start = time.monotonic()
@@ -70,7 +73,7 @@ async def run_simulation(sim: Simulation, s: Settings, *, via: str = "gateway", 
         try:
             async def one(i: int) -> None:
                 sub = KafkaSenderView(sender, stats[sim.device_ids[i]])
-                await _drive(sim.device_records(i), sub, realtime, sim.start_us, wall0)
+                await _drive(sim.device_records(i), sub, realtime, sim.start_us, wall0, speed)
             await asyncio.gather(*(one(i) for i in range(len(sim.patients))))
         finally:
             await sender.close()
@@ -84,7 +87,7 @@ async def run_simulation(sim: Simulation, s: Settings, *, via: str = "gateway", 
                 dev = sim.device_ids[i]
                 snd = (WsSender(base, dev, secrets[dev], http, stats[dev]) if transport == "ws"
                        else HttpSender(base, dev, secrets[dev], http, stats[dev]))
-                await _drive(sim.device_records(i), snd, realtime, sim.start_us, wall0, max_rate=max_rate)
+                await _drive(sim.device_records(i), snd, realtime, sim.start_us, wall0, speed, max_rate=max_rate)
                 if isinstance(snd, WsSender):
                     await snd.close()
             await asyncio.gather(*(one(i) for i in range(len(sim.patients))))

@@ -148,13 +148,15 @@ class Settings(BaseSettings):
     # --- stream worker (processors/worker) -----------------------------------
     worker_id: str = Field("mimetic-worker", description="Faust application id (consumer group and changelog prefix).")
     worker_web_port: int = Field(16066, description="Worker's HTTP port on 127.0.0.1 (Faust web: health and metrics).")
-    worker_processing_guarantee: str = Field(
-        "exactly_once",
-        description="Faust processing guarantee: `exactly_once` (Kafka transactions) or `at_least_once`.",
-    )
     worker_commit_interval_s: float = Field(
-        0.25,
-        description="How often the worker commits its Kafka transaction (outputs become visible to the sink).",
+        1.0,
+        description="How often the worker commits its input offsets (after flushing its outputs and states).",
+    )
+    worker_batch_max: int = Field(
+        2000, description="Worker: most input records processed as one batch (one state save per device per batch)."
+    )
+    worker_batch_within_s: float = Field(
+        0.1, description="Worker: longest wait to fill a batch before processing what has arrived (seconds)."
     )
     worker_group_timeout_s: float = Field(
         15.0, description="Kafka group session timeout of the worker: how fast a dead worker's partitions move."

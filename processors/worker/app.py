@@ -1,26 +1,48 @@
 """The Faust application run by `mimetic worker`.
 
 One agent consumes the three device topics (frames, telemetry, session events)
-plus the worker's own tick topic, all keyed by device id and co-partitioned, and
-keeps one `DeviceProcessor` state per device in a changelog-backed table. With
-`processing_guarantee="exactly_once"`, the derived records, the table's
-changelog writes and the input offsets of one partition are committed in one
-Kafka transaction: a worker killed at any point resumes from a state that
-matches its committed offsets, and consumers reading committed data (the sink)
-never see the output of an aborted attempt.
+plus the worker's own tick topic, all keyed by device id and co-partitioned, in
+batches (`take_events`), and keeps one `DeviceProcessor` state per device in a
+changelog-backed table.
+
+Exactly once in effect, without Kafka transactions. For every batch:
+
+1. each device's records are applied to its state in offset order; a record whose
+   offset the state has already applied (`DeviceProcessor.applied`) is skipped;
+2. the derived records and dead letters are produced and their delivery awaited
+   (acks=all);
+3. only then the state of every device the batch changed goes to the changelog;
+4. the batch's input records are acked when the body returns; Faust's at_least_once
+   commit flushes the producer before it commits those offsets.
+
+After a crash at any point the restored state is at or ahead of the committed
+offsets: records it already holds are skipped by offset, the others are applied
+again and produce the same derived records (deterministic, keyed by device time),
+which the sink stores once by their natural keys.
+
+Why not Faust's `exactly_once` (used until this design; all measured with the
+SIGKILL test): table changelog writes were queued behind the offset commit and
+published grouped by source partition (restored state behind the committed
+offsets), recovery read changelog highwaters from an empty fetch cache, a
+restarted worker's transactional producer was once fenced and the worker stayed
+up committing nothing, and a one-frame state lag after SIGKILL remained
+unexplained (at_least_once asks the broker for changelog highwaters itself). Kafka transactions also cost a producer per partition, control
+records and read_committed lag; the derived topics were never in them anyway
+(Faust gives no transactional id to topics its consumer does not read).
 
 Wall-clock liveness (a device gone silent, a session that never ended) cannot
 update a table from a timer, so a timer publishes tick records to the tick topic
-and the agent handles them like any other input: replayable and in the same
-transaction as everything else.
+and the agent handles them like any other input: replayable and ordered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import faust
 from prometheus_client import Counter, Gauge, Histogram
@@ -39,43 +61,32 @@ CAUGHT_UP_FRAMES = 50  # a partition this close to its end counts as live for wa
 FRAMES_IN = Counter("mimetic_worker_frames_total", "frames consumed")
 RECORDS_OUT = Counter("mimetic_worker_records_total", "derived records produced", ["kind"])
 DEAD = Counter("mimetic_worker_dead_letters_total", "records sent to the dead-letter topic", ["reason"])
+REPLAYED = Counter("mimetic_worker_replayed_total",
+                   "redelivered records skipped because the device state already holds them")
+BATCHES = Histogram("mimetic_worker_batch_records", "input records per processed batch",
+                    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))
 LATENCY = Histogram("mimetic_worker_ingest_to_output_seconds", "gateway receive -> derived record produced",
                     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 DEVICES = Gauge("mimetic_worker_devices", "devices with state in this worker's memory")
 
 
-def _patch_faust_recovery_highwaters() -> None:
-    """Ask the broker for changelog highwaters instead of trusting the fetcher's cache.
+@dataclass
+class Outgoing:
+    """What one batch produces: messages to deliver first, then the states to save."""
 
-    faust-streaming 0.15.3 takes, under exactly_once, each changelog partition's highwater
-    from `consumer.last_stable_offset(tp)`: a value cached from fetch responses, None for a
-    partition this fresh process has not fetched yet. Recovery then treats the changelog as
-    empty and a restarted worker starts its devices from scratch (measured with the SIGKILL
-    test: a filter reset at the restart frame). aiokafka's `end_offsets` sends ListOffsets
-    with the consumer's isolation level, so under read_committed it returns the real last
-    stable offset.
-    """
-    from faust.transport.drivers import aiokafka as faust_aiokafka
-
-    thread_cls = faust_aiokafka.AIOKafkaConsumerThread
-    if getattr(thread_cls, "_mimetic_patched", False):
-        return
-
-    async def _highwaters(self, partitions):
-        return await self._ensure_consumer().end_offsets(list(partitions))
-
-    thread_cls._highwaters = _highwaters
-    thread_cls._mimetic_patched = True
+    messages: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    states: list[tuple[DeviceProcessor, int]] = field(default_factory=list)
 
 
 def make_app(s: Settings) -> faust.App:
-    _patch_faust_recovery_highwaters()
     params = WorkerParams.from_settings(s)
     app = faust.App(
         s.worker_id,
         broker=f"kafka://{s.kafka_bootstrap}",
         store="memory://",
-        processing_guarantee=s.worker_processing_guarantee,
+        # effectively-once comes from the batch protocol in the module docstring; at_least_once
+        # flushes the producer (outputs and states) before every offset commit
+        processing_guarantee="at_least_once",
         topic_partitions=s.topic_partitions,
         topic_replication_factor=s.topic_replication,
         web_host="127.0.0.1",
@@ -84,31 +95,33 @@ def make_app(s: Settings) -> faust.App:
         broker_commit_interval=s.worker_commit_interval_s,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,
-        stream_wait_empty=False,
+        # a revoked partition's batch in progress finishes and commits before the partition moves
+        stream_wait_empty=True,
         producer_linger_ms=5,
         producer_max_request_size=4 * 1024 * 1024,
+        producer_acks=-1,
         logging_config=None,
         # a killed worker's partitions move on after this long (Faust's default is 60 s)
         broker_session_timeout=s.worker_group_timeout_s,
         broker_heartbeat_interval=min(3.0, s.worker_group_timeout_s / 3),
         # the check compares a RocksDB persisted offset with the changelog's highwater; with the
-        # memory store and read_committed highwaters during a rebalance it crashed a healthy worker
-        # (measured: "persisted offset 666 > highwater -1" right after a SIGKILLed peer)
+        # memory store it crashed a healthy worker during a rebalance (measured: "persisted offset
+        # 666 > highwater -1" right after a SIGKILLed peer)
         recovery_consistency_check=False,
     )
     raw = dict(key_serializer="raw", value_serializer="raw")
-    source = app.topic(T.RAW_FRAMES.name(s), T.TELEMETRY.name(s), T.SESSION_EVENTS.name(s), T.WORKER_TICKS.name(s),
-                       **raw)
-    ticks = app.topic(T.WORKER_TICKS.name(s), partitions=s.topic_partitions, **raw)
-    out = {suffix: app.topic(f"{s.topic_prefix}.{suffix}", **raw) for suffix in set(R.TOPIC_OF_KIND.values())}
-    dead = app.topic(T.DEAD_LETTERS.name(s), **raw)
+    frames_topic, telemetry_topic, events_topic, ticks_topic = (
+        T.RAW_FRAMES.name(s), T.TELEMETRY.name(s), T.SESSION_EVENTS.name(s), T.WORKER_TICKS.name(s))
+    source = app.topic(frames_topic, telemetry_topic, events_topic, ticks_topic, **raw)
+    ticks = app.topic(ticks_topic, partitions=s.topic_partitions, **raw)
+    out_topic = {kind: f"{s.topic_prefix}.{suffix}" for kind, suffix in R.TOPIC_OF_KIND.items()}
+    dead_topic = T.DEAD_LETTERS.name(s)
     state = app.Table("device-state", default=None, partitions=s.topic_partitions, key_type=bytes,
                       value_type=bytes)
+    #: the key under which a state remembers the last offset it applied from each input topic
+    code_of = {frames_topic: "f", telemetry_topic: "t", events_topic: "e", ticks_topic: "k"}
 
     cache: OrderedDict[str, DeviceProcessor] = OrderedDict()  # live objects, newest revision
-    frames_topic, telemetry_topic, events_topic = (T.RAW_FRAMES.name(s), T.TELEMETRY.name(s),
-                                                   T.SESSION_EVENTS.name(s))
-
     last_frame_offset: dict[int, int] = {}
 
     def _frames_lag(partition: int) -> int:
@@ -148,101 +161,140 @@ def make_app(s: Settings) -> faust.App:
                  dp.seq.next_seq)
         return dp
 
-    async def save(dp: DeviceProcessor, partition: int) -> None:
-        """Store the device state locally and in the changelog, inside the partition's open transaction.
-
-        Two Faust paths lose the order that recovery relies on (the last changelog record of
-        a key wins), both measured with SIGKILL tests: `table[key] = value` queues the record in
-        a producer buffer that is not flushed before the input offsets commit (state behind
-        offsets), and an event attachment is published at commit time grouped by *source*
-        partition (frames, events, telemetry, ticks), so a state saved on a telemetry record
-        can land after a newer one saved on a frame. A forced send goes into the transaction
-        of this partition at once, in processing order, and commits with the offsets.
-        """
-        data = dp.to_state()
-        key = dp.device_id.encode()
-        state.data[key] = data
-        await state.changelog_topic.send(key=key, value=data, partition=partition, force=True)
+    def remember(dp: DeviceProcessor) -> None:
         cache[dp.device_id] = dp
         cache.move_to_end(dp.device_id)
         while len(cache) > 20_000:
             cache.popitem(last=False)
         DEVICES.set(len(cache))
 
-    async def emit(recs: list[R.Record], device_id: str) -> None:
-        key = device_id.encode()
-        for rec in recs:
-            kind = R.kind_of(rec)
-            await out[R.TOPIC_OF_KIND[kind]].send(key=key, value=R.encode(rec), headers=R.headers_for(rec))
-            RECORDS_OUT.labels(kind).inc()
-
-    async def dead_letter(ev, reason: str, detail: str) -> None:
+    def dead_letter(ev, reason: str, detail: str) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
         headers = [("reason", reason.encode()), ("detail", detail[:500].encode()),
                    ("source-topic", ev.message.topic.encode()),
                    ("source-partition", str(ev.message.partition).encode()),
                    ("source-offset", str(ev.message.offset).encode()), ("stage", b"worker")]
-        await dead.send(key=ev.key, value=ev.value, headers=headers)
         DEAD.labels(reason).inc()
+        return dead_topic, ev.key, ev.value or b"", headers
+
+    def apply(dp: DeviceProcessor, ev, key: str, out: Outgoing) -> None:
+        """One input record's effect on the device state, its derived records into `out`."""
+        topic = ev.message.topic
+        try:
+            if topic == frames_topic:
+                frame, meta = wire.decode_frame_record(ev.value, ev.message.headers)
+                if frame.device_id != key:
+                    raise wire.WireError("device_id_mismatch", f"key {key!r}, frame {frame.device_id!r}")
+                last_frame_offset[ev.message.partition] = ev.message.offset
+                recs, late = dp.on_frame(frame, ev.value)
+                dp.last_arrival_s = (meta.received_at_us or 0) / 1e6 or dp.last_arrival_s
+                FRAMES_IN.inc()
+                if meta.received_at_us:
+                    LATENCY.observe(max(0.0, time.time() - meta.received_at_us / 1e6))
+                for why in late:
+                    out.messages.append(dead_letter(ev, "late", why))
+            elif topic == telemetry_topic:
+                t, _meta = wire.decode_telemetry_record(ev.value, ev.message.headers)
+                recs = dp.on_telemetry(t)
+            elif topic == events_topic:
+                e, _meta = wire.decode_event_record(ev.value, ev.message.headers)
+                recs = dp.on_event(e)
+            else:  # tick
+                now_s = float(ev.value.decode())
+                # wall-clock silence only means something when this partition's frames are caught up
+                recs = dp.on_tick(now_s, dp.last_arrival_s) if _frames_lag(ev.message.partition) <= CAUGHT_UP_FRAMES \
+                    else []
+                stats = dp.stream_stats(now_s)
+                if stats is not None:
+                    recs.append(stats)
+        except wire.WireError as exc:
+            out.messages.append(dead_letter(ev, exc.reason, str(exc)))
+            return
+        key_b = key.encode()
+        for rec in recs:
+            kind = R.kind_of(rec)
+            out.messages.append((out_topic[kind], key_b, R.encode(rec), R.headers_for(rec)))
+            RECORDS_OUT.labels(kind).inc()
+
+    def run_device(key: str, evs: list, out: Outgoing) -> None:
+        """Apply one device's records of a batch, in offset order.
+
+        A record that raises (a bug or a poison record the decoder let through) is dead-lettered;
+        the device restarts from its saved state and its other records are applied again without
+        it, so a half-applied record never reaches the state.
+        """
+        poison: dict[int, str] = {}
+        while True:
+            dp = load(key)
+            mine = Outgoing()
+            changed = False
+            try:
+                for i, ev in enumerate(evs):
+                    code, offset = code_of[ev.message.topic], ev.message.offset
+                    if offset <= dp.applied.get(code, -1):
+                        REPLAYED.inc()
+                        continue
+                    if i in poison:
+                        mine.messages.append(dead_letter(ev, "processing_error", poison[i]))
+                    else:
+                        apply(dp, ev, key, mine)
+                    dp.applied[code] = offset
+                    changed = True
+            except Exception as exc:
+                log.exception("processing failed for a %s record of %s", ev.message.topic, key)
+                poison[i] = f"{type(exc).__name__}: {exc}"
+                cache.pop(key, None)  # the object is half-updated: start again from the saved state
+                continue
+            out.messages += mine.messages
+            if changed:
+                remember(dp)
+                out.states.append((dp, evs[0].message.partition))
+            return
+
+    async def deliver(out: Outgoing) -> None:
+        """Derived records first (delivery awaited), then the states that account for them."""
+        producer = app.producer
+        pending = [await producer.send(topic, key, value, None, None, headers)
+                   for topic, key, value, headers in out.messages]
+        if pending:
+            try:
+                await asyncio.gather(*pending)
+            except Exception:  # never save a state whose outputs may be missing
+                log.exception("derived records could not be delivered: exiting so the batch is processed "
+                              "again by a restarted worker (nothing was acknowledged)")
+                os._exit(75)
+        changelog = state.changelog_topic.get_topic_name()
+        for dp, partition in out.states:
+            data = dp.to_state()
+            key = dp.device_id.encode()
+            state.data[key] = data
+            await producer.send(changelog, key, data, partition, None, None)
 
     @app.agent(source, name="device-pipeline")
     async def device_pipeline(stream):
-        async for ev in stream.events():
+        async for events in stream.take_events(s.worker_batch_max, s.worker_batch_within_s):
             progress["last_event_s"], progress["armed"] = time.monotonic(), True
-            topic = ev.message.topic
-            key = ev.key.decode("utf-8", "replace") if ev.key else ""
-            try:
-                if topic == frames_topic:
-                    frame, meta = wire.decode_frame_record(ev.value, ev.message.headers)
-                    if frame.device_id != key:
-                        raise wire.WireError("device_id_mismatch", f"key {key!r}, frame {frame.device_id!r}")
-                    dp = load(key)
-                    last_frame_offset[ev.message.partition] = ev.message.offset
-                    recs, late = dp.on_frame(frame, ev.value)
-                    dp.last_arrival_s = (meta.received_at_us or 0) / 1e6 or dp.last_arrival_s
-                    FRAMES_IN.inc()
-                    if meta.received_at_us:
-                        LATENCY.observe(max(0.0, time.time() - meta.received_at_us / 1e6))
-                    for why in late:
-                        await dead_letter(ev, "late", why)
-                elif topic == telemetry_topic:
-                    t, _meta = wire.decode_telemetry_record(ev.value, ev.message.headers)
-                    dp = load(key)
-                    recs = dp.on_telemetry(t)
-                elif topic == events_topic:
-                    e, _meta = wire.decode_event_record(ev.value, ev.message.headers)
-                    dp = load(key)
-                    recs = dp.on_event(e)
-                else:  # tick
-                    dp = load(key)
-                    now_s = float(ev.value.decode())
-                    # wall-clock silence only means something when this partition's frames are caught up
-                    if _frames_lag(ev.message.partition) <= CAUGHT_UP_FRAMES:
-                        recs = dp.on_tick(now_s, dp.last_arrival_s)
-                    else:
-                        recs = []
-                    stats = dp.stream_stats(now_s)
-                    if stats is not None:
-                        recs.append(stats)
-            except wire.WireError as exc:
-                await dead_letter(ev, exc.reason, str(exc))
-                continue
-            except Exception as exc:  # a poison record must not stop the pipeline
-                log.exception("processing failed for %s record of %s", topic, key)
-                cache.pop(key, None)  # the object may be half-updated: reload from the table
-                await dead_letter(ev, "processing_error", f"{type(exc).__name__}: {exc}")
-                continue
-            await emit(recs, key)
-            await save(dp, ev.message.partition)
+            BATCHES.observe(len(events))
+            out = Outgoing()
+            by_device: dict[str, list] = {}
+            for ev in events:
+                key = ev.key.decode("utf-8", "replace") if ev.key else ""
+                if not key or ev.message.topic not in code_of:
+                    out.messages.append(dead_letter(ev, "missing_key", "records must be keyed by device id"))
+                    continue
+                by_device.setdefault(key, []).append(ev)
+            for key, evs in by_device.items():
+                run_device(key, evs, out)
+            await deliver(out)
 
-    progress = {"last_event_s": time.monotonic(), "armed": False}  # armed by the first processed record
+    progress = {"last_event_s": time.monotonic(), "armed": False}  # armed by the first processed batch
 
     @app.timer(interval=10.0)
     async def watchdog() -> None:
         """Exit when frames wait but nothing has been processed for a long time.
 
-        A worker whose transactional producer was fenced (seen after repeated SIGKILLs of its
-        predecessors) stays up but can commit nothing; exiting lets its supervisor restart it
-        and the group hand its partitions on, instead of hanging silently.
+        A worker stuck for any reason (seen once with Faust's transactional producer fenced)
+        otherwise stays up without progress; exiting lets its supervisor restart it and the
+        group hand its partitions on.
         """
         idle_s = time.monotonic() - progress["last_event_s"]
         if not progress["armed"] or idle_s < s.worker_stall_timeout_s:
@@ -263,12 +315,11 @@ def make_app(s: Settings) -> faust.App:
             p = _partition_of(key, s.topic_partitions)
             if p not in assigned:
                 continue
-            device_id = key.decode()
             try:
-                dp = load(device_id)
+                dp = load(key.decode())
             except Exception:
                 continue
-            cache[device_id] = dp
+            remember(dp)
             if dp.session is not None or any(dp.stats.values()):
                 await ticks.send(key=key, value=now, partition=p)
 

@@ -251,7 +251,7 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "setup": {"channels": 8, "fs_hz": 2000, "frame_ms": 50, "duration_s_per_step": duration_s,
                   "p99_target_ms": p99_target_ms, "latency_resolution_ms": POLL_S * 1000,
-                  "processing_guarantee": base.worker_processing_guarantee},
+                  "worker_batch_max": base.worker_batch_max, "worker_batch_within_s": base.worker_batch_within_s},
         "max_sustained_devices": max(sustained) if sustained else 0,
         "steps": results,
     }

@@ -41,7 +41,7 @@ from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.stim_pulses import remove_biphasic_pulses
 from processors.sequencing import SequenceState, accept, flush
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 BALANCE_WINDOW_S = 1.0
 ACTIVATION_K = 3.0  # threshold = rest mean + k * SD
 MIN_REST_WINDOWS = 3  # windows seen before activation detection starts
@@ -109,6 +109,9 @@ class DeviceProcessor:
         self.signal_off: list[bool] = []  # per channel, from the last quality window
         self.contact_lost: list[bool] = []  # per channel, from the last impedance reading
         self.prev_last_uv: list[float] | None = None  # last sample of the previous frame (pulse shapes)
+        #: per input topic (a short code), the offset of the last record applied to this state: a record
+        #: redelivered after a crash, whose effect the saved state already holds, is recognised by it
+        self.applied: dict[str, int] = {}
 
     # --- raw inputs -------------------------------------------------------------
 
@@ -485,6 +488,7 @@ class DeviceProcessor:
             "rest_sd": self.rest_sd, "windows_seen": self.windows_seen, "stats": self.stats,
             "open_task": self.open_task, "last_arrival_s": self.last_arrival_s,
             "signal_off": self.signal_off, "contact_lost": self.contact_lost, "prev_last_uv": self.prev_last_uv,
+            "applied": self.applied,
         })
 
     @classmethod
@@ -506,6 +510,7 @@ class DeviceProcessor:
         p.rest_mean, p.rest_sd, p.windows_seen = d["rest_mean"], d["rest_sd"], d["windows_seen"]
         p.stats, p.open_task, p.last_arrival_s = d["stats"], d["open_task"], d["last_arrival_s"]
         p.signal_off, p.contact_lost, p.prev_last_uv = d["signal_off"], d["contact_lost"], d["prev_last_uv"]
+        p.applied = d["applied"]
         return p
 
 

@@ -73,13 +73,14 @@ def pipeline_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def services(pipeline_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    """Factory: services("worker") / services("sink") start real subprocesses; all stopped at the end."""
+    """Factory: services("worker", "--loglevel", "info") / services("sink") start real subprocesses; all
+    stopped at the end."""
     started: list[Service] = []
 
-    def start(command: str, **extra_env: str) -> Service:
+    def start(command: str, *args: str, **extra_env: str) -> Service:
         env = {**os.environ, **pipeline_settings.as_env(), "MIMETIC_WORKER_WEB_PORT": str(free_port()),
                **extra_env}
-        svc = Service([command], env, tmp_path / f"{command}-{len(started)}.log").start()
+        svc = Service([command, *args], env, tmp_path / f"{command}-{len(started)}.log").start()
         started.append(svc)
         return svc
 
