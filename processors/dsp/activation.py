@@ -150,6 +150,9 @@ class ActivationDetector:
         if e.size == 0:
             return out
         above = e > self.threshold
+        if self.open_onset is None and not above.any():  # at rest: nothing opens, nothing to close
+            self.n_seen += e.size
+            return out
         if self.n_seen < self.ignore_before:
             above[: self.ignore_before - self.n_seen] = False
         change = np.flatnonzero(above[1:] != above[:-1]) + 1

@@ -298,6 +298,10 @@ class StimBlanker:
         n_ch, n = x.shape
         if n == 0:
             return x.copy(), np.zeros(x.shape, dtype=bool)
+        if self.slope_uv == np.inf and not self.remaining.any():  # stimulation off, no blank owed: a copy
+            self.last_good = x[:, -1].copy()
+            self.last_x = self.last_good.copy()
+            return x.copy(), np.zeros(x.shape, dtype=bool)
         prev = x[:, :1] if self.last_x is None else self.last_x[:, None]
         steps = np.abs(np.diff(np.concatenate([prev, x], axis=-1), axis=-1)) > self.slope_uv
         self.pulses += int(steps.sum())

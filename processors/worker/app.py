@@ -45,6 +45,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import faust
+from kafka.partitioner.default import murmur2
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest import wire
@@ -328,6 +329,4 @@ def make_app(s: Settings) -> faust.App:
 
 def _partition_of(key: bytes, n_partitions: int) -> int:
     """The default Kafka partitioner (murmur2 of the key), as producers use it."""
-    from kafka.partitioner.default import murmur2
-
     return (murmur2(key) & 0x7FFFFFFF) % n_partitions

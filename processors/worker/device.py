@@ -212,18 +212,24 @@ class DeviceProcessor:
 
     def _sliding_balance(self, env: np.ndarray, times_s: np.ndarray, session_id) -> list[R.Record]:
         out: list[R.Record] = []
-        idx = np.floor(times_s / BALANCE_WINDOW_S).astype(np.int64)
-        for j in range(env.shape[1]):
-            w = int(idx[j])
-            if self.win_index is None:
+        idx = np.floor(times_s / BALANCE_WINDOW_S).astype(np.int64).tolist()
+        ws = wq = None  # the window's sums as arrays while adding (sample by sample: same rounding as floats)
+        for j, w in enumerate(idx):
+            if self.win_index is None or w != self.win_index:
+                if ws is not None:
+                    self.win_sum, self.win_sq = ws.tolist(), wq.tolist()
+                if self.win_index is not None:
+                    out += self._close_window(session_id)
                 self._open_window(w, env.shape[0])
-            elif w != self.win_index:
-                out += self._close_window(session_id)
-                self._open_window(w, env.shape[0])
+                ws = wq = None
+            if ws is None:
+                ws, wq = np.array(self.win_sum, dtype=np.float64), np.array(self.win_sq, dtype=np.float64)
             col = env[:, j]
-            self.win_sum = [a + float(b) for a, b in zip(self.win_sum, col)]
-            self.win_sq = [a + float(b) * float(b) for a, b in zip(self.win_sq, col)]
+            ws += col
+            wq += col * col
             self.win_n += 1
+        if ws is not None:
+            self.win_sum, self.win_sq = ws.tolist(), wq.tolist()
         return out
 
     def _open_window(self, w: int, n: int) -> None:
