@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     kafka_version: str = Field(
         "4.1.1", description="Local stack only: Apache Kafka version resolved from Maven Central."
     )
-    kafka_heap_mb: int = Field(512, description="Local stack only: broker JVM heap in MiB.")
+    kafka_heap_mb: int = Field(1024, description="Local stack only: broker JVM heap in MiB.")
     topic_prefix: str = Field(
         "mimetic", description="Prefix of every Kafka topic name (isolates deployments and tests)."
     )

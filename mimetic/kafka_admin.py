@@ -1,4 +1,5 @@
-"""Create the topics of `mimetic.topics` (idempotent) with kafka-python's admin client."""
+"""Create the topics of `mimetic.topics` (idempotent), and delete a run's topics, with kafka-python's admin
+client."""
 
 from __future__ import annotations
 
@@ -30,5 +31,19 @@ def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> lis
             except TopicAlreadyExistsError:
                 lines.append(f"{name}: exists")
         return lines
+    finally:
+        admin.close()
+
+
+def delete_topics(s: Settings, *prefixes: str) -> list[str]:
+    """Delete every topic whose name starts with one of `prefixes` (a test's or a demo's own topics,
+    and the worker group's changelog); returns the names deleted. Each partition costs the broker heap."""
+    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, client_id="mimetic-admin",
+                             request_timeout_ms=15000)
+    try:
+        names = sorted(t for t in admin.list_topics() if prefixes and t.startswith(prefixes))
+        if names:
+            admin.delete_topics(names)
+        return names
     finally:
         admin.close()

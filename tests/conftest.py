@@ -32,7 +32,7 @@ def stack_settings() -> Settings:
 def settings(stack_settings: Settings) -> Iterator[Settings]:
     """Settings for this test run: fresh migrated database, own topic prefix, topics created."""
     from mimetic.db.migrate import migrate
-    from mimetic.kafka_admin import ensure_topics
+    from mimetic.kafka_admin import delete_topics, ensure_topics
 
     run_id = uuid.uuid4().hex[:8]
     s = stack_settings.model_copy(
@@ -43,6 +43,7 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
     migrate(s.db_dsn())
     ensure_topics(s)
     yield s
+    delete_topics(s, f"test-{run_id}")  # the storage tests' topics share this prefix
 
 
 @pytest.fixture

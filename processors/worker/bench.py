@@ -161,11 +161,11 @@ async def _produce(s: Settings, per_device: list[list[tuple]], frame_s: float,
 
 
 def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: float, out: Path,
-                       p99_target_ms: float = 1000.0, log=print) -> dict:
+                       p99_target_ms: float = 1000.0, log=print, workers: int = 1) -> dict:
     from mimetic import stack
     from mimetic.db import fresh_database
     from mimetic.db.migrate import migrate
-    from mimetic.kafka_admin import ensure_topics
+    from mimetic.kafka_admin import delete_topics, ensure_topics
 
     for _ in stack.up(base):
         pass
@@ -180,12 +180,15 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
         log_dir = base.run_dir / "bench"
         log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **s.as_env()}
-        procs = {name: subprocess.Popen([sys.executable, "-m", "mimetic.cli", name], env=env,
-                                        stdout=open(log_dir / f"{name}-{n}.log", "wb"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-                 for name in ("worker", "sink")}
+        # worker processes of one group (one per core is the deployment unit), each its own web port
+        names = ["sink"] + [f"worker{i}" for i in range(workers)]
+        procs = {name: subprocess.Popen(
+            [sys.executable, "-m", "mimetic.cli", name.rstrip("0123456789")],
+            env=env | {"MIMETIC_WORKER_WEB_PORT": str(s.worker_web_port + 1 + i)},
+            stdout=open(log_dir / f"{name}-{n}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            for i, name in enumerate(names)}
         try:
-            time.sleep(8)  # worker joins its group, sink starts (generation below overlaps it)
+            time.sleep(8 + 4 * (workers - 1))  # workers join their group, sink starts (generation overlaps it)
             prefix = "bd"
             per_device = _pregenerate(s, n, int(duration_s / 0.05), prefix)
             poller = _Poller(s.db_dsn(), prefix)
@@ -221,8 +224,9 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
             r.samples_per_s = r.stored_rate_fps * 8 * 100
             half = mid_backlog[len(mid_backlog) // 2:] if mid_backlog else [0]
             r.backlog_start_frames, r.backlog_end_frames = half[0], half[-1]
-            r.worker_rss_mb = round(_rss_mb(procs["worker"].pid), 1)
-            r.worker_cpu_s = round(_cpu_s(procs["worker"].pid) - cpu0["worker"], 1)
+            wk = [k for k in procs if k.startswith("worker")]
+            r.worker_rss_mb = round(sum(_rss_mb(procs[k].pid) for k in wk), 1)
+            r.worker_cpu_s = round(sum(_cpu_s(procs[k].pid) - cpu0[k] for k in wk), 1)
             r.sink_cpu_s = round(_cpu_s(procs["sink"].pid) - cpu0["sink"], 1)
             growth_ok = backlog_growth_ok(r.backlog_start_frames, r.backlog_end_frames, n)
             # a device's first frame fills the envelope window and yields no envelope row
@@ -244,6 +248,7 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
                         p.wait(30)
                     except subprocess.TimeoutExpired:
                         p.kill()
+            delete_topics(s, f"{s.topic_prefix}.", f"{s.worker_id}-")  # every partition costs broker heap
     sustained = [r["devices"] for r in results if r["sustained"]]
     report = {
         "benchmark": "pipeline",
@@ -251,7 +256,7 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "setup": {"channels": 8, "fs_hz": 2000, "frame_ms": 50, "duration_s_per_step": duration_s,
                   "p99_target_ms": p99_target_ms, "latency_resolution_ms": POLL_S * 1000,
-                  "worker_batch_max": base.worker_batch_max, "worker_batch_within_s": base.worker_batch_within_s},
+                  "worker_processes": workers, "worker_batch_max": base.worker_batch_max, "worker_batch_within_s": base.worker_batch_within_s},
         "max_sustained_devices": max(sustained) if sustained else 0,
         "steps": results,
     }

@@ -31,6 +31,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         devices: Annotated[str, typer.Option(help="Comma-separated device counts to try, in order.")] = "10,25,50,100",
         duration: Annotated[float, typer.Option(help="Seconds of real-time streaming per step.")] = 30.0,
         out: Annotated[str, typer.Option(help="Where to write the JSON report.")] = "bench/results/pipeline.json",
+        workers: Annotated[int, typer.Option(help="Worker processes in the group (one per core).")] = 1,
     ) -> None:
         """Devices in real time through Kafka, worker and sink: sustained devices, latency, memory, storage."""
         import json
@@ -41,10 +42,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         counts = [int(x) for x in devices.split(",") if x.strip()]
         path = Path(out) if Path(out).is_absolute() else REPO_ROOT / out
-        report = run_pipeline_bench(get_settings(), counts, duration, path, log=typer.echo)
+        report = run_pipeline_bench(get_settings(), counts, duration, path, log=typer.echo, workers=workers)
         typer.echo(json.dumps({k: report[k] for k in ("max_sustained_devices",)}))
         for step in report["steps"]:
             typer.echo(f"{step['devices']:>4} devices: stored {step['stored_rate_fps']:.0f} frames/s "
                        f"({step['samples_per_s'] / 1e6:.2f} M samples/s), latency {step['latency_ms']}, "
-                       f"worker {step['worker_rss_mb']} MB, sustained={step['sustained']}")
+                       f"workers {step['worker_rss_mb']} MB, {step['worker_cpu_s']} CPU s, sustained={step['sustained']}")
         typer.echo(f"wrote {path}")

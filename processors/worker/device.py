@@ -112,6 +112,10 @@ class DeviceProcessor:
         #: per input topic (a short code), the offset of the last record applied to this state: a record
         #: redelivered after a crash, whose effect the saved state already holds, is recognised by it
         self.applied: dict[str, int] = {}
+        #: frames of sessions whose start event has not arrived yet (events and frames are not ordered)
+        self.early_frames: dict[str, int] = {}
+        #: a session whose end event came, and the next session's start after it, before its last frames
+        self.closing: dict[str, Any] | None = None
 
     # --- raw inputs -------------------------------------------------------------
 
@@ -143,6 +147,25 @@ class DeviceProcessor:
             frame = arriving if arriving is not None and seq == arriving.seq else decode_frame(wire)
             out += self._process(frame)
         return out
+
+    def _count_frame(self, sid: str | None) -> list[R.Record]:
+        """Count a frame for its session; close a session whose end event waited for its last frames."""
+        c = self.closing
+        if c is not None and sid == c["session_id"]:
+            c["frames"] += 1
+            c["last_us"] = self.last_end_us
+            return self._finish_closing() if self.last_end_us >= c["ending_us"] else []
+        s = self.session
+        if s is not None and (sid is None or sid == s["session_id"]):
+            s["frames"] += 1
+            s["last_us"] = self.last_end_us
+            if s.get("ending_us") is not None and self.last_end_us >= s["ending_us"]:
+                return self._close_session(s["ending_us"] / 1e6, "ended")
+        elif sid is not None:
+            self.early_frames[sid] = self.early_frames.get(sid, 0) + 1
+            while len(self.early_frames) > 4:  # frames of sessions long gone: forget the oldest
+                self.early_frames.pop(next(iter(self.early_frames)))
+        return []
 
     def _session_uuid(self) -> uuid.UUID | None:
         return uuid.UUID(self.session["session_id"]) if self.session else None
@@ -190,9 +213,7 @@ class DeviceProcessor:
         self.stats["frames"] += 1
         self.stats["samples"] += frame.n_samples * frame.n_channels
         session_id = frame.session_id or self._session_uuid()
-        if self.session is not None:
-            self.session["frames"] += 1
-            self.session["last_us"] = self.last_end_us
+        out += self._count_frame(str(frame.session_id) if frame.session_id else None)
         env = res.envelope_uv
         if env.shape[1]:
             t_env0 = self.t0_us / 1e6 + float(res.envelope_times_s[0])
@@ -376,11 +397,16 @@ class DeviceProcessor:
         out: list[R.Record] = []
         if isinstance(ev, SessionStart):
             if self.session is not None and self.session["session_id"] != str(ev.session_id):
-                out += self._close_session(t_s, "ended")
+                if self.session.get("ending_us") is not None:  # ended, its last frames still to come
+                    out += self._finish_closing()
+                    out += self._clear_discomfort(t_s)
+                    self.closing, self.session, self.open_task = self.session, None, None
+                else:
+                    out += self._close_session(t_s, "ended")
             if self.session is None or self.session["session_id"] != str(ev.session_id):
                 self.session = {
                     "session_id": str(ev.session_id), "therapy_type": ev.therapy_type, "started_us": ev.t_us,
-                    "last_us": ev.t_us, "frames": 0, "missing0": self.seq.n_missing, "dups0": self.seq.n_duplicates,
+                    "last_us": ev.t_us, "frames": self.early_frames.pop(str(ev.session_id), 0), "missing0": self.seq.n_missing, "dups0": self.seq.n_duplicates,
                     "alerts": 0, "max_current": None, "discomfort": None, "skin_reaction": None, "tasks": {},
                     "affected_side": None,
                 }
@@ -390,7 +416,10 @@ class DeviceProcessor:
             out.append(self._summary("open", t_s))
         elif isinstance(ev, SessionEnd):
             if self.session is not None and self.session["session_id"] == str(ev.session_id):
-                out += self._close_session(t_s, "ended")
+                if self.last_end_us is not None and self.last_end_us >= ev.t_us:
+                    out += self._close_session(t_s, "ended")
+                else:  # frames of the session's end are still on their way: close when they are in
+                    self.session["ending_us"] = ev.t_us
         elif isinstance(ev, TaskMarker):
             if ev.type == "task_start":
                 self.open_task = {"task": ev.task, "rep": ev.repetition, "start_us": ev.t_us,
@@ -414,19 +443,26 @@ class DeviceProcessor:
         return out
 
     def _close_session(self, t_s: float, status: str) -> list[R.Record]:
-        out: list[R.Record] = []
         if self.session is None:
-            return out
-        if self.alerts.is_active("discomfort"):
-            for a in self.alerts.observe("discomfort", False, t_s):
-                out.append(self._alert(a))
+            return []
+        out = self._clear_discomfort(t_s)
         out.append(self._summary(status, t_s))
         self.session = None
         self.open_task = None
         return out
 
-    def _summary(self, status: str, t_s: float) -> R.SessionSummary:
-        s = self.session
+    def _clear_discomfort(self, t_s: float) -> list[R.Record]:
+        if not self.alerts.is_active("discomfort"):
+            return []
+        return [self._alert(a) for a in self.alerts.observe("discomfort", False, t_s)]
+
+    def _finish_closing(self) -> list[R.Record]:
+        """The final summary of the session waiting for its last frames."""
+        c, self.closing = self.closing, None
+        return [] if c is None else [self._summary("ended", c["ending_us"] / 1e6, c)]
+
+    def _summary(self, status: str, t_s: float, s: dict[str, Any] | None = None) -> R.SessionSummary:
+        s = s if s is not None else self.session
         assert s is not None
         end_s = t_s if status != "open" else None
         minutes = ((end_s if end_s is not None else s["last_us"] / 1e6) - s["started_us"] / 1e6) / 60.0
@@ -444,7 +480,7 @@ class DeviceProcessor:
     def on_tick(self, now_s: float, last_arrival_s: float | None) -> list[R.Record]:
         """Liveness: raise `device_silent`, and time out a session, when nothing arrives."""
         out: list[R.Record] = []
-        if self.session is None or last_arrival_s is None or self.last_end_us is None:
+        if (self.session is None and self.closing is None) or last_arrival_s is None or self.last_end_us is None:
             return out
         quiet_s = now_s - last_arrival_s
         if quiet_s > self.p.silent_after_s:
@@ -453,7 +489,10 @@ class DeviceProcessor:
             for ev in self.alerts.observe("device_silent", True, self.last_end_us / 1e6 + self.p.silent_after_s,
                                           detail="no frames from the device"):
                 out.append(self._alert(ev))
-        if quiet_s > self.p.session_timeout_s:
+            out += self._finish_closing()  # their last frames are lost
+            if self.session is not None and self.session.get("ending_us") is not None:
+                out += self._close_session(self.session["ending_us"] / 1e6, "ended")
+        if self.session is not None and quiet_s > self.p.session_timeout_s:
             out += self._close_session(self.last_end_us / 1e6, "timed_out")
         return out
 
@@ -494,7 +533,8 @@ class DeviceProcessor:
             "rest_sd": self.rest_sd, "windows_seen": self.windows_seen, "stats": self.stats,
             "open_task": self.open_task, "last_arrival_s": self.last_arrival_s,
             "signal_off": self.signal_off, "contact_lost": self.contact_lost, "prev_last_uv": self.prev_last_uv,
-            "applied": self.applied,
+            "applied": self.applied, "early_frames": self.early_frames,
+            "closing": self.closing,
         })
 
     @classmethod
@@ -516,7 +556,7 @@ class DeviceProcessor:
         p.rest_mean, p.rest_sd, p.windows_seen = d["rest_mean"], d["rest_sd"], d["windows_seen"]
         p.stats, p.open_task, p.last_arrival_s = d["stats"], d["open_task"], d["last_arrival_s"]
         p.signal_off, p.contact_lost, p.prev_last_uv = d["signal_off"], d["contact_lost"], d["prev_last_uv"]
-        p.applied = d["applied"]
+        p.applied, p.early_frames, p.closing = d["applied"], d["early_frames"], d["closing"]
         return p
 
 

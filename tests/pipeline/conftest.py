@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from mimetic.config import Settings
-from mimetic.kafka_admin import ensure_topics
+from mimetic.kafka_admin import delete_topics, ensure_topics
 
 
 def free_port() -> int:
@@ -62,13 +62,14 @@ class Service:
 
 
 @pytest.fixture
-def pipeline_settings(settings: Settings) -> Settings:
-    """The session's settings with topics and consumer groups of this test only."""
+def pipeline_settings(settings: Settings) -> Iterator[Settings]:
+    """The session's settings with topics and consumer groups of this test only (deleted after it)."""
     run = uuid.uuid4().hex[:8]
     s = settings.model_copy(update={"topic_prefix": f"e2e-{run}", "worker_id": f"worker-{run}",
                                     "sink_group": f"sink-{run}"})
     ensure_topics(s)
-    return s
+    yield s
+    delete_topics(s, f"e2e-{run}.", f"worker-{run}-")
 
 
 @pytest.fixture

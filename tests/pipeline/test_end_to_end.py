@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from ingest import wire
 from ingest.runner import register_simulation, run_simulation
 from ingest.simulator import FAULT_ALERT, Simulation
 from mimetic.config import Settings
@@ -36,6 +37,16 @@ def test_asymmetry_and_synkinesis_match_the_truth(pipeline_settings: Settings, s
     worker, sink = services("worker"), services("sink")
     asyncio.run(run_simulation(sim, s, via="kafka"))
     wait_for(lambda: _analysed(s, sim), 240, "every session summarised and analysed", [worker, sink])
+
+    # every frame counted for its session, although session events and frames travel unordered
+    for i, device in enumerate(sim.device_ids):
+        want: dict[str, int] = {}
+        for rec in sim.device_records(i):
+            if rec.kind == wire.KIND_FRAME:
+                want[str(rec.item.session_id)] = want.get(str(rec.item.session_id), 0) + 1
+        got = dict(query(s, "select session_id::text, frames from session_summary where device_id = %s "
+                            "and status = 'ended'", (device,)))
+        assert got == want, device
 
     truth = sim.truth()
     checked = 0
