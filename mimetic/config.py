@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         5000, description="Sink: most records written in one database transaction."
     )
     sink_linger_ms: int = Field(
-        200, description="Sink: longest wait to fill a batch before writing what arrived."
+        50, description="Sink: longest wait to fill a batch before writing what arrived."
     )
     sink_retry_max_s: float = Field(
         10.0, description="Sink: longest back-off between retries while the database is down."
