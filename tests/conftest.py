@@ -98,3 +98,20 @@ def private_stack(stack_settings: Settings) -> Iterator[Settings]:
         for _line in stack.down(s):
             pass
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def private_pg(settings: Settings, private_stack: Settings) -> Iterator[Settings]:
+    """The session's settings with the database moved to a private PostgreSQL cluster (started,
+    migrated; Kafka stays the shared one) that a test may stop and start with
+    `mimetic.stack.postgres.stop(s)` / `.start(s)`. Stopped and wiped afterwards by `private_stack`.
+    A subprocess reaches it through `s.as_env()` (home for the password, port, database).
+    """
+    from mimetic.db.migrate import migrate
+    from mimetic.stack import postgres
+
+    s = settings.model_copy(update={"home": private_stack.home, "pg_port": private_stack.pg_port,
+                                    "pg_password": None, "pg_database": "mimetic_private"})
+    postgres.start(s)
+    migrate(s.db_dsn())
+    yield s

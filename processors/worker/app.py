@@ -85,12 +85,14 @@ def make_app(s: Settings) -> faust.App:
         s.worker_id,
         broker=f"kafka://{s.kafka_bootstrap}",
         store="memory://",
+        datadir=str(s.run_dir / "faust"),  # Faust's own files; by default it writes to the current directory
         # effectively-once comes from the batch protocol in the module docstring; at_least_once
         # flushes the producer (outputs and states) before every offset commit
         processing_guarantee="at_least_once",
         topic_partitions=s.topic_partitions,
         topic_replication_factor=s.topic_replication,
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",  # loopback only (Faust binds 0.0.0.0 by default)
         web_port=s.worker_web_port,
         web_in_thread=False,
         broker_commit_interval=s.worker_commit_interval_s,
@@ -228,6 +230,7 @@ def make_app(s: Settings) -> faust.App:
             dp = load(key)
             mine = Outgoing()
             changed = False
+            i, ev = -1, None
             try:
                 for i, ev in enumerate(evs):
                     code, offset = code_of[ev.message.topic], ev.message.offset
@@ -241,6 +244,8 @@ def make_app(s: Settings) -> faust.App:
                     dp.applied[code] = offset
                     changed = True
             except Exception as exc:
+                if ev is None or i in poison:  # not a record's fault: let Faust's supervisor see it
+                    raise
                 log.exception("processing failed for a %s record of %s", ev.message.topic, key)
                 poison[i] = f"{type(exc).__name__}: {exc}"
                 cache.pop(key, None)  # the object is half-updated: start again from the saved state

@@ -53,6 +53,7 @@ class StepResult:
     worker_rss_mb: float = 0.0
     worker_cpu_s: float = 0.0
     sink_cpu_s: float = 0.0
+    broker_cpu_s: float = 0.0
     sustained: bool = False
 
 
@@ -164,6 +165,8 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
                        p99_target_ms: float = 1000.0, log=print, workers: int = 1) -> dict:
     from mimetic import stack
     from mimetic.db import fresh_database
+    from mimetic.stack.kafka import KafkaPaths
+    from mimetic.stack.procs import read_pid
     from mimetic.db.migrate import migrate
     from mimetic.kafka_admin import delete_topics, ensure_topics
 
@@ -195,6 +198,8 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
             poller.start()
             sent: dict[tuple[str, int], float] = {}
             cpu0 = {k: _cpu_s(p.pid) for k, p in procs.items()}
+            broker_pid = read_pid(KafkaPaths.of(s).pid_file) or 0
+            cpu0["broker"] = _cpu_s(broker_pid) if broker_pid else 0.0
             t_start = time.time()
             mid_backlog: list[int] = []
 
@@ -228,6 +233,7 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
             r.worker_rss_mb = round(sum(_rss_mb(procs[k].pid) for k in wk), 1)
             r.worker_cpu_s = round(sum(_cpu_s(procs[k].pid) - cpu0[k] for k in wk), 1)
             r.sink_cpu_s = round(_cpu_s(procs["sink"].pid) - cpu0["sink"], 1)
+            r.broker_cpu_s = round(_cpu_s(broker_pid) - cpu0["broker"], 1) if broker_pid else 0.0
             growth_ok = backlog_growth_ok(r.backlog_start_frames, r.backlog_end_frames, n)
             # a device's first frame fills the envelope window and yields no envelope row
             r.sustained = (r.frames_stored >= r.frames_sent - n and growth_ok

@@ -47,5 +47,6 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         for step in report["steps"]:
             typer.echo(f"{step['devices']:>4} devices: stored {step['stored_rate_fps']:.0f} frames/s "
                        f"({step['samples_per_s'] / 1e6:.2f} M samples/s), latency {step['latency_ms']}, "
-                       f"workers {step['worker_rss_mb']} MB, {step['worker_cpu_s']} CPU s, sustained={step['sustained']}")
+                       f"workers {step['worker_rss_mb']} MB, CPU s worker {step['worker_cpu_s']} sink {step['sink_cpu_s']} "
+                       f"broker {step['broker_cpu_s']}, sustained={step['sustained']}")
         typer.echo(f"wrote {path}")

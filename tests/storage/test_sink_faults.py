@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -23,7 +20,6 @@ import psycopg
 import pytest
 
 from mimetic.config import REPO_ROOT, Settings
-from mimetic.db.migrate import migrate
 from mimetic.stack import postgres
 from processors.sink import Sink
 
@@ -86,30 +82,6 @@ def test_sigkill_mid_stream_then_restart_gives_exact_rows(sink_settings: Setting
             proc.wait(5)
     assert kills == 2
     assert count_rows(db, device) == expected_rows(n_frames)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def private_pg(settings: Settings):
-    """A second, private PostgreSQL cluster that this test may stop and start."""
-    home = Path(tempfile.mkdtemp(prefix="mimetic-test-", dir="/var/lib"))
-    os.chmod(home, 0o755)      # the postgres user must traverse it
-    s2 = settings.model_copy(update={"home": home, "pg_port": _free_port(), "pg_password": None,
-                                     "pg_database": "mimetic_outage"})
-    try:
-        postgres.start(s2)
-        migrate(s2.db_dsn())
-        yield s2
-    finally:
-        try:
-            postgres.stop(s2)
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def test_database_outage_back_pressure_no_loss_no_dup(sink_settings: Settings, private_pg: Settings) -> None:
