@@ -277,25 +277,6 @@ def make_app(s: Settings) -> faust.App:
 
     @app.agent(source, name="device-pipeline")
     async def device_pipeline(stream):
-        # `take_events` acks a batch's events when the generator leaves the batch, also when the agent
-        # is cancelled in the middle of it (worker stop): their offsets would then commit although
-        # their states were never saved (measured: a SIGTERMed worker handed over states 4 frames
-        # behind its committed offsets). Only events of a completed batch are acked.
-        completed: set[int] = set()
-        ack = stream.ack
-
-        async def ack_completed(event) -> bool:
-            if id(event.message) not in completed:
-                return False
-            completed.discard(id(event.message))
-            return await ack(event)
-
-        stream.ack = ack_completed
-        # and no automatic acks at all: when the worker stops, take_events restores the stream's
-        # `enable_acks` and the stream's own iteration acks records that no batch processed
-        # (measured: a hand-over losing 2-3 frames per device); with it False from the start,
-        # the value restored is False too
-        stream.enable_acks = False
         async for events in stream.take_events(s.worker_batch_max, s.worker_batch_within_s):
             progress["last_event_s"], progress["armed"] = time.monotonic(), True
             BATCHES.observe(len(events))
@@ -310,7 +291,6 @@ def make_app(s: Settings) -> faust.App:
             for key, evs in by_device.items():
                 run_device(key, evs, out)
             await deliver(out)
-            completed.update(id(ev.message) for ev in events)
 
     progress = {"last_event_s": time.monotonic(), "armed": False}  # armed by the first processed batch
 
