@@ -74,7 +74,7 @@ def _both_members_progress(s: Settings, frames: str, workers: list[Service], tim
     "i.e. where a partition moves from the first to the second worker at the JOIN: the new owner's restored "
     "state expects seq 201 while its consumption starts a few frames later (offsets committed ahead of the "
     "saved state), so the sequence rule declares a gap and restarts the filters (one extra row). Acking only "
-    "completed batches and no automatic stream acks (processors/worker/app.py) did not remove it."))
+    "completed batches and turning off automatic stream acks did not remove it (tried and reverted)."))
 def test_second_worker_joins_then_first_leaves_gives_exactly_the_undisturbed_rows(pipeline_settings: Settings,
                                                                                    services) -> None:
     s = pipeline_settings
