@@ -1,9 +1,11 @@
-"""Create the topics of `mimetic.topics` (idempotent), and delete a run's topics, with kafka-python's admin
-client."""
+"""Create the topics of `mimetic.topics` (idempotent), delete a run's topics and read a group's committed
+offsets, with kafka-python's admin client."""
 
 from __future__ import annotations
 
-from kafka import KafkaAdminClient
+from collections.abc import Iterable
+
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -47,3 +49,17 @@ def delete_topics(s: Settings, *prefixes: str) -> list[str]:
         return names
     finally:
         admin.close()
+
+
+def committed_offsets(s: Settings, group: str, partitions: Iterable[tuple[str, int]] | None = None
+                      ) -> dict[TopicPartition, int]:
+    """(topic, partition) -> offset committed by consumer group `group` (all its partitions when
+    `partitions` is None); partitions without a commit are left out."""
+    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, client_id="mimetic-admin",
+                             request_timeout_ms=15000)
+    try:
+        wanted = None if partitions is None else [TopicPartition(t, p) for t, p in partitions]
+        offsets = admin.list_group_offsets({group: wanted}).get(group, {})
+    finally:
+        admin.close()
+    return {tp: om.offset for tp, om in offsets.items() if om.offset >= 0}

@@ -45,13 +45,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import faust
+from faust.transport.consumer import Consumer as FaustConsumer
 from kafka.partitioner.default import murmur2
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest import wire
+from mimetic import kafka_admin
 from mimetic import topics as T
 from mimetic.config import Settings
 from processors import records as R
+from processors.worker.cursors import Admit, InputCursors
 from processors.worker.device import DeviceProcessor, WorkerParams, state_revision
 
 log = logging.getLogger("mimetic.worker")
@@ -68,6 +71,10 @@ BATCHES = Histogram("mimetic_worker_batch_records", "input records per processed
                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))
 LATENCY = Histogram("mimetic_worker_ingest_to_output_seconds", "gateway receive -> derived record produced",
                     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+DROPPED = Counter("mimetic_worker_dropped_total",
+                  "input records dropped unacknowledged: past a hole in their partition, or of a partition "
+                  "this worker does not own (they are consumed again by their owner)", ["why"])
+SEEKS = Counter("mimetic_worker_seeks_total", "seeks back to an input partition's next unapplied offset")
 DEVICES = Gauge("mimetic_worker_devices", "devices with state in this worker's memory")
 
 
@@ -79,8 +86,16 @@ class Outgoing:
     states: list[tuple[DeviceProcessor, int]] = field(default_factory=list)
 
 
+async def _no_offset_gaps(self, tp, offset_from: int, offset_to: int) -> None:
+    """Replaces Faust's `Consumer._add_gap`, which counts every jump in fetched offsets as acknowledged
+    (meant for transaction markers and compacted topics). The input topics have neither; a jump here
+    only means records fetched after a seek, and counting the skipped offsets as done would commit
+    records never applied."""
+
+
 def make_app(s: Settings) -> faust.App:
     params = WorkerParams.from_settings(s)
+    FaustConsumer._add_gap = _no_offset_gaps
     app = faust.App(
         s.worker_id,
         broker=f"kafka://{s.kafka_bootstrap}",
@@ -125,6 +140,8 @@ def make_app(s: Settings) -> faust.App:
     code_of = {frames_topic: "f", telemetry_topic: "t", events_topic: "e", ticks_topic: "k"}
 
     cache: OrderedDict[str, DeviceProcessor] = OrderedDict()  # live objects, newest revision
+    cursors = InputCursors()
+    sought: dict = {}  # partition -> (offset, monotonic time) of the last seek back
     last_frame_offset: dict[int, int] = {}
 
     def _frames_lag(partition: int) -> int:
@@ -160,8 +177,8 @@ def make_app(s: Settings) -> faust.App:
             dp = DeviceProcessor(device_id, params)
             dp.rev = state_revision(stored)
             return dp
-        log.info("restored %s from the table at revision %d (next seq %s)", device_id, dp.rev,
-                 dp.seq.next_seq)
+        log.info("restored %s from the table at revision %d (next seq %s) applied %s", device_id, dp.rev,
+                 dp.seq.next_seq, dp.applied)
         return dp
 
     def remember(dp: DeviceProcessor) -> None:
@@ -275,22 +292,106 @@ def make_app(s: Settings) -> faust.App:
             state.data[key] = data
             await producer.send(changelog, key, data, partition, None, None)
 
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(sender, revoked, **kwargs) -> None:
+        cursors.revoke()
+
+    @app.on_partitions_assigned.connect
+    async def _on_assigned(sender, assigned, **kwargs) -> None:
+        cursors.assign(tp for tp in assigned if tp.topic in code_of)
+
+    async def start_offsets(tps: set) -> dict:
+        """Where newly owned partitions start: the group's committed offset, else the log start."""
+        group = app.conf.id
+        committed = await asyncio.to_thread(kafka_admin.committed_offsets, s, group, tps)
+        missing = [tp for tp in tps if committed.get(tp, -1) < 0]
+        if missing:
+            committed.update(await app.consumer.earliest_offsets(*missing))
+        log.info("starting cursors of newly owned partitions at %s",
+                 {f"{t}/{p}": o for (t, p), o in sorted(committed.items())})
+        return committed
+
+    async def seek_back(tp, after: int, seen: int) -> None:
+        """Ask the consumer for a partition's records again from its cursor (once per hole)."""
+        nxt, now = cursors.next_offset[tp], time.monotonic()
+        last = sought.get(tp)
+        if last is not None and last[0] == nxt and now - last[1] < 2.0:
+            return  # already asked; the records in between are on their way
+        if last is not None and last[0] == nxt:  # asked before without effect: were they deleted?
+            earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
+            if earliest > nxt:
+                log.error("records %d..%d of %s were deleted by retention before this worker applied them",
+                          nxt, earliest - 1, tp)
+                cursors.start(tp, earliest)
+                nxt = earliest
+        log.warning("input offsets of %s/%d jumped from %d to %d: dropped the later records unacknowledged, "
+                    "seeking back to %d", tp.topic, tp.partition, after, seen, nxt)
+        sought[tp] = (nxt, now)
+        SEEKS.inc()
+        await app.consumer.seek(tp, nxt)
+
+    async def admitted(events: list) -> list:
+        """The batch's records this worker may apply now (see `cursors.py`); the others are dropped
+        without an ack, so their offsets are never committed from here."""
+        new = cursors.unstarted({ev.message.tp for ev in events})
+        if new:
+            starts = await start_offsets(new)
+            for tp in new:
+                first_seen = min(ev.message.offset for ev in events if ev.message.tp == tp)
+                cursors.start(tp, starts.get(tp, first_seen))
+        keep: list = []
+        holes: dict = {}  # partition -> (offset applied last before the first hole, that hole's offset, last hole)
+        for ev in events:
+            tp, offset = ev.message.tp, ev.message.offset
+            verdict = cursors.admit(tp, offset)
+            if verdict is Admit.APPLY:
+                keep.append(ev)
+                continue
+            ev.message.acked = True  # makes take_events' ack a no-op: the offset must not count as done
+            DROPPED.labels(verdict.value).inc()
+            if verdict is Admit.HOLE:
+                after, first, _ = holes.get(tp, (cursors.next_offset[tp] - 1, offset, offset))
+                holes[tp] = (after, first, offset)
+        for tp, (after, first, last) in holes.items():
+            if cursors.next_offset[tp] <= last:  # not filled later in this batch by a redelivery
+                await seek_back(tp, after, first)
+        return keep
+
+    async def process(events: list) -> None:
+        """One batch: admit, apply per device, deliver outputs, then save states."""
+        events = await admitted(events)
+        if not events:
+            return
+        BATCHES.observe(len(events))
+        out = Outgoing()
+        by_device: dict[str, list] = {}
+        for ev in events:
+            key = ev.key.decode("utf-8", "replace") if ev.key else ""
+            if not key or ev.message.topic not in code_of:
+                out.messages.append(dead_letter(ev, "missing_key", "records must be keyed by device id"))
+                continue
+            by_device.setdefault(key, []).append(ev)
+        for key, evs in by_device.items():
+            run_device(key, evs, out)
+        await deliver(out)
+
     @app.agent(source, name="device-pipeline")
     async def device_pipeline(stream):
+        # take_events acks a batch when its body ends, however it ends; Faust would then commit the
+        # offsets of records whose states were never saved. So a batch that does not complete is
+        # un-acked first (cancelled: the worker is stopping) or the process exits (anything else).
         async for events in stream.take_events(s.worker_batch_max, s.worker_batch_within_s):
             progress["last_event_s"], progress["armed"] = time.monotonic(), True
-            BATCHES.observe(len(events))
-            out = Outgoing()
-            by_device: dict[str, list] = {}
-            for ev in events:
-                key = ev.key.decode("utf-8", "replace") if ev.key else ""
-                if not key or ev.message.topic not in code_of:
-                    out.messages.append(dead_letter(ev, "missing_key", "records must be keyed by device id"))
-                    continue
-                by_device.setdefault(key, []).append(ev)
-            for key, evs in by_device.items():
-                run_device(key, evs, out)
-            await deliver(out)
+            try:
+                await process(events)
+            except Exception:
+                log.exception("a batch failed outside any single record: exiting so that nothing of it is "
+                              "acknowledged (restart the worker; the batch is consumed again)")
+                os._exit(70)
+            except BaseException:
+                for ev in events:
+                    ev.message.acked = True  # take_events' ack becomes a no-op
+                raise
 
     progress = {"last_event_s": time.monotonic(), "armed": False}  # armed by the first processed batch
 

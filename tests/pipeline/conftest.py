@@ -26,6 +26,7 @@ from ingest import wire
 from ingest.runner import run_simulation
 from ingest.simulator import Simulation
 from mimetic.config import Settings
+from mimetic import kafka_admin
 from mimetic.kafka_admin import delete_topics, ensure_topics
 from processors import records as R
 from processors.worker.device import DeviceProcessor, WorkerParams
@@ -256,14 +257,8 @@ def group_members(s: Settings, group: str, topic: str) -> dict[str, set[int]]:
 
 def committed_offsets(s: Settings, group: str, topic: str) -> dict[int, int]:
     """Partition -> offset committed by `group` on `topic` (partitions without a commit left out)."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, client_id="mimetic-test")
-    try:
-        offsets = admin.list_group_offsets({group: None})[group]
-    finally:
-        admin.close()
-    return {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topic and om.offset >= 0}
+    return {tp.partition: offset for tp, offset in kafka_admin.committed_offsets(s, group).items()
+            if tp.topic == topic}
 
 
 def end_offsets(s: Settings, topic: str) -> dict[int, int]:
