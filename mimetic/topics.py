@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kafka.partitioner.default import murmur2
+
 from mimetic.config import Settings, get_settings
 
 DAY_MS = 24 * 3600 * 1000
@@ -71,3 +73,9 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DEAD_LETTERS,
     WORKER_TICKS,
 )
+
+
+def partition_of(key: bytes, n_partitions: int) -> int:
+    """The partition of a device-keyed record: Kafka's default partitioner (murmur2 of the key), as
+    the gateway's and every other producer's."""
+    return (murmur2(key) & 0x7FFFFFFF) % n_partitions

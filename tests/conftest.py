@@ -15,6 +15,7 @@ import pytest
 
 from mimetic.config import Settings
 from mimetic.db import fresh_database
+from mimetic.net import free_loopback_port
 
 
 @pytest.fixture(scope="session")
@@ -53,15 +54,6 @@ def db(settings: Settings) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def free_port() -> int:
-    """A currently free loopback TCP port."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def private_stack(stack_settings: Settings) -> Iterator[Settings]:
     """Settings of a second, private stack (own home, own ports) that a test may stop,
@@ -81,13 +73,13 @@ def private_stack(stack_settings: Settings) -> Iterator[Settings]:
     (home / "cache").mkdir()
     for cached in stack_settings.cache_dir.iterdir():
         (home / "cache" / cached.name).symlink_to(cached)
-    kport = free_port()
+    kport = free_loopback_port()
     s = stack_settings.model_copy(
         update={
             "home": home,
             "kafka_bootstrap": f"127.0.0.1:{kport}",
-            "kafka_controller_port": free_port(),
-            "pg_port": free_port(),
+            "kafka_controller_port": free_loopback_port(),
+            "pg_port": free_loopback_port(),
             "pg_password": None,
             "kafka_heap_mb": 256,
         }

@@ -7,6 +7,8 @@ changelog-backed table.
 
 Exactly once in effect, without Kafka transactions. For every batch:
 
+0. only records the input cursors admit are applied (`cursors.py`): this worker's partitions, each in
+   offset order without holes; the others are dropped unacknowledged (and a hole is sought back);
 1. each device's records are applied to its state in offset order; a record whose
    offset the state has already applied (`DeviceProcessor.applied`) is skipped;
 2. the derived records and dead letters are produced and their delivery awaited
@@ -46,7 +48,6 @@ from dataclasses import dataclass, field
 
 import faust
 from faust.transport.consumer import Consumer as FaustConsumer
-from kafka.partitioner.default import murmur2
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest import wire
@@ -84,6 +85,14 @@ class Outgoing:
 
     messages: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
     states: list[tuple[DeviceProcessor, int]] = field(default_factory=list)
+    frames: int = 0  # frames applied (counted once the device's attempt succeeds)
+    latencies_s: list[float] = field(default_factory=list)  # gateway receive -> applied, per frame
+
+    def take(self, other: "Outgoing") -> None:
+        """Adopt a successful per-device attempt's outputs."""
+        self.messages += other.messages
+        self.frames += other.frames
+        self.latencies_s += other.latencies_s
 
 
 async def _no_offset_gaps(self, tp, offset_from: int, offset_to: int) -> None:
@@ -134,6 +143,7 @@ def make_app(s: Settings) -> faust.App:
     ticks = app.topic(ticks_topic, partitions=s.topic_partitions, **raw)
     out_topic = {kind: f"{s.topic_prefix}.{suffix}" for kind, suffix in R.TOPIC_OF_KIND.items()}
     dead_topic = T.DEAD_LETTERS.name(s)
+    kind_of_topic = {topic: kind for kind, topic in out_topic.items()}
     state = app.Table("device-state", default=None, partitions=s.topic_partitions, key_type=bytes,
                       value_type=bytes)
     #: the key under which a state remembers the last offset it applied from each input topic
@@ -193,7 +203,6 @@ def make_app(s: Settings) -> faust.App:
                    ("source-topic", ev.message.topic.encode()),
                    ("source-partition", str(ev.message.partition).encode()),
                    ("source-offset", str(ev.message.offset).encode()), ("stage", b"worker")]
-        DEAD.labels(reason).inc()
         return dead_topic, ev.key, ev.value or b"", headers
 
     def apply(dp: DeviceProcessor, ev, key: str, out: Outgoing) -> None:
@@ -207,9 +216,9 @@ def make_app(s: Settings) -> faust.App:
                 last_frame_offset[ev.message.partition] = ev.message.offset
                 recs, late = dp.on_frame(frame, ev.value)
                 dp.last_arrival_s = (meta.received_at_us or 0) / 1e6 or dp.last_arrival_s
-                FRAMES_IN.inc()
+                out.frames += 1
                 if meta.received_at_us:
-                    LATENCY.observe(max(0.0, time.time() - meta.received_at_us / 1e6))
+                    out.latencies_s.append(max(0.0, time.time() - meta.received_at_us / 1e6))
                 for why in late:
                     out.messages.append(dead_letter(ev, "late", why))
             elif topic == telemetry_topic:
@@ -233,7 +242,6 @@ def make_app(s: Settings) -> faust.App:
         for rec in recs:
             kind = R.kind_of(rec)
             out.messages.append((out_topic[kind], key_b, R.encode(rec), R.headers_for(rec)))
-            RECORDS_OUT.labels(kind).inc()
 
     def run_device(key: str, evs: list, out: Outgoing) -> None:
         """Apply one device's records of a batch, in offset order.
@@ -267,7 +275,7 @@ def make_app(s: Settings) -> faust.App:
                 poison[i] = f"{type(exc).__name__}: {exc}"
                 cache.pop(key, None)  # the object is half-updated: start again from the saved state
                 continue
-            out.messages += mine.messages
+            out.take(mine)
             if changed:
                 remember(dp)
                 out.states.append((dp, evs[0].message.partition))
@@ -278,6 +286,14 @@ def make_app(s: Settings) -> faust.App:
         producer = app.producer
         pending = [await producer.send(topic, key, value, None, None, headers)
                    for topic, key, value, headers in out.messages]
+        for topic, _key, _value, headers in out.messages:  # counted here, once: never a discarded attempt
+            if topic == dead_topic:
+                DEAD.labels(headers[0][1].decode()).inc()
+            else:
+                RECORDS_OUT.labels(kind_of_topic[topic]).inc()
+        FRAMES_IN.inc(out.frames)
+        for latency_s in out.latencies_s:
+            LATENCY.observe(latency_s)
         if pending:
             try:
                 await asyncio.gather(*pending)
@@ -419,7 +435,7 @@ def make_app(s: Settings) -> faust.App:
         now = f"{time.time():.3f}".encode()
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == frames_topic}
         for key in list(state.keys()):
-            p = _partition_of(key, s.topic_partitions)
+            p = T.partition_of(key, s.topic_partitions)
             if p not in assigned:
                 continue
             try:
@@ -431,8 +447,3 @@ def make_app(s: Settings) -> faust.App:
                 await ticks.send(key=key, value=now, partition=p)
 
     return app
-
-
-def _partition_of(key: bytes, n_partitions: int) -> int:
-    """The default Kafka partitioner (murmur2 of the key), as producers use it."""
-    return (murmur2(key) & 0x7FFFFFFF) % n_partitions

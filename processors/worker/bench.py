@@ -28,6 +28,7 @@ import numpy as np
 import psycopg
 
 from mimetic.config import Settings
+from mimetic.net import free_loopback_port
 
 BENCH_DATABASE = "mimetic_bench"
 POLL_S = 0.1
@@ -55,14 +56,6 @@ class StepResult:
     sink_cpu_s: float = 0.0
     broker_cpu_s: float = 0.0
     sustained: bool = False
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -198,7 +191,7 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
         names = ["sink"] + [f"worker{i}" for i in range(workers)]
         procs = {name: subprocess.Popen(
             [sys.executable, "-m", "mimetic.cli", name.rstrip("0123456789")],
-            env=env | {"MIMETIC_WORKER_WEB_PORT": str(_free_port())},
+            env=env | {"MIMETIC_WORKER_WEB_PORT": str(free_loopback_port())},
             stdout=open(log_dir / f"{name}-{n}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
             for i, name in enumerate(names)}
         try:

@@ -147,13 +147,10 @@ def test_deploy_payloads_and_comparison() -> None:
 
 
 def test_deploy_fails_loudly_without_a_server() -> None:
-    import socket
-
     from dashboards.deploy import deploy
+    from mimetic.net import free_loopback_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_loopback_port()
     try:
         deploy(f"http://127.0.0.1:{port}", "token", S, [], update_passwords=False)
     except Exception as exc:  # a refused connection, never a reported success

@@ -17,14 +17,12 @@ import requests
 
 from ingest import registry, wire
 from mimetic.config import REPO_ROOT, Settings
+from mimetic.net import free_loopback_port
 
 MIMETIC = str(Path(sys.executable).parent / "mimetic")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = free_loopback_port
 
 
 class GatewayProc:

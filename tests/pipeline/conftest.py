@@ -28,16 +28,12 @@ from ingest.simulator import Simulation
 from mimetic.config import Settings
 from mimetic import kafka_admin
 from mimetic.kafka_admin import delete_topics, ensure_topics
+from mimetic.net import free_loopback_port
 from processors import records as R
 from processors.worker.device import DeviceProcessor, WorkerParams
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+free_port = free_loopback_port
 
 
 class Service:

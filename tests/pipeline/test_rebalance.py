@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from kafka.partitioner.default import murmur2
 
 from ingest.simulator import Simulation
 from mimetic import topics as T
@@ -38,7 +37,7 @@ def _simulation_on_every_partition(partitions: int) -> Simulation:
     for k in range(1000):
         sim = Simulation(patients=N_DEVICES, sessions=1, duration_s=75, seed=47, fault_prob=0.0,
                          device_prefix=f"e2e-rebal{k:03d}")
-        if {(murmur2(d.encode()) & 0x7FFFFFFF) % partitions for d in sim.device_ids} == set(range(partitions)):
+        if {T.partition_of(d.encode(), partitions) for d in sim.device_ids} == set(range(partitions)):
             return sim
     raise AssertionError(f"no device prefix covers all {partitions} partitions with {N_DEVICES} devices")
 
