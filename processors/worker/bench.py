@@ -165,35 +165,92 @@ async def _produce(s: Settings, per_device: list[list[tuple]], frame_s: float,
         await producer.stop()
 
 
-def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: float, out: Path,
-                       p99_target_ms: float = 1000.0, log=print, workers: int = 1) -> dict:
-    from mimetic import stack
+def _step_settings(base: Settings, tag: str) -> Settings:
+    """Settings of one step: its own topics, groups and a fresh migrated bench database."""
     from mimetic.db import fresh_database
+    from mimetic.db.migrate import migrate
+    from mimetic.kafka_admin import ensure_topics
+
+    run = time.strftime("%H%M%S")
+    s = base.model_copy(update={"pg_database": BENCH_DATABASE, "topic_prefix": f"bench-{run}-{tag}",
+                                "worker_id": f"bench-worker-{run}-{tag}", "sink_group": f"bench-sink-{run}-{tag}"})
+    fresh_database(s)
+    migrate(s.db_dsn())
+    ensure_topics(s)
+    return s
+
+
+def _start(s: Settings, names: list[str], tag: str) -> dict[str, subprocess.Popen]:
+    """`mimetic sink` / `mimetic worker` processes (names like "sink", "worker0"), logs in run/bench."""
+    log_dir = s.run_dir / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **s.as_env()}
+    return {name: subprocess.Popen(
+        [sys.executable, "-m", "mimetic.cli", name.rstrip("0123456789")],
+        env=env | {"MIMETIC_WORKER_WEB_PORT": str(free_loopback_port())},
+        stdout=open(log_dir / f"{name}-{tag}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        for name in names}
+
+
+def _stop(s: Settings, procs: dict[str, subprocess.Popen]) -> None:
+    from mimetic.kafka_admin import delete_topics
+
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    delete_topics(s, f"{s.topic_prefix}.", f"{s.worker_id}-")  # every partition costs broker heap
+
+
+def run_catch_up(base: Settings, devices: int, backlog_s: float, workers: int = 1, log=print) -> dict:
+    """How fast a backlog drains: `backlog_s` seconds of `devices` devices' input is in Kafka before the
+    workers and the sink start (as after an outage); timed from their start to the last envelope row.
+    Large batches make this the pipeline's throughput ceiling, above what real time shows."""
+    s = _step_settings(base, f"catchup{devices}")
+    per_device = _pregenerate(s, devices, int(backlog_s / 0.05), "bc")
+    sent: dict[tuple[str, int], float] = {}
+    asyncio.run(_produce(s, per_device, 0.0, sent))  # no pacing: the whole backlog at once
+    procs = _start(s, ["sink"] + [f"worker{i}" for i in range(workers)], f"catchup{devices}")
+    try:
+        t0, expected = time.time(), len(sent) - devices  # a device's first frame yields no envelope row
+        stored, last_log = 0, t0
+        with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
+            while stored < expected and time.time() - t0 < 30 + 4 * backlog_s:
+                time.sleep(0.5)
+                stored = conn.execute("select count(*) from envelope").fetchone()[0]
+                if time.time() - last_log > 10:
+                    log(f"  catch-up: {stored} of {expected} envelope rows after {time.time() - t0:.0f} s")
+                    last_log = time.time()
+        wall_s = time.time() - t0
+        wk = [k for k in procs if k.startswith("worker")]
+        result = {"devices": devices, "backlog_s": backlog_s, "frames": len(sent), "rows_stored": stored,
+                  "complete": stored >= expected, "wall_s": round(wall_s, 1),
+                  "frames_per_s": round(stored / wall_s), "backlog_s_per_wall_s": round(backlog_s / wall_s, 2),
+                  "worker_cpu_s": round(sum(_cpu_s(procs[k].pid) for k in wk), 1),
+                  "worker_rss_mb": round(sum(_rss_mb(procs[k].pid) for k in wk), 1)}
+        log(json.dumps(result))
+        return result
+    finally:
+        _stop(s, procs)
+
+
+def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: float, out: Path,
+                       p99_target_ms: float = 1000.0, log=print, workers: int = 1,
+                       catch_up: tuple[int, float] | None = None) -> dict:
+    from mimetic import stack
     from mimetic.stack.kafka import KafkaPaths
     from mimetic.stack.procs import read_pid
-    from mimetic.db.migrate import migrate
-    from mimetic.kafka_admin import delete_topics, ensure_topics
 
     for _ in stack.up(base):
         pass
     results: list[StepResult] = []
     for n in device_counts:
-        run = time.strftime("%H%M%S")
-        s = base.model_copy(update={"pg_database": BENCH_DATABASE, "topic_prefix": f"bench-{run}-{n}",
-                                    "worker_id": f"bench-worker-{run}-{n}", "sink_group": f"bench-sink-{run}-{n}"})
-        fresh_database(s)
-        migrate(s.db_dsn())
-        ensure_topics(s)
-        log_dir = base.run_dir / "bench"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **s.as_env()}
+        s = _step_settings(base, str(n))
         # worker processes of one group (one per core is the deployment unit), each its own web port
-        names = ["sink"] + [f"worker{i}" for i in range(workers)]
-        procs = {name: subprocess.Popen(
-            [sys.executable, "-m", "mimetic.cli", name.rstrip("0123456789")],
-            env=env | {"MIMETIC_WORKER_WEB_PORT": str(free_loopback_port())},
-            stdout=open(log_dir / f"{name}-{n}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-            for i, name in enumerate(names)}
+        procs = _start(s, ["sink"] + [f"worker{i}" for i in range(workers)], str(n))
         try:
             time.sleep(8 + 4 * (workers - 1))  # workers join their group, sink starts (generation overlaps it)
             prefix = "bd"
@@ -251,14 +308,8 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
             results.append(step)
             log(json.dumps(step))
         finally:
-            for p in procs.values():
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-                    try:
-                        p.wait(30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-            delete_topics(s, f"{s.topic_prefix}.", f"{s.worker_id}-")  # every partition costs broker heap
+            _stop(s, procs)
+    caught_up = run_catch_up(base, catch_up[0], catch_up[1], workers, log) if catch_up else None
     sustained = [r["devices"] for r in results if r["sustained"]]
     report = {
         "benchmark": "pipeline",
@@ -269,6 +320,7 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
                   "worker_processes": workers, "worker_batch_max": base.worker_batch_max, "worker_batch_within_s": base.worker_batch_within_s},
         "max_sustained_devices": max(sustained) if sustained else 0,
         "steps": results,
+        "catch_up": caught_up,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -35,6 +35,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         duration: Annotated[float, typer.Option(help="Seconds of real-time streaming per step.")] = 30.0,
         out: Annotated[str, typer.Option(help="Where to write the JSON report.")] = "bench/results/pipeline.json",
         workers: Annotated[int, typer.Option(help="Worker processes in the group (one per core).")] = 1,
+        catch_up: Annotated[str, typer.Option(
+            help="DEVICES:SECONDS, e.g. 50:60: afterwards, time how fast that backlog drains when the "
+                 "workers start with it already in Kafka (the throughput ceiling); empty to skip.")] = "",
     ) -> None:
         """Devices in real time through Kafka, worker and sink: sustained devices, latency, memory, storage."""
         import json
@@ -45,11 +48,23 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         counts = [int(x) for x in devices.split(",") if x.strip()]
         path = Path(out) if Path(out).is_absolute() else REPO_ROOT / out
-        report = run_pipeline_bench(get_settings(), counts, duration, path, log=typer.echo, workers=workers)
+        backlog = None
+        if catch_up:
+            try:
+                n_dev, secs = catch_up.split(":")
+                backlog = (int(n_dev), float(secs))
+            except ValueError:
+                raise typer.BadParameter("expected DEVICES:SECONDS, for example 50:60", param_hint="--catch-up")
+        report = run_pipeline_bench(get_settings(), counts, duration, path, log=typer.echo, workers=workers,
+                                    catch_up=backlog)
         typer.echo(json.dumps({k: report[k] for k in ("max_sustained_devices",)}))
         for step in report["steps"]:
             typer.echo(f"{step['devices']:>4} devices: stored {step['stored_rate_fps']:.0f} frames/s "
                        f"({step['samples_per_s'] / 1e6:.2f} M samples/s), latency {step['latency_ms']}, "
                        f"workers {step['worker_rss_mb']} MB, CPU s worker {step['worker_cpu_s']} sink {step['sink_cpu_s']} "
                        f"broker {step['broker_cpu_s']}, sustained={step['sustained']}")
+        if report["catch_up"]:
+            c = report["catch_up"]
+            typer.echo(f"catch-up: {c['backlog_s']:.0f} s of {c['devices']} devices drained in {c['wall_s']} s: "
+                       f"{c['frames_per_s']} frames/s, {c['backlog_s_per_wall_s']}x real time")
         typer.echo(f"wrote {path}")
