@@ -65,6 +65,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                        f"broker {step['broker_cpu_s']}, sustained={step['sustained']}")
         if report["catch_up"]:
             c = report["catch_up"]
-            typer.echo(f"catch-up: {c['backlog_s']:.0f} s of {c['devices']} devices drained in {c['wall_s']} s: "
-                       f"{c['frames_per_s']} frames/s, {c['backlog_s_per_wall_s']}x real time")
+            typer.echo(f"catch-up: {c['backlog_s']:.0f} s of {c['devices']} devices: first row after "
+                       f"{c['first_row_after_s']} s, then drained in {c['drain_s']} s: {c['frames_per_s']} frames/s, "
+                       f"{c['backlog_s_per_wall_s']}x real time")
         typer.echo(f"wrote {path}")
