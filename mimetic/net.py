@@ -1,4 +1,4 @@
-"""Small network helpers shared by the stack, the benchmarks and the tests."""
+"""Small network helpers shared by the benchmarks and the tests."""
 
 from __future__ import annotations
 

@@ -8,6 +8,9 @@ frame-to-database latency of every frame (to within the poll period). A step
 is *sustained* when every frame is stored, the backlog (frames sent but not yet
 stored) grows by at most half a second of input over the step's second half, and
 the p99 latency stays under the target.
+
+`--catch-up D:S` adds one more measurement (`run_catch_up`): S seconds of D devices' input already in
+Kafka when the workers start, drained as fast as they can.
 """
 
 from __future__ import annotations
@@ -207,8 +210,9 @@ def _stop(s: Settings, procs: dict[str, subprocess.Popen]) -> None:
 
 def run_catch_up(base: Settings, devices: int, backlog_s: float, workers: int = 1, log=print) -> dict:
     """How fast a backlog drains: `backlog_s` seconds of `devices` devices' input is in Kafka before the
-    workers and the sink start (as after an outage); timed from their start to the last envelope row.
-    Large batches make this the pipeline's throughput ceiling, above what real time shows."""
+    workers and the sink start (as after an outage). Reports the time to the first stored envelope row
+    (start-up and group join), then the drain rate from there to the last row. Large batches make this
+    the pipeline's throughput ceiling, above what real time shows."""
     s = _step_settings(base, f"catchup{devices}")
     per_device = _pregenerate(s, devices, int(backlog_s / 0.05), "bc")
     sent: dict[tuple[str, int], float] = {}

@@ -54,7 +54,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 n_dev, secs = catch_up.split(":")
                 backlog = (int(n_dev), float(secs))
             except ValueError:
-                raise typer.BadParameter("expected DEVICES:SECONDS, for example 50:60", param_hint="--catch-up")
+                raise typer.BadParameter("expected DEVICES:SECONDS, for example 50:60",
+                                         param_hint="--catch-up") from None
         report = run_pipeline_bench(get_settings(), counts, duration, path, log=typer.echo, workers=workers,
                                     catch_up=backlog)
         typer.echo(json.dumps({k: report[k] for k in ("max_sustained_devices",)}))
