@@ -284,9 +284,9 @@ def make_app(s: Settings) -> faust.App:
     async def deliver(out: Outgoing) -> None:
         """Derived records first (delivery awaited), then the states that account for them."""
         producer = app.producer
-        pending = [await producer.send(topic, key, value, None, None, headers)
-                   for topic, key, value, headers in out.messages]
-        for topic, _key, _value, headers in out.messages:  # counted here, once: never a discarded attempt
+        pending = []
+        for topic, key, value, headers in out.messages:  # counted here, once: never a discarded attempt
+            pending.append(await producer.send(topic, key, value, None, None, headers))
             if topic == dead_topic:
                 DEAD.labels(headers[0][1].decode()).inc()
             else:

@@ -22,12 +22,9 @@ from mimetic.net import free_loopback_port
 MIMETIC = str(Path(sys.executable).parent / "mimetic")
 
 
-free_port = free_loopback_port
-
-
 class GatewayProc:
     def __init__(self, settings: Settings, **env: str):
-        self.port = free_port()
+        self.port = free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(f"/tmp/mimetic-test-gateway-{self.port}.log")
         full_env = {**os.environ, **settings.as_env(), "MIMETIC_GATEWAY_HOST": "127.0.0.1",
@@ -121,7 +118,7 @@ class TcpProxy:
         import threading
 
         self.target = target_port
-        self.port = port or free_port()
+        self.port = port or free_loopback_port()
         self.conns: list[socket.socket] = []
         self.listener: socket.socket | None = None
         self.lock = threading.Lock()

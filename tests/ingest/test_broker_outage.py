@@ -18,7 +18,8 @@ from ingest import wire
 from ingest.send import DeliveryStats, HttpSender, WsSender
 from mimetic.kafka_admin import ensure_topics
 from mimetic.stack import kafka as kafka_stack
-from tests.ingest.conftest import GatewayProc, free_port, read_topic
+from mimetic.net import free_loopback_port
+from tests.ingest.conftest import GatewayProc, read_topic
 from tests.ingest.test_gateway import frame
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -30,8 +31,8 @@ def own_broker(settings, stack_settings, tmp_path):
     (home / "cache").mkdir(parents=True)
     jars = stack_settings.cache_dir / f"kafka-{stack_settings.kafka_version}"
     os.symlink(jars, home / "cache" / jars.name)
-    s2 = settings.model_copy(update={"home": home, "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                                     "kafka_controller_port": free_port(), "kafka_heap_mb": 256,
+    s2 = settings.model_copy(update={"home": home, "kafka_bootstrap": f"127.0.0.1:{free_loopback_port()}",
+                                     "kafka_controller_port": free_loopback_port(), "kafka_heap_mb": 256,
                                      "topic_partitions": 2, "pg_password": settings.resolved_pg_password()})
     kafka_stack.start(s2)
     try:

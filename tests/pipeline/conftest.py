@@ -33,9 +33,6 @@ from processors import records as R
 from processors.worker.device import DeviceProcessor, WorkerParams
 
 
-free_port = free_loopback_port
-
-
 class Service:
     """One `mimetic <command>` subprocess with its log file; stopped by its own pid."""
 
@@ -106,7 +103,7 @@ def services(pipeline_settings: Settings, tmp_path: Path) -> Iterator[Callable[.
 
     def start(command: str, *args: str, settings: Settings | None = None, **extra_env: str) -> Service:
         env = {**os.environ, **(settings or pipeline_settings).as_env(),
-               "MIMETIC_WORKER_WEB_PORT": str(free_port()), **extra_env}
+               "MIMETIC_WORKER_WEB_PORT": str(free_loopback_port()), **extra_env}
         svc = Service([command, *args], env, tmp_path / f"{command}-{len(started)}.log").start()
         started.append(svc)
         return svc
@@ -116,9 +113,12 @@ def services(pipeline_settings: Settings, tmp_path: Path) -> Iterator[Callable[.
         svc.stop()
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str, logs: list[Service] = ()) -> None:
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str, logs: list[Service] = (),
+             each_poll: Callable[[], None] = lambda: None) -> None:
+    """Poll `check` every second; `each_poll` runs before every poll (e.g. a test's supervisor)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        each_poll()
         if check():
             return
         time.sleep(1.0)
@@ -184,13 +184,15 @@ def envelope_count(s: Settings, prefix: str) -> int:
     return query(s, "select count(*) from envelope where device_id like %s", (prefix + "%",))[0][0]
 
 
-def wait_for_rows(s: Settings, prefix: str, n: int, timeout_s: float, stall_s: float) -> str:
+def wait_for_rows(s: Settings, prefix: str, n: int, timeout_s: float, stall_s: float,
+                  each_poll: Callable[[], None] = lambda: None) -> str:
     """Wait until `n` envelope rows of `prefix` are stored, at most `timeout_s`, and stop early when
     the count has not grown for `stall_s` (a stuck pipeline, not a slow one). Says how it ended,
     for the message of `assert_exactly_expected`, which then names the missing rows."""
     t0 = time.monotonic()
     last, last_change = -1, t0
     while True:
+        each_poll()
         count = envelope_count(s, prefix)
         now = time.monotonic()
         if count >= n:

@@ -20,7 +20,7 @@ from mimetic.stack import kafka
 from processors.worker.device import WorkerParams
 
 from .conftest import (Service, assert_exactly_expected, envelope_count, expected_envelopes, stored_envelopes,
-                       streaming)
+                       streaming, wait_for, wait_for_rows)
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -36,17 +36,6 @@ def _supervise(services: list[Service], restarts: dict[str, int]) -> None:
             svc.start()
 
 
-def _wait(check, timeout_s: float, what: str, services: list[Service], restarts: dict[str, int]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        _supervise(services, restarts)
-        if check():
-            return
-        time.sleep(1.0)
-    tails = "\n\n".join(f"--- {s.command} log ---\n{s.log_tail()}" for s in services)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (restarts {restarts})\n{tails}")
-
-
 def test_broker_restarted_mid_stream_gives_exactly_the_undisturbed_rows(
         pipeline_settings: Settings, private_stack: Settings, services) -> None:
     # this test's topics and groups, on a private broker; the database stays the shared test one
@@ -60,36 +49,28 @@ def test_broker_restarted_mid_stream_gives_exactly_the_undisturbed_rows(
 
     restarts: dict[str, int] = {}
     procs = [services("sink", settings=s), services("worker", "--loglevel", "info", settings=s)]
+
+    def supervise() -> None:
+        _supervise(procs, restarts)
+
     with streaming(sim, s, realtime=True) as stream:
-        _wait(lambda: envelope_count(s, PREFIX) >= n // 10, 90, "the first envelope rows", procs, restarts)
+        wait_for(lambda: envelope_count(s, PREFIX) >= n // 10, 90, "the first envelope rows", procs, supervise)
         before = envelope_count(s, PREFIX)
 
         kafka.stop(broker)
         down_at = time.monotonic()
         assert not stream.done() and before < n, "the restart must happen mid-stream"
-        while time.monotonic() - down_at < OUTAGE_S:
-            _supervise(procs, restarts)
-            time.sleep(1.0)
+        wait_for(lambda: time.monotonic() - down_at >= OUTAGE_S, 2 * OUTAGE_S, "the outage", procs, supervise)
         during = envelope_count(s, PREFIX)
         kafka.start(broker)
         up_at = time.monotonic()
         assert not stream.done(), "the broker must come back mid-stream (the stream is too short)"
 
-        _wait(lambda: stream.done(), 180, "the devices to finish streaming", procs, restarts)
+        wait_for(stream.done, 180, "the devices to finish streaming", procs, supervise)
         stream.result(timeout=10)  # every frame acknowledged by the broker (a send error fails here)
 
-    last, last_change = -1, time.monotonic()
-
-    def all_rows_or_stalled() -> bool:
-        nonlocal last, last_change
-        count = envelope_count(s, PREFIX)
-        if count != last:
-            last, last_change = count, time.monotonic()
-        return count >= n or time.monotonic() - last_change > 60
-
-    _wait(all_rows_or_stalled, 240, "the envelope rows", procs, restarts)
+    how = wait_for_rows(s, PREFIX, n, 240, stall_s=60, each_poll=supervise)
     time.sleep(3)  # anything extra would show up now
-    assert_exactly_expected(stored_envelopes(s, PREFIX), expected,
-                            f"after the broker restart (restarts {restarts})")
+    assert_exactly_expected(stored_envelopes(s, PREFIX), expected, f"{how} (process restarts {restarts})")
     print(f"{before} of {n} rows before the broker stopped, {during} when it started again; all rows "
           f"{time.monotonic() - up_at:.0f} s after it was back; process restarts {restarts or 'none'}")

@@ -16,11 +16,12 @@ import pytest
 from ingest.simulator import Simulation
 from mimetic import topics as T
 from mimetic.config import Settings
+from mimetic.net import free_loopback_port
 from mimetic.stack import postgres
 from processors.worker.device import WorkerParams
 
 from .conftest import (assert_exactly_expected, committed_offsets, end_offsets, envelope_count, expected_envelopes,
-                       free_port, stored_envelopes, streaming,
+                       stored_envelopes, streaming,
                        wait_for, wait_for_rows)
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -46,7 +47,7 @@ def test_database_stopped_30s_mid_stream_gives_exactly_the_undisturbed_rows(
     s = pipeline_settings
     # the sink writes to the private cluster; Kafka topics and groups are this test's own
     db = s.model_copy(update={k: getattr(private_pg, k) for k in ("home", "pg_port", "pg_password", "pg_database")})
-    metrics_port = free_port()
+    metrics_port = free_loopback_port()
     sim = Simulation(patients=2, sessions=1, duration_s=75, seed=43, fault_prob=0.0, device_prefix=PREFIX)
     expected = expected_envelopes(sim, WorkerParams.from_settings(s))
     n = len(expected)
