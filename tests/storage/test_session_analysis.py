@@ -106,6 +106,26 @@ def test_session_analysis_matches_the_definitions(settings: Settings, db: psycop
     assert syn == [("eye_closure_tight", "zygomaticus", False), ("smile", "orbicularis_oculi", True)]
 
 
+def test_refresh_keeps_a_sent_muscle_summary_it_cannot_recompute(settings: Settings,
+                                                                 db: psycopg.Connection) -> None:
+    """No channel map and no task windows: the summary the pipeline sent stays (migration 0009)."""
+    device, session = f"dev-keep-{uuid.uuid4().hex[:6]}", uuid.uuid4()
+    summary = r.SessionSummary(session_id=session, device_id=device, therapy_type="microcurrent", started_at=T0,
+                               ended_at=T0 + timedelta(seconds=22), status="ended", minutes=22 / 60,
+                               computed_at=T0 + timedelta(seconds=22),
+                               muscles=[r.MuscleSummary(muscle="zygomaticus", ai=0.33, ratio=0.5)])
+    frames = [x for x in session_records(device, session) if isinstance(x, r.EnvelopeFrame)]
+    w = DbWriter(settings.db_dsn())
+    try:
+        w.write([summary, *frames])
+        assert w.refresh_sessions(settle_s=0) >= 1
+    finally:
+        w.close()
+    assert db.execute("select muscle, round(ai::numeric, 2)::float8 from session_muscle_summary "
+                      "where session_id = %s", (session,)).fetchall() == [("zygomaticus", 0.33)]
+    assert db.execute("select count(*) from app.session_dirty where session_id = %s", (session,)).fetchone()[0] == 0
+
+
 def test_outcome_and_responder_views(settings: Settings, db: psycopg.Connection) -> None:
     tag = uuid.uuid4().hex[:6]
     device = f"dev-resp-{tag}"
