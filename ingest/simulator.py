@@ -57,8 +57,9 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from scipy import signal as sps
@@ -411,6 +412,28 @@ class SimRecord:
     session_index: int
 
 
+class _Plans(Sequence["SessionPlan"]):
+    """One patient's session plans, each made on first access and kept (streaming mutates them)."""
+
+    def __init__(self, make: Callable[["PatientProfile", int], "SessionPlan"], patient: "PatientProfile", n: int):
+        self._make, self._patient, self._n = make, patient, n
+        self._made: dict[int, SessionPlan] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._n))]
+        if k < 0:
+            k += self._n
+        if not 0 <= k < self._n:
+            raise IndexError(k)
+        if k not in self._made:
+            self._made[k] = self._make(self._patient, k)
+        return self._made[k]
+
+
 class Simulation:
     """Patients x sessions for one clinic; iterate :meth:`device_records` per device; :meth:`truth` after."""
 
@@ -431,7 +454,9 @@ class Simulation:
         prefix = device_prefix or f"sim{seed}"
         self.patients = [PatientProfile.random(i, seed) for i in range(patients)]
         self.device_ids = [f"{prefix}-{i:03d}" for i in range(patients)]
-        self.plans: list[list[SessionPlan]] = [[self._plan(p, k) for k in range(sessions)] for p in self.patients]
+        #: per patient, its sessions' plans; each is made on first use (a benchmark device plans 1000 hour-long
+        #: sessions and streams a few seconds of the first), from its own seed, so order does not matter
+        self.plans: list[_Plans] = [_Plans(self._plan, p, sessions) for p in self.patients]
         self._sent: dict[tuple[int, int], dict[str, Any]] = {}
 
     def _plan(self, p: PatientProfile, k: int) -> SessionPlan:
