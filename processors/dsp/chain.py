@@ -241,8 +241,15 @@ class MultiChannelChain:
         self.n_env += env.shape[1]
         acts: list[Activation] = []
         if self.detectors is not None and env.shape[1]:
+            # one comparison for all channels; a detector at rest with nothing above its threshold
+            # only counts the samples (what its own `process` would do, without the call)
+            thr = np.array([det.threshold for det in self.detectors])
+            any_above = (env > thr[:, None]).any(axis=1).tolist()
             for i, det in enumerate(self.detectors):
-                acts.extend(det.process(env[i]))
+                if det.open_onset is None and not any_above[i]:
+                    det.n_seen += env.shape[1]
+                else:
+                    acts.extend(det.process(env[i]))
         q = self._quality(hs) if hs.shape[1] else []
         return ChainOutput(env, k0, self.timing, acts, q, y if self.cfg.keep_conditioned else None, blanked)
 

@@ -304,6 +304,10 @@ class StimBlanker:
             return x.copy(), np.zeros(x.shape, dtype=bool)
         prev = x[:, :1] if self.last_x is None else self.last_x[:, None]
         steps = np.abs(np.diff(np.concatenate([prev, x], axis=-1), axis=-1)) > self.slope_uv
+        if not self.remaining.any() and not steps.any():  # no edge, no blank owed: nothing to hold
+            self.last_good = x[:, -1].copy()
+            self.last_x = self.last_good.copy()
+            return x.copy(), np.zeros(x.shape, dtype=bool)
         self.pulses += int(steps.sum())
         idx = np.arange(n)
         # a blank started at sample i covers i .. i+blank_n-1; carry-over from the previous frame too

@@ -21,13 +21,16 @@ import numpy as np
 def remove_biphasic_pulses(x_uv: np.ndarray, min_step_uv: float = 60.0,
                            prev_uv: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """(signal with pulses interpolated out, number of pulses removed); x is (n_channels, n)."""
-    x = np.array(x_uv, dtype=np.float64, copy=True, ndmin=2)
-    if prev_uv is not None and len(prev_uv) == x.shape[0]:
-        y, n = remove_biphasic_pulses(np.concatenate([np.asarray(prev_uv, dtype=np.float64)[:, None], x], axis=1),
-                                      min_step_uv)
-        return y[:, 1:], n
+    src = np.asarray(x_uv, dtype=np.float64)
+    src = src.reshape(1, -1) if src.ndim == 1 else src
+    lead = 1 if prev_uv is not None and len(prev_uv) == src.shape[0] else 0
+    # one working copy, with the previous frame's last sample in front when given
+    x = np.empty((src.shape[0], src.shape[1] + lead))
+    x[:, lead:] = src
+    if lead:
+        x[:, 0] = prev_uv
     if x.shape[1] < 4:
-        return x, 0
+        return x[:, lead:], 0
     d = np.diff(x, axis=-1)  # d[:, i] = x[:, i+1] - x[:, i]
     a, b, c = d[:, :-2], d[:, 1:-1], d[:, 2:]
     up = (a > min_step_uv) & (b < -1.5 * min_step_uv) & (c > min_step_uv)
@@ -37,8 +40,8 @@ def remove_biphasic_pulses(x_uv: np.ndarray, min_step_uv: float = 60.0,
     hit = (up | down) & shape  # pulse samples at i+1 and i+2
     ch, i = np.nonzero(hit)
     if ch.size == 0:
-        return x, 0
+        return x[:, lead:], 0
     left, right = x[ch, i], x[ch, i + 3]
     x[ch, i + 1] = left + (right - left) / 3.0
     x[ch, i + 2] = left + 2.0 * (right - left) / 3.0
-    return x, int(ch.size)
+    return x[:, lead:], int(ch.size)
