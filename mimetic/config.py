@@ -158,6 +158,14 @@ class Settings(BaseSettings):
     worker_batch_within_s: float = Field(
         0.1, description="Worker: longest wait to fill a batch before processing what has arrived (seconds)."
     )
+    worker_fetch_min_bytes: int = Field(
+        65536,
+        description="Worker: the broker holds a fetch until this many bytes are ready (or the wait below): fewer, "
+        "larger fetches cost less per record.",
+    )
+    worker_fetch_max_wait_ms: int = Field(
+        50, description="Worker: longest the broker holds a fetch for `worker_fetch_min_bytes` (adds to latency)."
+    )
     worker_group_timeout_s: float = Field(
         15.0, description="Kafka group session timeout of the worker: how fast a dead worker's partitions move."
     )

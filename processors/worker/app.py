@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 import faust
 from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest import wire
@@ -102,9 +103,26 @@ async def _no_offset_gaps(self, tp, offset_from: int, offset_to: int) -> None:
     records never applied."""
 
 
+_faust_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+
+
+def _worker_consumer_with_fetch_limits(self, transport):
+    """Faust's worker consumer, asking the broker for fuller fetches. Faust passes neither
+    `fetch_min_bytes` (aiokafka's default is 1: a fetch returns with the first record, so at a
+    thousand records a second every fetch, hop between threads and batch carries a handful) nor a
+    short `fetch_max_wait_ms` (it sets 1500). The values are set before the consumer starts, when
+    aiokafka builds its fetcher from them."""
+    consumer = _faust_worker_consumer(self, transport)
+    limits = getattr(self.app, "mimetic_fetch_limits", None)
+    if limits is not None:
+        consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = limits
+    return consumer
+
+
 def make_app(s: Settings) -> faust.App:
     params = WorkerParams.from_settings(s)
     FaustConsumer._add_gap = _no_offset_gaps
+    AIOKafkaConsumerThread._create_worker_consumer = _worker_consumer_with_fetch_limits
     app = faust.App(
         s.worker_id,
         broker=f"kafka://{s.kafka_bootstrap}",
@@ -136,6 +154,7 @@ def make_app(s: Settings) -> faust.App:
         # 666 > highwater -1" right after a SIGKILLed peer)
         recovery_consistency_check=False,
     )
+    app.mimetic_fetch_limits = (s.worker_fetch_min_bytes, s.worker_fetch_max_wait_ms)
     raw = dict(key_serializer="raw", value_serializer="raw")
     frames_topic, telemetry_topic, events_topic, ticks_topic = (
         T.RAW_FRAMES.name(s), T.TELEMETRY.name(s), T.SESSION_EVENTS.name(s), T.WORKER_TICKS.name(s))
