@@ -54,10 +54,12 @@ class StepResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
     backlog_start_frames: int = 0
     backlog_end_frames: int = 0
+    backlog_frames: list[int] = field(default_factory=list)  # sent but not stored, every tenth of the step
     worker_rss_mb: float = 0.0
     worker_cpu_s: float = 0.0
     sink_cpu_s: float = 0.0
     broker_cpu_s: float = 0.0
+    bench_cpu_s: float = 0.0  # this process: the simulated devices' producer and the database poller
     sustained: bool = False
 
 
@@ -111,13 +113,15 @@ class _Poller(threading.Thread):
                 time.sleep(POLL_S)
 
 
-def _pregenerate(s: Settings, devices: int, n_frames: int, prefix: str) -> list[list[tuple]]:
-    """Every device's records for the run, encoded up front so producing costs only the send."""
+def _pregenerate(s: Settings, devices: int, n_frames: int, prefix: str, log=print) -> list[list[tuple]]:
+    """Every device's records for the run, encoded up front so producing costs only the send:
+    (topic, key, value, headers, seq or None, device id)."""
     from ingest import wire
     from ingest.simulator import DeviceStream
 
     t0_us = int(time.time() * 1e6)
     per_device: list[list[tuple]] = []
+    started = last_log = time.monotonic()
     for i in range(devices):
         recs: list[tuple] = []
         frames = 0
@@ -130,6 +134,9 @@ def _pregenerate(s: Settings, devices: int, n_frames: int, prefix: str) -> list[
                 if frames >= n_frames:
                     break
         per_device.append(recs)
+        if time.monotonic() - last_log > 10:
+            log(f"  simulating devices: {i + 1} of {devices} after {time.monotonic() - started:.0f} s")
+            last_log = time.monotonic()
     return per_device
 
 
@@ -214,7 +221,7 @@ def run_catch_up(base: Settings, devices: int, backlog_s: float, workers: int = 
     (start-up and group join), then the drain rate from there to the last row. Large batches make this
     the pipeline's throughput ceiling, above what real time shows."""
     s = _step_settings(base, f"catchup{devices}")
-    per_device = _pregenerate(s, devices, int(backlog_s / 0.05), "bc")
+    per_device = _pregenerate(s, devices, int(backlog_s / 0.05), "bc", log)
     sent: dict[tuple[str, int], float] = {}
     asyncio.run(_produce(s, per_device, 0.0, sent))  # no pacing: the whole backlog at once
     procs = _start(s, ["sink"] + [f"worker{i}" for i in range(workers)], f"catchup{devices}")
@@ -263,13 +270,14 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
         try:
             time.sleep(8 + 4 * (workers - 1))  # workers join their group, sink starts (generation overlaps it)
             prefix = "bd"
-            per_device = _pregenerate(s, n, int(duration_s / 0.05), prefix)
+            per_device = _pregenerate(s, n, int(duration_s / 0.05), prefix, log)
             poller = _Poller(s.db_dsn(), [f"{prefix}{i:04d}" for i in range(n)])
             poller.start()
             sent: dict[tuple[str, int], float] = {}
             cpu0 = {k: _cpu_s(p.pid) for k, p in procs.items()}
             broker_pid = read_pid(KafkaPaths.of(s).pid_file) or 0
             cpu0["broker"] = _cpu_s(broker_pid) if broker_pid else 0.0
+            bench_cpu0 = time.process_time()
             t_start = time.time()
             mid_backlog: list[int] = []
 
@@ -299,6 +307,8 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
             r.samples_per_s = r.stored_rate_fps * 8 * 100
             half = mid_backlog[len(mid_backlog) // 2:] if mid_backlog else [0]
             r.backlog_start_frames, r.backlog_end_frames = half[0], half[-1]
+            r.backlog_frames = mid_backlog
+            r.bench_cpu_s = round(time.process_time() - bench_cpu0, 1)
             wk = [k for k in procs if k.startswith("worker")]
             r.worker_rss_mb = round(sum(_rss_mb(procs[k].pid) for k in wk), 1)
             r.worker_cpu_s = round(sum(_cpu_s(procs[k].pid) - cpu0[k] for k in wk), 1)
