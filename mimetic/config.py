@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     worker_batch_within_s: float = Field(
         0.1, description="Worker: longest wait to fill a batch before processing what has arrived (seconds)."
     )
+    worker_checkpoint_interval_s: float = Field(
+        1.0,
+        description="Worker: how often the states of devices that changed are saved to the changelog and their "
+        "input records acknowledged (a crash replays at most about this much input, plus the commit interval).",
+    )
     worker_fetch_min_bytes: int = Field(
         65536,
         description="Worker: the broker holds a fetch until this many bytes are ready (or the wait below): fewer, "

@@ -59,6 +59,7 @@ class StepResult:
     worker_cpu_s: float = 0.0
     sink_cpu_s: float = 0.0
     broker_cpu_s: float = 0.0
+    postgres_cpu_s: float = 0.0  # the server and all its backends
     bench_cpu_s: float = 0.0  # this process: the simulated devices' producer and the database poller
     sustained: bool = False
 
@@ -79,6 +80,32 @@ def _cpu_s(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except OSError:
         return 0.0
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process, its exited children, and its live children (PostgreSQL's backends)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = sum(int(fields[k]) for k in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _postmaster_pid(s: Settings) -> int:
+    from mimetic.stack.postgres import PgPaths
+
+    try:
+        return int((PgPaths.of(s).data / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class _Poller(threading.Thread):
@@ -277,6 +304,8 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
             cpu0 = {k: _cpu_s(p.pid) for k, p in procs.items()}
             broker_pid = read_pid(KafkaPaths.of(s).pid_file) or 0
             cpu0["broker"] = _cpu_s(broker_pid) if broker_pid else 0.0
+            pg_pid = _postmaster_pid(s)
+            cpu0["postgres"] = _tree_cpu_s(pg_pid) if pg_pid else 0.0
             bench_cpu0 = time.process_time()
             t_start = time.time()
             mid_backlog: list[int] = []
@@ -314,6 +343,7 @@ def run_pipeline_bench(base: Settings, device_counts: list[int], duration_s: flo
             r.worker_cpu_s = round(sum(_cpu_s(procs[k].pid) - cpu0[k] for k in wk), 1)
             r.sink_cpu_s = round(_cpu_s(procs["sink"].pid) - cpu0["sink"], 1)
             r.broker_cpu_s = round(_cpu_s(broker_pid) - cpu0["broker"], 1) if broker_pid else 0.0
+            r.postgres_cpu_s = round(_tree_cpu_s(pg_pid) - cpu0["postgres"], 1) if pg_pid else 0.0
             growth_ok = backlog_growth_ok(r.backlog_start_frames, r.backlog_end_frames, n)
             # a device's first frame fills the envelope window and yields no envelope row
             r.sustained = (r.frames_stored >= r.frames_sent - n and growth_ok

@@ -63,7 +63,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             typer.echo(f"{step['devices']:>4} devices: stored {step['stored_rate_fps']:.0f} frames/s "
                        f"({step['samples_per_s'] / 1e6:.2f} M samples/s), latency {step['latency_ms']}, "
                        f"workers {step['worker_rss_mb']} MB, CPU s worker {step['worker_cpu_s']} sink {step['sink_cpu_s']} "
-                       f"broker {step['broker_cpu_s']}, sustained={step['sustained']}")
+                       f"broker {step['broker_cpu_s']} postgres {step['postgres_cpu_s']} bench {step['bench_cpu_s']} "
+                       f"(over {step['duration_s']:.0f} s), sustained={step['sustained']}")
         if report["catch_up"]:
             c = report["catch_up"]
             typer.echo(f"catch-up: {c['backlog_s']:.0f} s of {c['devices']} devices: first row after "
