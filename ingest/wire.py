@@ -130,6 +130,7 @@ MAX_CHANNELS = 64
 MAX_SAMPLES = 8192
 SCALE_MIN_UV = 1e-4
 SCALE_MAX_UV = 1000.0
+_SCALE_MIN_F32, _SCALE_MAX_F32 = float(np.float32(SCALE_MIN_UV)), float(np.float32(SCALE_MAX_UV))
 #: device timestamps must fall in [2000-01-01, 2100-01-01)
 T_MIN_US = 946_684_800_000_000
 T_MAX_US = 4_102_444_800_000_000
@@ -274,7 +275,8 @@ def _check_common(device_id: Any, seq: Any, t_us: Any, fs_hz: Any, n_ch: int, n_
         raise _invalid("bad_scale", "scale_uv must be a number")
     if not math.isfinite(scale):
         raise _invalid("nan", "scale_uv is not finite")
-    if not SCALE_MIN_UV <= scale <= SCALE_MAX_UV:
+    # compared as the float32 the header carries: a frame encoded at the limit must decode
+    if not _SCALE_MIN_F32 <= scale <= _SCALE_MAX_F32:
         raise _invalid("bad_scale", f"scale_uv must be in [{SCALE_MIN_UV}, {SCALE_MAX_UV}] µV/count")
 
 

@@ -256,3 +256,10 @@ def test_headers_as_mapping():
     _, v, h = wire.encode_record(make_frame(), source="ws", dup=True)
     meta = wire.parse_headers(dict(h))
     assert meta.dup and meta.source == "ws" and meta.kind == "frame"
+
+
+@pytest.mark.parametrize("scale_uv", [wire.SCALE_MIN_UV, wire.SCALE_MAX_UV])
+def test_a_frame_encoded_at_the_scale_limits_decodes(scale_uv: float) -> None:
+    """The header carries scale_uv as float32; 1e-4 rounds below 1e-4 and was refused on decode."""
+    frame = wire.decode_frame(wire.encode_frame(make_frame(scale_uv=scale_uv)))
+    assert frame.scale_uv == pytest.approx(scale_uv, rel=1e-6)
