@@ -257,7 +257,10 @@ def make_app(s: Settings) -> faust.App:
         cache[dp.device_id] = dp
         cache.move_to_end(dp.device_id)
         while len(cache) > 20_000:
-            cache.popitem(last=False)
+            oldest = next(iter(cache))
+            if oldest in held.devices:  # unsaved effects live only in this object: keep it till the checkpoint
+                break
+            del cache[oldest]
         DEVICES.set(len(cache))
 
     def dead_letter(ev, reason: str, detail: str) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
@@ -390,18 +393,22 @@ def make_app(s: Settings) -> faust.App:
         owned = set() if cursors.rebalancing else {tp.partition for tp in cursors.owned}
         producer = app.producer
         changelog = state.changelog_topic.get_topic_name()
+        unsaved: set[str] = set()
         for key, (dp, partition) in held.devices.items():
-            if partition in owned and cache.get(key) is dp:
+            if partition in owned and cache.get(key, dp) is dp:
                 data = dp.to_state()
                 state.data[key.encode()] = data
                 await producer.send(changelog, key.encode(), data, partition, None, None)
-            else:
-                cache.pop(key, None)  # holds effects no saved state or committed offset accounts for
-        for ev in held.events:
-            if ev.message.partition in owned:
-                ev.message.ack(app.consumer)  # the last reference: the offset may now be committed
-            else:
-                ev.message.acked = True  # never counted as done here (see `admitted`)
+            else:  # moved away (or replaced by a newer state from the table, which means the same)
+                unsaved.add(key)
+                if cache.get(key) is dp:
+                    del cache[key]  # holds effects no saved state or committed offset accounts for
+        for key, evs in held.by_device.items():
+            for ev in evs:
+                if ev.message.partition in owned and key not in unsaved:
+                    ev.message.ack(app.consumer)  # the last reference: the offset may now be committed
+                else:
+                    ev.message.acked = True  # never counted as done here (see `admitted`)
         if held.events:
             CHECKPOINTS.inc()
         held.events, held.by_device, held.devices, held.since_s = [], {}, {}, None
