@@ -126,6 +126,52 @@ def test_refresh_keeps_a_sent_muscle_summary_it_cannot_recompute(settings: Setti
     assert db.execute("select count(*) from app.session_dirty where session_id = %s", (session,)).fetchone()[0] == 0
 
 
+def test_samples_under_a_channel_alert_are_left_out_of_the_analysis(settings: Settings,
+                                                                    db: psycopg.Connection) -> None:
+    """Zygomaticus R reads 500 µV during the second smile (a lifted electrode), flagged by an
+    electrode_off alert on its channel: its AI comes from the first and third smiles only, on both
+    sides (migration 0010). Orbicularis oculi R is inflated during the second eye closure, inside an
+    over-current episode (no channel: every muscle): its AI comes from the first eye closure."""
+    tag = uuid.uuid4().hex[:6]
+    device, session = f"dev-gate-{tag}", uuid.uuid4()
+    db.execute("insert into clinic (clinic_id, name) values (%s, 'G')", (f"c-{tag}",))
+    pid = db.execute("insert into patient (clinic_id, code, affected_side) values (%s, %s, 'R') returning patient_id",
+                     (f"c-{tag}", f"P-G{tag}")).fetchone()[0]
+    db.execute("insert into device (device_id, clinic_id, patient_id) values (%s, %s, %s)", (device, f"c-{tag}", pid))
+    recs = session_records(device, session)
+    for k, rec in enumerate(recs):
+        t_s = (rec.time - T0).total_seconds() if isinstance(rec, r.EnvelopeFrame) else -1
+        if 6.0 <= t_s < 8.0 or 18.0 <= t_s < 20.0:
+            env = rec.array.copy()
+            if t_s < 8.0:
+                env[1] = 500.0  # the second smile: channel 1 picks up a lifted electrode
+            else:
+                env[3] += 300.0  # the second eye closure: stimulation artefacts of an over-current episode
+            recs[k] = r.EnvelopeFrame.from_array(env, device_id=device, session_id=session, seq=rec.seq,
+                                                 time=rec.time, fs_hz=rec.fs_hz)
+    for kind, channel, t0, t1 in (("electrode_off", 1, 5.5, 8.5), ("over_current", None, 17.5, 20.5)):
+        aid = r.alert_id(device, kind, T0 + timedelta(seconds=t0), channel)
+        for state, t in (("raised", t0), ("cleared", t1)):
+            recs.append(r.AlertRecord(alert_id=aid, device_id=device, session_id=session, alert_type=kind,
+                                      severity="warning", state=state, time=T0 + timedelta(seconds=t),
+                                      raised_at=T0 + timedelta(seconds=t0), channel=channel))
+    w = DbWriter(settings.db_dsn())
+    try:
+        w.write(recs)
+        assert w.refresh_sessions(settle_s=0) >= 1
+    finally:
+        w.close()
+    rows = {m: (ai, reps) for m, ai, reps in db.execute(
+        "select muscle, ai, repetitions from session_muscle_summary where session_id = %s", (session,))}
+    assert rows["zygomaticus"][0] == pytest.approx(1 / 3, abs=1e-5)
+    assert rows["orbicularis_oculi"][0] == pytest.approx(1 / 3, abs=1e-5)
+    reps = db.execute("select repetition from balance where session_id = %s and window_kind = 'repetition' "
+                      "and muscle = 'zygomaticus' and task = 'smile' order by repetition", (session,)).fetchall()
+    assert reps == [(1,), (3,)]
+    assert db.execute("select repetitions from session_muscle_summary where session_id = %s "
+                      "and muscle = 'orbicularis_oculi'", (session,)).fetchone()[0] == 1
+
+
 def test_outcome_and_responder_views(settings: Settings, db: psycopg.Connection) -> None:
     tag = uuid.uuid4().hex[:6]
     device = f"dev-resp-{tag}"
