@@ -130,7 +130,7 @@ def test_samples_under_a_channel_alert_are_left_out_of_the_analysis(settings: Se
                                                                     db: psycopg.Connection) -> None:
     """Zygomaticus R reads 500 µV during the second smile (a lifted electrode), flagged by an
     electrode_off alert on its channel: its AI comes from the first and third smiles only, on both
-    sides (migration 0010). Orbicularis oculi R is inflated during the second eye closure, inside an
+    sides (migration 0009). Orbicularis oculi R is inflated during the second eye closure, inside an
     over-current episode (no channel: every muscle): its AI comes from the first eye closure."""
     tag = uuid.uuid4().hex[:6]
     device, session = f"dev-gate-{tag}", uuid.uuid4()

@@ -1,16 +1,21 @@
--- 0010: the session analysis leaves out samples recorded while an electrode of the muscle was
--- flagged bad, or while the stimulation current was over its limit.
+-- 0009: the session analysis (app.refresh_session, 0006) keeps what it cannot recompute and leaves
+-- out samples recorded while a muscle's electrode was flagged bad or the stimulation current was
+-- over its limit.
 --
--- A channel alert (electrode_off, impedance, mains_noise, clipping) means that channel's envelope
--- measures the fault, not the muscle: an electrode drifting to 100 kOhm picks up mains and noise and
--- inflates its side. Measured in the demo (seed 7): one patient's last session read orbicularis oris
--- AI 0.43 and flagged synkinesis where none was injected, with impedance and contact alerts on both
--- of its channels. app.refresh_session now drops, per muscle, the envelope samples inside any such
--- alert's [raised_at, cleared_at) on either of the muscle's channels (both sides, so left and right
--- still average the same moments), and every muscle's samples inside an over_current episode
--- (stimulation artefacts beyond what the pulse removal is tuned for, on all channels; in the same demo
--- they made frontalis look co-active during pucker). A muscle whose own task was flagged throughout
--- gets no AI (null) rather than a wrong one.
+-- 1. A finished session whose task windows match no envelope samples on a mapped channel (no channel
+--    map, or no task markers) had its session_muscle_summary rows deleted and replaced by nothing: a
+--    summary the pipeline sent vanished a couple of seconds after it was stored, once the sink's
+--    refresh ran. Now the rows are left alone in that case (the session's dirty mark is still cleared).
+-- 2. A channel alert (electrode_off, impedance, mains_noise, clipping) means that channel's envelope
+--    measures the fault, not the muscle: an electrode drifting to 100 kOhm picks up mains and noise and
+--    inflates its side. Measured in the demo (seed 7): one patient's last session read orbicularis oris
+--    AI 0.43 and flagged synkinesis where none was injected, with impedance and contact alerts on both
+--    of its channels. The function now drops, per muscle, the envelope samples inside any such alert's
+--    [raised_at, cleared_at) on either of the muscle's channels (both sides, so left and right still
+--    average the same moments), and every muscle's samples inside an over_current episode (stimulation
+--    artefacts beyond what the pulse removal is tuned for, on all channels; in the same demo they made
+--    frontalis look co-active during pucker). A muscle whose own task was flagged throughout gets no AI
+--    (null) rather than a wrong one.
 
 create or replace function app.refresh_session(p_session uuid, p_syn_threshold real default 0.25) returns integer
 language plpgsql security definer set search_path = pg_catalog, public, app, pg_temp as $$
