@@ -74,28 +74,33 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _cpu_s(pid: int) -> float:
+def _stat(path: Path) -> list[str] | None:
+    """The fields of a /proc/<pid>/stat after the command name (field 3 on), or None if gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return path.read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
+        return None
+
+
+def _ticks_s(fields: list[str], *which: int) -> float:
+    return sum(int(fields[k]) for k in which) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    fields = _stat(Path(f"/proc/{pid}/stat"))
+    return 0.0 if fields is None else _ticks_s(fields, 11, 12)  # utime, stime
 
 
 def _tree_cpu_s(pid: int) -> float:
     """CPU seconds of a process, its exited children, and its live children (PostgreSQL's backends)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total = sum(int(fields[k]) for k in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
-    except OSError:
+    fields = _stat(Path(f"/proc/{pid}/stat"))
+    if fields is None:
         return 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = _ticks_s(fields, 11, 12, 13, 14)  # utime, stime, cutime, cstime
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        child = _stat(path)
+        if child is not None and int(child[1]) == pid:  # ppid
+            total += _ticks_s(child, 11, 12)
     return total
 
 

@@ -55,13 +55,21 @@ def session_records(device: str, session: uuid.UUID, levels: dict = LEVELS, t0: 
     return recs
 
 
-def test_session_analysis_matches_the_definitions(settings: Settings, db: psycopg.Connection) -> None:
+def register(db: psycopg.Connection, kind: str, planned: tuple[int, float] | None = None) -> tuple[str, int]:
+    """A clinic, an affected-side-R patient (optionally with a plan: sessions, minutes) and its device."""
     tag = uuid.uuid4().hex[:6]
-    device, session = f"dev-sa-{tag}", uuid.uuid4()
-    db.execute("insert into clinic (clinic_id, name) values (%s, 'SA')", (f"c-{tag}",))
-    pid = db.execute("insert into patient (clinic_id, code, affected_side) values (%s, %s, 'R') returning patient_id",
-                     (f"c-{tag}", f"P-SA{tag}")).fetchone()[0]
-    db.execute("insert into device (device_id, clinic_id, patient_id) values (%s, %s, %s)", (device, f"c-{tag}", pid))
+    clinic, device = f"c-{tag}", f"dev-{kind}-{tag}"
+    db.execute("insert into clinic (clinic_id, name) values (%s, %s)", (clinic, kind))
+    sessions, minutes = planned or (None, None)
+    pid = db.execute("insert into patient (clinic_id, code, affected_side, planned_sessions, planned_minutes) "
+                     "values (%s, %s, 'R', %s, %s) returning patient_id",
+                     (clinic, f"P-{kind.upper()}{tag}", sessions, minutes)).fetchone()[0]
+    db.execute("insert into device (device_id, clinic_id, patient_id) values (%s, %s, %s)", (device, clinic, pid))
+    return device, pid
+
+
+def test_session_analysis_matches_the_definitions(settings: Settings, db: psycopg.Connection) -> None:
+    (device, pid), session = register(db, "sa"), uuid.uuid4()
     w = DbWriter(settings.db_dsn())
     try:
         recs = session_records(device, session)
@@ -132,12 +140,7 @@ def test_samples_under_a_channel_alert_are_left_out_of_the_analysis(settings: Se
     electrode_off alert on its channel: its AI comes from the first and third smiles only, on both
     sides (migration 0009). Orbicularis oculi R is inflated during the second eye closure, inside an
     over-current episode (no channel: every muscle): its AI comes from the first eye closure."""
-    tag = uuid.uuid4().hex[:6]
-    device, session = f"dev-gate-{tag}", uuid.uuid4()
-    db.execute("insert into clinic (clinic_id, name) values (%s, 'G')", (f"c-{tag}",))
-    pid = db.execute("insert into patient (clinic_id, code, affected_side) values (%s, %s, 'R') returning patient_id",
-                     (f"c-{tag}", f"P-G{tag}")).fetchone()[0]
-    db.execute("insert into device (device_id, clinic_id, patient_id) values (%s, %s, %s)", (device, f"c-{tag}", pid))
+    device, session = register(db, "gate")[0], uuid.uuid4()
     recs = session_records(device, session)
     for k, rec in enumerate(recs):
         t_s = (rec.time - T0).total_seconds() if isinstance(rec, r.EnvelopeFrame) else -1
@@ -173,12 +176,7 @@ def test_samples_under_a_channel_alert_are_left_out_of_the_analysis(settings: Se
 
 
 def test_outcome_and_responder_views(settings: Settings, db: psycopg.Connection) -> None:
-    tag = uuid.uuid4().hex[:6]
-    device = f"dev-resp-{tag}"
-    db.execute("insert into clinic (clinic_id, name) values (%s, 'R')", (f"c-{tag}",))
-    pid = db.execute("insert into patient (clinic_id, code, affected_side, planned_sessions, planned_minutes) "
-                     "values (%s, %s, 'R', 10, 20) returning patient_id", (f"c-{tag}", f"P-R{tag}")).fetchone()[0]
-    db.execute("insert into device (device_id, clinic_id, patient_id) values (%s, %s, %s)", (device, f"c-{tag}", pid))
+    device, pid = register(db, "resp", planned=(10, 20))
     better = {"smile": [100.0, 90.0, 5.0, 6.0], "eye_closure_tight": [5.0, 5.0, 80.0, 72.0]}
     w = DbWriter(settings.db_dsn())
     try:
