@@ -3,7 +3,9 @@ NeuroKit2 (`emg_process`: clean, TKEO + low-pass amplitude, threshold activation
 and BioSPPy (`signals.emg.emg`: 100 Hz high-pass, 50 ms box smoother, onsets).
 
 Both references are test-only dependencies (`pip install .[test]`); they are
-imported lazily. `python -m processors.dsp.validation` prints the README table.
+imported lazily. `python -m processors.dsp.validation [DIR]` prints the README
+table for the recordings in DIR (default: the repository's tests/data/emg, whose
+3A* files are the first 10 s of the originals; see its README.md).
 
 Measures:
 * envelope r: Pearson correlation between our 100 ms RMS envelope and the
@@ -26,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from processors.dsp.offline import process_signals
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "emg"
 
 
 @dataclass
@@ -182,8 +186,7 @@ def markdown(data_dir: Path) -> str:
 if __name__ == "__main__":  # pragma: no cover
     import sys
 
-    here = Path(__file__).resolve().parents[2]
-    print(markdown(Path(sys.argv[1]) if len(sys.argv) > 1 else here / ".." / "shared" / "data" / "emg"))
+    print(markdown(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DATA_DIR))
 
 
 def simulator_agreement(patients: int = 4, seed: int = 11, duration_s: float = 60.0) -> dict[str, Any]:

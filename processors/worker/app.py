@@ -40,6 +40,8 @@ records and read_committed lag; the derived topics were never in them anyway
 Wall-clock liveness (a device gone silent, a session that never ended) cannot
 update a table from a timer, so a timer publishes tick records to the tick topic
 and the agent handles them like any other input: replayable and ordered.
+
+Every private part of Faust and aiokafka this relies on is in `faust_internals.py`.
 """
 
 from __future__ import annotations
@@ -53,8 +55,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import faust
-from faust.transport.consumer import Consumer as FaustConsumer
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest import wire
@@ -64,6 +64,8 @@ from mimetic.config import Settings
 from processors import records as R
 from processors.worker.cursors import Admit, InputCursors
 from processors.worker.device import DeviceProcessor, WorkerParams, state_revision
+from processors.worker.faust_internals import (WorkerApp, hold_reference, install_consumer_patches,
+                                               never_commit, release, save_to_changelog)
 
 log = logging.getLogger("mimetic.worker")
 
@@ -117,53 +119,9 @@ class Held:
         return self.since_s is not None and time.monotonic() - self.since_s >= interval_s
 
 
-async def _no_offset_gaps(self, tp, offset_from: int, offset_to: int) -> None:
-    """Replaces Faust's `Consumer._add_gap`, which counts every jump in fetched offsets as acknowledged
-    (meant for transaction markers and compacted topics). The input topics have neither; a jump here
-    only means records fetched after a seek, and counting the skipped offsets as done would commit
-    records never applied."""
-
-
-_faust_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
-
-
-def _worker_consumer_with_fetch_limits(self, transport):
-    """Faust's worker consumer, asking the broker for fuller fetches. Faust passes neither
-    `fetch_min_bytes` (aiokafka's default is 1: a fetch returns with the first record, so at a
-    thousand records a second every fetch, hop between threads and batch carries a handful) nor a
-    short `fetch_max_wait_ms` (it sets 1500). The values are set before the consumer starts, when
-    aiokafka builds its fetcher from them."""
-    consumer = _faust_worker_consumer(self, transport)
-    limits = getattr(self.app, "mimetic_fetch_limits", None)
-    if limits is not None:
-        consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = limits
-    return consumer
-
-
-class WorkerApp(faust.App):
-    """faust.App that knows when Faust waits for every fetched record to be acknowledged
-    (`stream_wait_empty`: when partitions are revoked, and when the worker stops). The worker
-    checkpoints at once then, and after every batch until the wait ends (the agent may still
-    process records buffered before the flow stopped), so the wait ends quickly and the offsets
-    Faust commits next include the records just saved."""
-
-    before_wait_empty: Callable[[], Awaitable[None]] | None = None
-    waiting_empty: bool = False
-
-    async def _consumer_wait_empty(self, consumer, logger) -> None:
-        self.waiting_empty = True
-        try:
-            if self.before_wait_empty is not None:
-                await self.before_wait_empty()
-            await super()._consumer_wait_empty(consumer, logger)
-        finally:
-            self.waiting_empty = False
-
-
 def make_app(s: Settings) -> faust.App:
     params = WorkerParams.from_settings(s)
-    FaustConsumer._add_gap = _no_offset_gaps
-    AIOKafkaConsumerThread._create_worker_consumer = _worker_consumer_with_fetch_limits
+    install_consumer_patches()
     app = WorkerApp(
         s.worker_id,
         broker=f"kafka://{s.kafka_bootstrap}",
@@ -376,7 +334,7 @@ def make_app(s: Settings) -> faust.App:
         """After delivery: keep the batch's records unacknowledged and its states unsaved until the
         next checkpoint (one state save per device per checkpoint instead of per batch)."""
         for ev in events:
-            ev.message.incref()  # take_events' ack then leaves it unacknowledged
+            hold_reference(ev.message)  # take_events' ack then leaves it unacknowledged
             held.events.append(ev)
             key = ev.key.decode("utf-8", "replace") if ev.key else ""
             held.by_device.setdefault(key, []).append(ev)
@@ -392,13 +350,10 @@ def make_app(s: Settings) -> faust.App:
         committed offset) and their states unsaved (a write from here would race the owner's)."""
         owned = set() if cursors.rebalancing else {tp.partition for tp in cursors.owned}
         producer = app.producer
-        changelog = state.changelog_topic.get_topic_name()
         unsaved: set[str] = set()
         for key, (dp, partition) in held.devices.items():
             if partition in owned and cache.get(key, dp) is dp:
-                data = dp.to_state()
-                state.data[key.encode()] = data
-                await producer.send(changelog, key.encode(), data, partition, None, None)
+                await save_to_changelog(state, producer, key.encode(), dp.to_state(), partition)
             else:  # moved away (or replaced by a newer state from the table, which means the same)
                 unsaved.add(key)
                 if cache.get(key) is dp:
@@ -406,9 +361,9 @@ def make_app(s: Settings) -> faust.App:
         for key, evs in held.by_device.items():
             for ev in evs:
                 if ev.message.partition in owned and key not in unsaved:
-                    ev.message.ack(app.consumer)  # the last reference: the offset may now be committed
+                    release(ev.message, app.consumer)  # the last reference: the offset may now be committed
                 else:
-                    ev.message.acked = True  # never counted as done here (see `admitted`)
+                    never_commit(ev.message)  # never counted as done here (see `admitted`)
         if held.events:
             CHECKPOINTS.inc()
         held.events, held.by_device, held.devices, held.since_s = [], {}, {}, None
@@ -468,7 +423,7 @@ def make_app(s: Settings) -> faust.App:
             if verdict is Admit.APPLY:
                 keep.append(ev)
                 continue
-            ev.message.acked = True  # makes take_events' ack a no-op: the offset must not count as done
+            never_commit(ev.message)  # makes take_events' ack a no-op: the offset must not count as done
             DROPPED.labels(verdict.value).inc()
             if verdict is Admit.HOLE:
                 after, first, _ = holes.get(tp, (cursors.next_offset[tp] - 1, offset, offset))
@@ -516,7 +471,7 @@ def make_app(s: Settings) -> faust.App:
                 os._exit(70)
             except BaseException:
                 for ev in events:
-                    ev.message.acked = True  # take_events' ack becomes a no-op
+                    never_commit(ev.message)  # take_events' ack becomes a no-op
                 raise
 
     progress = {"last_event_s": time.monotonic(), "armed": False}  # armed by the first processed batch

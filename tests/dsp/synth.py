@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import scipy.signal as ss
 
-DATA_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "emg"
+# Real recordings kept in the repository (provenance and licences in its README.md).
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "emg"
 
 
 def real_files() -> list[Path]:

@@ -49,7 +49,7 @@ def check_schema(rep: dict, n_channels: int) -> None:
 
 
 def test_real_data_present() -> None:
-    assert len(real_files()) == 8, f"expected the shared recordings in {DATA_DIR}"
+    assert len(real_files()) == 8, f"expected the recordings in {DATA_DIR}"
 
 
 @pytest.mark.parametrize("path", real_files(), ids=lambda p: p.name)

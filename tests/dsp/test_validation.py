@@ -6,13 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("neurokit2")
-pytest.importorskip("biosppy")
+from processors.dsp.validation import compare_signal, simulator_agreement, synthetic_truth
+from processors.recordings import load_recording
 
-from processors.dsp.validation import compare_signal, synthetic_truth  # noqa: E402
-from processors.recordings import load_recording  # noqa: E402
-
-from .synth import DATA_DIR  # noqa: E402
+from .synth import DATA_DIR
 
 
 def test_synthetic_truth_onsets_and_envelopes() -> None:
@@ -38,10 +35,7 @@ def test_real_recordings_envelope_agreement(rel: str) -> None:
 
 def test_asymmetry_and_synkinesis_against_simulator_truth() -> None:
     """End to end on the ingest simulator's facial sessions (its ground truth defines AI the
-    same way); skipped if that package is not importable."""
-    pytest.importorskip("ingest.simulator")
-    from processors.dsp.validation import simulator_agreement
-
+    same way)."""
     r = simulator_agreement(patients=2, seed=11, duration_s=60.0)
     assert len(r["ai"]) == 8
     assert r["ai_max_abs_error"] < 0.03  # measured 0.016 max over 4 patients

@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ingest import wire
 from ingest.runner import recording_frames
+from tests.dsp.synth import DATA_DIR
 from tests.ingest.conftest import MIMETIC, read_topic
 
 pytestmark = pytest.mark.stack
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "emg"
-REC = DATA / "biosppy" / "emg_1.txt"
+REC = DATA_DIR / "biosppy" / "emg_1.txt"
 
 
-@pytest.mark.skipif(not REC.exists(), reason="shared recordings not present")
 def test_replay_recording_through_gateway(gateway, settings, new_device):
     from processors.recordings import load_recording
 
