@@ -78,6 +78,15 @@ def secrets_cmd(
         typer.echo("every secret file exists (kept)")
 
 
+def _require_tls(datasources: Path) -> None:
+    """The cluster's PostgreSQL refuses connections without TLS (deploy/k8s/base/postgres)."""
+    head, _, body = datasources.read_text().partition("\n")
+    doc = json.loads(body)
+    for ds in doc["datasources"]:
+        ds["jsonData"]["sslmode"] = "require"
+    datasources.write_text(head + "\n" + json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
 def grafana_bundle(out: Path, clinics: list[str], database: str, port: int) -> list[Path]:
     """`dashboards build` into `out`, pointed at the in-cluster database, plus a kustomization
     that turns the files into the ConfigMaps the Grafana Deployment mounts."""
@@ -87,6 +96,7 @@ def grafana_bundle(out: Path, clinics: list[str], database: str, port: int) -> l
 
     s = get_settings().model_copy(update={"pg_host": GRAFANA_PG_HOST, "pg_port": port, "pg_database": database})
     written = build(out, s, clinics, GRAFANA_DASHBOARDS_ROOT)
+    _require_tls(out / GRAFANA_PROVISIONING["mimetic-grafana-datasources"] / "mimetic.yaml")
     generators = []
     for name, folder in sorted(GRAFANA_PROVISIONING.items()):
         files = sorted(p.relative_to(out).as_posix() for p in (out / folder).glob("*.yaml"))
