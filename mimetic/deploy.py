@@ -60,6 +60,9 @@ SECRET_FILES: dict[str, tuple[str, str]] = {
     "grafana-admin-password": ("password", ""),
     "smtp-password": ("password", ""),
 }
+#: the compose file's secrets (deploy/compose/compose.yaml), all passwords
+COMPOSE_SECRET_FILES = ("pg-admin-password", "pg-owner-password", "pg-gw-password", "pg-sink-password",
+                        "pg-notify-password", "smtp-password")
 
 
 @dataclass(frozen=True)
@@ -197,13 +200,17 @@ def generated_files(s: Settings | None = None) -> dict[Path, str]:
     return {TOPICS_FILE: topics_yaml(s), USERS_FILE: users_yaml(s)}
 
 
-def write_secret_files(directory: Path) -> list[Path]:
-    """Create the overlay's missing secret files (mode 0600, random passwords); existing ones
-    are kept, so running it again never rotates a password. Returns the files created."""
+def write_secret_files(directory: Path, compose: bool = False) -> list[Path]:
+    """Create the missing secret files of an overlay (or, with `compose`, of the compose file);
+    existing ones are kept, so running it again never rotates a password. The folder is 0700.
+    Files are 0600, except for compose (0644): Compose bind-mounts them with the host's owner
+    and mode, and the containers' users (10001, postgres) must read them; the 0700 folder
+    keeps other host users out. Returns the files created."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
+    wanted = {name: ("password", "") for name in COMPOSE_SECRET_FILES} if compose else SECRET_FILES
     made = []
-    for name, (kind, content) in SECRET_FILES.items():
+    for name, (kind, content) in wanted.items():
         path = directory / name
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -212,5 +219,7 @@ def write_secret_files(directory: Path) -> list[Path]:
         with os.fdopen(fd, "w") as fh:
             # no trailing newline: secretGenerator copies the bytes into the Secret as they are
             fh.write(content if kind == "user" else secrets.token_urlsafe(32))
+        if compose:
+            os.chmod(path, 0o644)
         made.append(path)
     return made

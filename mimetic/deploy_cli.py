@@ -67,11 +67,13 @@ def generate_cmd(
 def secrets_cmd(
     directory: Annotated[Path, typer.Argument(help="The overlay's secrets folder, e.g. "
                                               "deploy/k8s/overlays/production/secrets")],
+    compose: Annotated[bool, typer.Option("--compose", help="The compose file's secrets instead "
+                                          "(deploy/compose/secrets)")] = False,
 ) -> None:
-    """Create the overlay's missing secret files (random passwords, mode 0600; never overwritten)."""
+    """Create the missing secret files (random passwords; never overwritten)."""
     from mimetic.deploy import write_secret_files
 
-    made = write_secret_files(directory)
+    made = write_secret_files(directory, compose=compose)
     for path in made:
         typer.echo(f"created {path}")
     if not made:

@@ -77,6 +77,6 @@ def validate_compose(doc: dict[str, Any]) -> None:
     import json
 
     schema = json.loads(COMPOSE_SCHEMA.read_text())
-    validator_cls = jsonschema.validators.validator_for(schema)
-    errors = sorted(validator_cls(schema).iter_errors(doc), key=str)
+    assert schema["$schema"].startswith("https://json-schema.org/draft-07/")
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=str)
     assert not errors, "; ".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)

@@ -352,3 +352,16 @@ def test_grafana_bundle_renders_the_configmaps_grafana_mounts(tmp_path: Path,
     assert "mimetic-pg-ro:5432" in text and '"sslmode": "require"' in text
     env = {e["name"] for c in pod_spec(deployment)["containers"] for e in c.get("env", [])}
     assert {"MIMETIC_PG_ROLE_GRAFANA_RESEARCHER", "MIMETIC_PG_ROLE_GRAFANA_OPERATOR"} <= env
+
+
+def test_deploy_commands_print_and_check_the_generated_files() -> None:
+    from typer.testing import CliRunner
+
+    from mimetic.cli import app
+    from mimetic.deploy import TOPICS_FILE, USERS_FILE
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["deploy", "topics"]).stdout == TOPICS_FILE.read_text()
+    assert runner.invoke(app, ["deploy", "users"]).stdout == USERS_FILE.read_text()
+    result = runner.invoke(app, ["deploy", "generate", "--check"])
+    assert result.exit_code == 0 and "differs" not in result.stdout
