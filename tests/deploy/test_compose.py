@@ -105,3 +105,14 @@ def test_mimetic_containers_are_non_root_and_read_only(compose: dict[str, Any]) 
     assert compose["networks"]["backend"]["internal"] is True
     for name in ("kafka", "db"):
         assert "ports" not in compose["services"][name], name
+
+
+def test_vendored_schemas_are_the_documented_files() -> None:
+    import hashlib
+
+    here = REPO_ROOT / "tests" / "deploy"
+    table = dict(re.findall(r"^\| `([^`]+)` \|.*\| `([0-9a-f]{64})` \|$", (here / "README.md").read_text(), re.M))
+    vendored = {p.relative_to(here).as_posix() for p in [*here.glob("crds/*.yaml"), *here.glob("schemas/*.json")]}
+    assert set(table) == vendored
+    for rel, digest in table.items():
+        assert hashlib.sha256((here / rel).read_bytes()).hexdigest() == digest, rel

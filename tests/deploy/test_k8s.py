@@ -365,3 +365,19 @@ def test_deploy_commands_print_and_check_the_generated_files() -> None:
     assert runner.invoke(app, ["deploy", "users"]).stdout == USERS_FILE.read_text()
     result = runner.invoke(app, ["deploy", "generate", "--check"])
     assert result.exit_code == 0 and "differs" not in result.stdout
+
+
+def test_install_stages_are_complete(rendered: Rendered) -> None:
+    """README "Deployment" applies `mimetic.io/stage=data`, then `=setup`, then everything:
+    the data stage must hold what the Jobs need, the setup stage exactly the Jobs."""
+    stage = {(o["kind"], o["metadata"]["name"]): o["metadata"].get("labels", {}).get("mimetic.io/stage")
+             for o in rendered.objects}
+    data_kinds = {"Namespace", "ConfigMap", "Secret", "NetworkPolicy", "ServiceAccount", "Kafka",
+                  "KafkaNodePool", "KafkaTopic", "KafkaUser", "Cluster"}
+    for (kind, name), value in stage.items():
+        if kind in data_kinds:
+            assert value == "data", f"{kind} {name}"
+        elif kind == "Job":
+            assert value == "setup", f"{kind} {name}"
+        else:
+            assert value is None, f"{kind} {name}"
