@@ -49,7 +49,7 @@ def test_docker_context_holds_every_package() -> None:
 
 def _resolve(args: list[str]) -> tuple[str, ...] | None:
     """The sub-command path `args` names in the `mimetic` command, or None if it names none
-    (or stops at a group that needs a sub-command)."""
+    (or stops at a group that needs a sub-command; `mimetic notify` runs without one)."""
     cmd = typer.main.get_command(app)
     path: tuple[str, ...] = ()
     for arg in args:
@@ -57,7 +57,8 @@ def _resolve(args: list[str]) -> tuple[str, ...] | None:
         if subs is None or arg not in subs:
             break
         cmd, path = subs[arg], (*path, arg)
-    return path if path and getattr(cmd, "commands", None) is None else None
+    runs_alone = getattr(cmd, "commands", None) is None or getattr(cmd, "invoke_without_command", False)
+    return path if path and runs_alone else None
 
 
 def test_manifests_run_existing_commands() -> None:

@@ -201,7 +201,8 @@ def test_long_running_containers_have_probes(rendered: Rendered) -> None:
             assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "admin"}, name
             assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}, name
     assert {o["metadata"]["name"] for o in rendered.of_kind("Deployment")} >= set(SERVICES)
-    assert cfg["MIMETIC_ADMIN_HOST"] == "0.0.0.0"  # probes come from the kubelet, not loopback
+    for setting, _user in SERVICES.values():  # probes come from the kubelet, not loopback
+        assert cfg[setting.replace("_PORT", "_HOST")] == "0.0.0.0", setting
 
 
 def test_worker_replicas_within_partitions(rendered: Rendered) -> None:
