@@ -2,9 +2,10 @@
 
 - Strimzi `KafkaTopic`s from `mimetic.topics` (plus the worker's Faust-internal topics), with
   replication 3 and `min.insync.replicas` 2;
-- Strimzi `KafkaUser`s, one per service, SCRAM-SHA-512, with ACLs from `ACCESS` below: only
+- Strimzi `KafkaUser`s, one per service, SCRAM-SHA-512, with ACLs from `access()` below: only
   the gateway may write the raw device topics;
-- the overlays' secret files (random passwords, written only where missing, never committed).
+- the secret files of the overlays and of the compose file (random passwords, written only
+  where missing, never committed).
 
 Settings come from the deployment's own `deploy/k8s/base/config.env` (the ConfigMap the pods
 read), so the topics' partition count is the one the workers are sized against. The YAML
@@ -35,7 +36,7 @@ TOPIC_REPLICAS = 3
 MIN_INSYNC_REPLICAS = 2
 #: the worker's Faust tables (processors/worker/app.py); each has a changelog topic
 WORKER_TABLES = ("device-state",)
-#: the notifier's consumer group (MIMETIC_NOTIFY_GROUP's default)
+#: the notifier's consumer group where the settings have no MIMETIC_NOTIFY_GROUP yet
 NOTIFY_GROUP = "mimetic-notify"
 
 RAW = (T.RAW_FRAMES, T.TELEMETRY, T.SESSION_EVENTS)
@@ -73,7 +74,7 @@ class Access:
     reads: tuple[T.TopicSpec, ...] = ()
     writes: tuple[T.TopicSpec, ...] = ()
     groups: tuple[str, ...] = ()
-    #: topic-name prefixes the service owns outright (Faust's changelog and leader topics)
+    #: a topic-name prefix the service owns outright (Faust's changelog and leader topics)
     owns_prefix: str | None = None
     #: may describe and create the topics of `mimetic.topics` (the topics Job)
     admin: bool = False
@@ -87,7 +88,7 @@ def access(s: Settings) -> tuple[Access, ...]:
         Access("mimetic-worker", reads=RAW + ticks, writes=DERIVED + (T.DEAD_LETTERS,) + ticks,
                groups=(s.worker_id,), owns_prefix=f"{s.worker_id}-"),
         Access("mimetic-sink", reads=DERIVED, writes=(T.DEAD_LETTERS,), groups=(s.sink_group,)),
-        Access("mimetic-notify", reads=(T.ALERTS,), groups=(NOTIFY_GROUP,)),
+        Access("mimetic-notify", reads=(T.ALERTS,), groups=(getattr(s, "notify_group", NOTIFY_GROUP),)),
         Access("mimetic-admin", admin=True),
     )
 

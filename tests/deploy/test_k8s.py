@@ -107,12 +107,12 @@ def test_every_topic_has_a_kafka_topic(rendered: Rendered) -> None:
             assert declared[spec.name(s)]["config"][key] == value
 
 
-def test_worker_changelog_topics_match_the_faust_app() -> None:
+def test_worker_changelog_topics_match_the_faust_app(tmp_path: Path) -> None:
     """The KafkaTopics for the worker's Faust tables are named as the app names them."""
     from processors.worker.app import make_app
 
-    s = settings_from_env_file()
-    app = make_app(s)
+    s = settings_from_env_file().model_copy(update={"home": tmp_path})
+    app = make_app(s)  # only built, never started: no broker needed
     changelogs = {t.changelog_topic.get_topic_name() for t in app.tables.values()}
     assert {t.name for t in app.tables.values()} == set(WORKER_TABLES)
     declared = {d["spec"]["topicName"]: d["spec"] for d in kafka_topics(s)}
