@@ -81,7 +81,8 @@ class Notifier:
 
             runner = await start_api(self.s, self.pool)
         self.started.set()
-        log.info("notifier started (group %s)", self.s.notify_group)
+        log.info("notifier started (group %s, database login %s)", self.s.notify_group,
+                 self.s.notify_pg_user or self.s.pg_user)
         tasks = [asyncio.create_task(self._loop(self._intake_step), name="intake"),
                  asyncio.create_task(self._loop(self._deliver_round, self._wake), name="deliver"),
                  asyncio.create_task(self._loop(self._escalate_step, asyncio.Event()), name="escalate")]

@@ -40,6 +40,30 @@ def _webhook(s: Settings, conn, w: WebhookReceiver, name: str, path: str, clinic
     return rec
 
 
+def _notifier_login(s: Settings, conn, name: str) -> None:
+    """A login in the group `mimetic_notifier` only (as the other helper's roles command will make it)."""
+    import os
+    import secrets
+
+    from psycopg import sql
+
+    password = secrets.token_urlsafe(18)
+    conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(name)))
+    conn.execute(sql.SQL("create role {} login password {} in role mimetic_notifier").format(
+        sql.Identifier(name), sql.Literal(password)))
+    s.secrets_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(s.secrets_dir / f"pg-role-{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+
+
+def _drop_login(s: Settings, conn, name: str) -> None:
+    from psycopg import sql
+
+    conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(name)))
+    (s.secrets_dir / f"pg-role-{name}").unlink(missing_ok=True)
+
+
 def _deliveries(conn, alert_ids: list[str]) -> list[tuple]:
     return conn.execute("select alert_id, state, receiver_id, status, attempts from app.alert_delivery "
                         "where alert_id = any(%s)", (alert_ids,)).fetchall()
@@ -144,9 +168,22 @@ def test_receiver_down_30s_and_notifier_killed_nothing_lost_nothing_twice(
 def test_smtp_escalation_acknowledgement_audit_and_dashboards(
         notify_settings: Settings, notifier: NotifierProcess, webhook: WebhookReceiver, smtp, db) -> None:
     smtp_port, inbox = smtp
-    s = notify_settings.model_copy(update={"notify_smtp_port": smtp_port, "notify_escalate_after_s": 2.0})
-    notifier.s = s
     tag = uuid.uuid4().hex[:6]
+    login = f"notify_{tag}"     # the notifier runs with the grants of migration 0011 only
+    _notifier_login(notify_settings, db, login)
+    s = notify_settings.model_copy(update={"notify_smtp_port": smtp_port, "notify_escalate_after_s": 2.0,
+                                           "notify_pg_user": login})
+    notifier.s = s
+    try:
+        _smtp_escalation_ack(s, notifier, webhook, inbox, db, tag)
+        assert f"database login {login})" in notifier.logs()
+    finally:
+        notifier.stop_all()
+        _drop_login(s, db, login)
+
+
+def _smtp_escalation_ack(s: Settings, notifier: NotifierProcess, webhook: WebhookReceiver, inbox, db,
+                         tag: str) -> None:
     clinic, other, dev, code = f"cc-{tag}", f"cd-{tag}", f"dev-c-{tag}", f"P-{tag.upper()}"
     _register(db, clinic, dev, code)
     _register(db, other, f"dev-d-{tag}")
@@ -193,6 +230,16 @@ def test_smtp_escalation_acknowledgement_audit_and_dashboards(
     status, res = post(f"/alerts/{a1.alert_id}/ack", kim, "stopped stimulation, called the patient")
     assert status == 200 and res["done"] and res["by"] == f"dr.kim-{tag}"
     assert post(f"/alerts/{a1.alert_id}/ack", kim)[1]["done"] is False     # once
+
+    def get(path: str, token: str) -> list[dict]:
+        req = urllib.request.Request(api + path, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    seen = {x["alert_id"]: x for x in get("/alerts", kim)}
+    assert {a1.alert_id, a2.alert_id, f1.alert_id} <= set(seen)
+    assert seen[a1.alert_id]["acknowledged_by"] == f"dr.kim-{tag}" and seen[a2.alert_id]["acknowledged_by"] is None
+    assert not {a1.alert_id, a2.alert_id, f1.alert_id} & {x["alert_id"] for x in get("/alerts?all=1", stranger)}
 
     # a2 was not acknowledged: after 2 s it goes to tier 1 (the head of the clinic, by e-mail)
     def mail_to(addr: str) -> list:
