@@ -13,8 +13,8 @@ Intake (:meth:`Notifier._intake_step`), the at-least-once argument in order:
   4. Commit the batch's Kafka offsets. A crash before this replays the batch; the
      notices' primary keys make the replay queue nothing new.
 
-Delivery (:meth:`Notifier._deliver_round`): lease due deliveries, send them (receivers
-in parallel, each receiver's in order, stopping at its first failure), record each
+Delivery (:meth:`Notifier._deliver_round`): lease due deliveries, send them (one task
+per receiver, each receiver's in order, stopping at its first failure), record each
 success (with an audit row) or schedule the retry with capped exponential back-off.
 A crash between a send and its record leaves the lease to expire: the delivery is
 sent again with the same ``Idempotency-Key``, which the receiver uses to drop it.
@@ -52,11 +52,14 @@ class Notifier:
     """`await run()` until `stop()`."""
 
     def __init__(self, settings: Settings, dsn: str | None = None, api: bool = True):
+        if settings.notify_lease_s <= settings.notify_send_timeout_s:
+            raise ValueError("MIMETIC_NOTIFY_LEASE_S must exceed MIMETIC_NOTIFY_SEND_TIMEOUT_S")
         self.s = settings
         self.dsn = dsn or notifier_dsn(settings)
         self.api = api
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()   # new deliveries: start a delivery round now
+        self._busy: dict[int, asyncio.Task] = {}   # receiver id -> its sending task
         self.pool: AsyncConnectionPool | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.http: aiohttp.ClientSession | None = None
@@ -89,6 +92,7 @@ class Notifier:
         try:
             await self._stop.wait()
         finally:
+            tasks += list(self._busy.values())   # unfinished sends: their leases expire, they go again
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -107,8 +111,10 @@ class Notifier:
             try:
                 await step()
                 delay = 0.5
-            except (psycopg.Error, KafkaError, OSError) as exc:
-                log.warning("%s: %s; retrying in %.1fs", step.__name__, exc, delay)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:   # database or Kafka down, or a bug: log, back off, go on
+                log.warning("%s: %s: %s; retrying in %.1fs", step.__name__, type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(self.s.notify_retry_max_s, delay * 2) * random.uniform(0.8, 1.0)
                 continue
@@ -136,10 +142,9 @@ class Notifier:
                 recs.append(rec)
         while True:                                                                              # 3
             try:
-                async with self.pool.connection() as conn:
-                    new = await queue.enqueue(conn, recs)
+                new = await self._enqueue(recs)
                 break
-            except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
+            except psycopg.OperationalError as exc:
                 if self._stop.is_set():
                     return   # uncommitted: replayed by the next notifier
                 log.warning("database unavailable (%s); retrying the batch", exc)
@@ -155,24 +160,56 @@ class Notifier:
         if new:
             self._wake.set()
 
+    async def _enqueue(self, recs: list[r.AlertRecord]) -> int:
+        """Queue a batch; if the database refuses its data (a NUL byte, say), queue the records one
+        by one and skip the ones it still refuses, so one bad record cannot stop the notifier."""
+        assert self.pool is not None
+        try:
+            async with self.pool.connection() as conn:
+                return await queue.enqueue(conn, recs)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            log.warning("batch refused by the database (%s); queueing record by record", exc)
+        new = 0
+        for rec in recs:
+            try:
+                async with self.pool.connection() as conn:
+                    new += await queue.enqueue(conn, [rec])
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                log.warning("skipping alert record %r: refused by the database (%s)", rec.alert_id[:80], exc)
+        return new
+
     # -- delivery ---------------------------------------------------------------------
     async def _deliver_round(self) -> None:
+        """Lease what is due for receivers not already being sent to; one task per receiver, so a slow
+        receiver delays only its own notifications."""
         assert self.pool is not None
         async with self.pool.connection() as conn:
-            due = await queue.claim_due(conn, limit=200, lease_s=self.s.notify_lease_s)
-        if not due:
-            return
+            due = await queue.claim_due(conn, limit=200, lease_s=self.s.notify_lease_s, busy=list(self._busy))
         by_receiver: dict[int, list[queue.Due]] = defaultdict(list)
         for d in due:
             by_receiver[d.receiver_id].append(d)
-        await asyncio.gather(*(self._deliver_to(ds) for ds in by_receiver.values()))
-        if len(due) == 200:
-            self._wake.set()   # more may be due
+        for rid, ds in by_receiver.items():
+            task = asyncio.create_task(self._deliver_to(ds), name=f"deliver-{rid}")
+            self._busy[rid] = task
+            task.add_done_callback(lambda t, rid=rid: self._done(rid, t))
+
+    def _done(self, receiver_id: int, task: asyncio.Task) -> None:
+        self._busy.pop(receiver_id, None)
+        if not task.cancelled() and task.exception() is not None:   # leased rows go again after the lease
+            log.warning("sending to receiver %d stopped: %r", receiver_id, task.exception())
+        self._wake.set()   # its other notifications may be due
 
     async def _deliver_to(self, ds: list[queue.Due]) -> None:
-        """One receiver's deliveries in order; at its first failure the rest wait with it."""
+        """One receiver's deliveries in order; at its first failure the rest wait with it. Rows whose
+        lease would run out before their send could finish go back unsent (no second sender races)."""
         assert self.pool is not None
+        loop = asyncio.get_running_loop()
+        lease_end = loop.time() + self.s.notify_lease_s - self.s.notify_send_timeout_s
         for i, d in enumerate(ds):
+            if i > 0 and loop.time() > lease_end:
+                async with self.pool.connection() as conn:
+                    await queue.release(conn, ds[i:], datetime.now(timezone.utc))
+                return
             try:
                 detail = await self._send(d)
             except SendError as exc:

@@ -109,16 +109,16 @@ async def enqueue(conn: AsyncConnection, recs: list[r.AlertRecord]) -> int:
     return new
 
 
-async def claim_due(conn: AsyncConnection, limit: int, lease_s: float) -> list[Due]:
-    """Lease up to ``limit`` due deliveries (oldest first). A clear waits for its raise to the same
-    receiver, so a receiver never hears of a clear before the raise."""
+async def claim_due(conn: AsyncConnection, limit: int, lease_s: float, busy: list[int] | None = None) -> list[Due]:
+    """Lease up to ``limit`` due deliveries (oldest first), none for the ``busy`` receivers. A clear
+    waits for its raise to the same receiver, so a receiver never hears of a clear before the raise."""
     async with conn.transaction():
         cur = await conn.execute(
             """
             with due as (
                 select d.alert_id, d.state, d.receiver_id from app.alert_delivery d
                 join app.alert_receiver v on v.receiver_id = d.receiver_id and v.enabled
-                where d.status = 'pending' and d.next_attempt_at <= now()
+                where d.status = 'pending' and d.next_attempt_at <= now() and d.receiver_id <> all(%s)
                   and (d.lease_until is null or d.lease_until <= now())
                   and not (d.state = 'cleared' and exists (
                       select 1 from app.alert_delivery p where p.alert_id = d.alert_id
@@ -131,7 +131,7 @@ async def claim_due(conn: AsyncConnection, limit: int, lease_s: float) -> list[D
               and n.alert_id = d.alert_id and n.state = d.state and v.receiver_id = d.receiver_id
             returning d.alert_id, d.state, d.receiver_id, d.reason, d.attempts, n.payload, v.name, v.kind,
                       v.target, v.secret_ref, d.created_at
-            """, (limit, lease_s))
+            """, (busy or [], limit, lease_s))
         rows = await cur.fetchall()
     rows.sort(key=lambda x: (x[10], x[1] != "raised"))
     return [Due(*row[:10]) for row in rows]

@@ -40,7 +40,7 @@ def notify_settings(settings: Settings, tmp_path: Path) -> Settings:
         "topic_prefix": f"{settings.topic_prefix}-n{tag}", "topic_partitions": 2, "notify_group": f"notify-{tag}",
         "notify_port": free_loopback_port(), "notify_secrets_dir": tmp_path / "secrets",
         "notify_retry_base_s": 0.5, "notify_retry_max_s": 2.0, "notify_send_timeout_s": 2.0,
-        "notify_lease_s": 3.0, "notify_tick_s": 0.2,
+        "notify_lease_s": 5.0, "notify_tick_s": 0.2,
     })
     ensure_topics(s, (topics.ALERTS,))
     return s

@@ -177,6 +177,7 @@ def test_smtp_escalation_acknowledgement_audit_and_dashboards(
     try:
         _smtp_escalation_ack(s, notifier, webhook, inbox, db, tag)
         assert f"database login {login})" in notifier.logs()
+        assert "skipping alert record 'bad\\x00id'" in notifier.logs()
     finally:
         notifier.stop_all()
         _drop_login(s, db, login)
@@ -206,9 +207,12 @@ def _smtp_escalation_ack(s: Settings, notifier: NotifierProcess, webhook: Webhoo
         w.write([a1, a2, f1])
     finally:
         w.close()
+    # a record the database refuses (NUL bytes) ahead of them on the same partition: skipped, no stall
+    poison = r.AlertRecord(alert_id="bad\x00id", device_id=dev, alert_type="over_current", severity="critical",
+                           state="raised", time=T0, raised_at=T0, message="nul \x00 byte")
     webhook.start()
     notifier.start()
-    produce(s, [a1, a2, f1])
+    produce(s, [poison, a1, a2, f1])
     wait_until(lambda: {f"{a1.alert_id}:raised", f"{a2.alert_id}:raised"} <= webhook.keys("/ward"), 20,
                "the ward's webhook")
 
