@@ -90,8 +90,9 @@ async def enqueue(conn: AsyncConnection, recs: list[r.AlertRecord]) -> int:
                     f"select %(alert)s, %(state)s, receiver_id from ({_FIRST_TIER}) t on conflict do nothing", args)
                 await conn.execute(
                     "insert into alert_handling (alert_id, device_id, alert_type, severity, raised_at, "
-                    "escalated_order) values (%s, %s, %s, %s, %s, (select min(escalation_order) from app.alert_receiver "
-                    "where enabled and clinic_id is not distinct from %s)) on conflict (alert_id) do nothing",
+                    "escalated_order) values (%s, %s, %s, %s, %s, (select min(escalation_order) "
+                    "from app.alert_receiver where enabled and clinic_id is not distinct from %s)) "
+                    "on conflict (alert_id) do nothing",
                     (rec.alert_id, rec.device_id, rec.alert_type, rec.severity, rec.raised_at, args["clinic"]))
             else:
                 # everyone told of the raise (escalation tiers included), or the first tier
@@ -104,7 +105,8 @@ async def enqueue(conn: AsyncConnection, recs: list[r.AlertRecord]) -> int:
                     f"group by receiver_id on conflict do nothing", args)
                 await conn.execute(
                     "insert into alert_handling (alert_id, device_id, alert_type, severity, raised_at, cleared_at) "
-                    "values (%s, %s, %s, %s, %s, %s) on conflict (alert_id) do update set cleared_at = excluded.cleared_at",
+                    "values (%s, %s, %s, %s, %s, %s) "
+                    "on conflict (alert_id) do update set cleared_at = excluded.cleared_at",
                     (rec.alert_id, rec.device_id, rec.alert_type, rec.severity, rec.raised_at, rec.time))
     return new
 

@@ -278,7 +278,8 @@ order by u.i""", ("Electrode", "Impedance"))],
                      f"order by onset desc limit 200",
                      ("Onset", "Muscle", "Side", "Duration (s)", "Peak (µV)", "Task"))],
               w=12, h=8),
-        Panel("Session alerts", "Alerts of this session, newest first (cleared ones show when) and who acknowledged them.", "table",
+        Panel("Session alerts", "Alerts of this session, newest first (cleared ones show when) and who "
+              "acknowledged them.", "table",
               [Query(f"select raised_at as \"Raised\", alert_type as \"Alert\", severity as \"Severity\", "
                      f"cleared_at as \"Cleared\", acknowledged_by as \"Acknowledged by\", "
                      f"message as \"Detail\" from alert left join {HANDLING} using (alert_id) where {sess} "
@@ -448,7 +449,8 @@ def operator_fleet() -> Dashboard:
                      "\"Lag\", coalesce(sum(dead_letters), 0) as \"Dead letters\" from ops.pipeline_throughput "
                      "where $__timeFilter(time)", ("Records/s", "Lag", "Dead letters"))],
               w=8, h=5, decimals=0, options={"textMode": "value_and_name", "colorMode": "none"}),
-        Panel("Active alerts (detail)", "Every alert not yet cleared, most severe and oldest first, with who acknowledged it.", "table",
+        Panel("Active alerts (detail)", "Every alert not yet cleared, most severe and oldest first, with who "
+              "acknowledged it.", "table",
               [Query(f"select severity as \"Severity\", alert_type as \"Alert\", device_id as \"Device\", "
                      f"channel as \"Channel\", raised_at as \"Raised\", round(value::numeric, 1) as \"Value\", "
                      f"round(threshold::numeric, 1) as \"Threshold\", acknowledged_by as \"Acknowledged by\", "
@@ -465,7 +467,8 @@ def operator_fleet() -> Dashboard:
                      f"group by 1, 2 order by 1", ("time", "metric", "value"), "time_series")],
               w=12, h=8, unit="none", min=0, custom={"drawStyle": "bars", "fillOpacity": 70, "stacking":
                                                      {"mode": "normal", "group": "A"}}),
-        Panel("Alert history", "Alert episodes in the range: raised, cleared, how long they lasted, who acknowledged and when they were resolved.", "table",
+        Panel("Alert history", "Alert episodes in the range: raised, cleared, how long they lasted, who "
+              "acknowledged and when they were resolved.", "table",
               [Query(f"select raised_at as \"Raised\", cleared_at as \"Cleared\", round(extract(epoch from "
                      f"coalesce(cleared_at, now()) - raised_at)::numeric, 0) as \"Duration\", severity as "
                      f"\"Severity\", alert_type as \"Alert\", device_id as \"Device\", channel as \"Channel\", "
