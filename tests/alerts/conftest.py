@@ -18,6 +18,7 @@ from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
 
+import psycopg
 import pytest
 from aiohttp import web
 from kafka import KafkaProducer
@@ -33,8 +34,9 @@ T0 = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def notify_settings(settings: Settings, tmp_path: Path) -> Settings:
-    """Own alerts topic (2 partitions), consumer group, API port and secrets directory; fast retries."""
+def notify_settings(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """Own alerts topic (2 partitions), consumer group, API port and secrets directory; fast retries.
+    Receivers and tokens are removed afterwards (the operators' receivers would hear every test)."""
     tag = uuid.uuid4().hex[:6]
     s = settings.model_copy(update={
         "topic_prefix": f"{settings.topic_prefix}-n{tag}", "topic_partitions": 2, "notify_group": f"notify-{tag}",
@@ -43,7 +45,10 @@ def notify_settings(settings: Settings, tmp_path: Path) -> Settings:
         "notify_lease_s": 5.0, "notify_tick_s": 0.2,
     })
     ensure_topics(s, (topics.ALERTS,))
-    return s
+    yield s
+    with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
+        conn.execute("delete from app.alert_receiver")
+        conn.execute("delete from app.alert_api_token")
 
 
 def alert(device: str, alert_type: str, i: int, state: str = "raised", severity: str = "warning",
