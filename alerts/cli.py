@@ -17,7 +17,8 @@ from mimetic.config import get_settings
 from mimetic.console import console
 from mimetic.console import fail as _fail
 
-notify_app = typer.Typer(help="The alert notifier: delivery to receivers, escalation, HTTP API.")
+notify_app = typer.Typer(help="Without a sub-command: run the alert notifier (delivery to receivers, "
+                         "escalation, HTTP API) until interrupted. Sub-commands manage receivers and tokens.")
 receivers_app = typer.Typer(no_args_is_help=True, help="Where alerts are delivered (webhook or e-mail).")
 tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of the notifier's HTTP API.")
 alerts_app = typer.Typer(no_args_is_help=True, help="Acknowledge, resolve and list alerts.")

@@ -41,7 +41,9 @@ async def send_webhook(http: aiohttp.ClientSession, s: Settings, d: Due) -> str:
                 return f"HTTP {resp.status}"
             raise SendError(f"HTTP {resp.status}")
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        # a webhook URL may carry a credential in its path or query: never in logs or the database
+        reason = str(exc).replace(d.target, "<url>")[:200]
+        raise SendError(f"{type(exc).__name__}: {reason}") from None
 
 
 def email_message(s: Settings, d: Due) -> EmailMessage:
