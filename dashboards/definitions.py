@@ -22,6 +22,8 @@ THERAPY_LIST = list(THERAPY_TYPES)
 
 AI_THRESHOLDS = [(None, "green"), (0.1, "yellow"), (0.25, "orange"), (0.5, "red")]
 SYN_THRESHOLD = 0.25
+# who acknowledged / resolved an alert (the notifier's alert_handling), joinable `using (alert_id)`
+HANDLING = "(select alert_id, acknowledged_at, acknowledged_by, resolved_at, resolved_by from alert_handling) h"
 
 
 def _clinic_variables() -> list[dict]:
@@ -156,13 +158,18 @@ def clinic_progress() -> Dashboard:
                      may_be_empty=True)],
               w=12, h=8),
         Panel("Alerts during therapy", "Device and safety alerts raised during this patient's sessions "
-              "(over-current is critical: stimulation above the prescribed limit).", "table",
+              "(over-current is critical: stimulation above the prescribed limit), with who acknowledged and "
+              "resolved them.", "table",
               [Query("select a.raised_at as \"Raised\", a.alert_type as \"Alert\", a.severity as \"Severity\", "
-                     "a.cleared_at as \"Cleared\", a.message as \"Detail\" from alert a "
+                     "a.cleared_at as \"Cleared\", h.acknowledged_at as \"Acknowledged\", "
+                     "h.acknowledged_by as \"Acknowledged by\", h.resolved_at as \"Resolved\", "
+                     "a.message as \"Detail\" from alert a "
+                     "left join alert_handling h on h.alert_id = a.alert_id "
                      "join session_overview so on so.session_id = a.session_id "
                      "join patient p on p.patient_id = so.patient_id "
                      "where p.code = '$patient' and $__timeFilter(a.raised_at) order by a.raised_at desc",
-                     ("Raised", "Alert", "Severity", "Cleared", "Detail"), may_be_empty=True)],
+                     ("Raised", "Alert", "Severity", "Cleared", "Acknowledged", "Acknowledged by", "Resolved",
+                      "Detail"), may_be_empty=True)],
               w=24, h=8,
               overrides=[{"matcher": {"id": "byName", "options": "Severity"}, "properties": [
                   {"id": "custom.cellOptions", "value": {"type": "color-background"}},
@@ -271,10 +278,13 @@ order by u.i""", ("Electrode", "Impedance"))],
                      f"order by onset desc limit 200",
                      ("Onset", "Muscle", "Side", "Duration (s)", "Peak (µV)", "Task"))],
               w=12, h=8),
-        Panel("Session alerts", "Alerts of this session, newest first (cleared ones show when).", "table",
+        Panel("Session alerts", "Alerts of this session, newest first (cleared ones show when) and who "
+              "acknowledged them.", "table",
               [Query(f"select raised_at as \"Raised\", alert_type as \"Alert\", severity as \"Severity\", "
-                     f"cleared_at as \"Cleared\", message as \"Detail\" from alert where {sess} "
-                     f"order by raised_at desc", ("Raised", "Alert", "Severity", "Cleared", "Detail"),
+                     f"cleared_at as \"Cleared\", acknowledged_by as \"Acknowledged by\", "
+                     f"message as \"Detail\" from alert left join {HANDLING} using (alert_id) where {sess} "
+                     f"order by raised_at desc", ("Raised", "Alert", "Severity", "Cleared", "Acknowledged by",
+                                                  "Detail"),
                      may_be_empty=True)],
               w=12, h=8),
     )
@@ -439,13 +449,16 @@ def operator_fleet() -> Dashboard:
                      "\"Lag\", coalesce(sum(dead_letters), 0) as \"Dead letters\" from ops.pipeline_throughput "
                      "where $__timeFilter(time)", ("Records/s", "Lag", "Dead letters"))],
               w=8, h=5, decimals=0, options={"textMode": "value_and_name", "colorMode": "none"}),
-        Panel("Active alerts (detail)", "Every alert not yet cleared, most severe and oldest first.", "table",
+        Panel("Active alerts (detail)", "Every alert not yet cleared, most severe and oldest first, with who "
+              "acknowledged it.", "table",
               [Query(f"select severity as \"Severity\", alert_type as \"Alert\", device_id as \"Device\", "
                      f"channel as \"Channel\", raised_at as \"Raised\", round(value::numeric, 1) as \"Value\", "
-                     f"round(threshold::numeric, 1) as \"Threshold\", message as \"Detail\" from ops.active_alert "
+                     f"round(threshold::numeric, 1) as \"Threshold\", acknowledged_by as \"Acknowledged by\", "
+                     f"message as \"Detail\" from ops.active_alert "
                      f"where device_id in ({devices}) order by case severity when 'critical' then 0 when "
                      f"'warning' then 1 else 2 end, raised_at",
-                     ("Severity", "Alert", "Device", "Channel", "Raised", "Value", "Threshold", "Detail"),
+                     ("Severity", "Alert", "Device", "Channel", "Raised", "Value", "Threshold", "Acknowledged by",
+                      "Detail"),
                      may_be_empty=True)],
               w=24, h=8, overrides=sev_override),
         Panel("Alerts raised per type", "Raises per alert type and display interval.", "timeseries",
@@ -454,13 +467,17 @@ def operator_fleet() -> Dashboard:
                      f"group by 1, 2 order by 1", ("time", "metric", "value"), "time_series")],
               w=12, h=8, unit="none", min=0, custom={"drawStyle": "bars", "fillOpacity": 70, "stacking":
                                                      {"mode": "normal", "group": "A"}}),
-        Panel("Alert history", "Alert episodes in the range: raised, cleared and how long they lasted.", "table",
+        Panel("Alert history", "Alert episodes in the range: raised, cleared, how long they lasted, who "
+              "acknowledged and when they were resolved.", "table",
               [Query(f"select raised_at as \"Raised\", cleared_at as \"Cleared\", round(extract(epoch from "
                      f"coalesce(cleared_at, now()) - raised_at)::numeric, 0) as \"Duration\", severity as "
                      f"\"Severity\", alert_type as \"Alert\", device_id as \"Device\", channel as \"Channel\", "
-                     f"message as \"Detail\" from alert where $__timeFilter(raised_at) and device_id in ({devices}) "
+                     f"acknowledged_by as \"Acknowledged by\", resolved_at as \"Resolved\", "
+                     f"message as \"Detail\" from alert left join {HANDLING} using (alert_id) "
+                     f"where $__timeFilter(raised_at) and device_id in ({devices}) "
                      f"order by raised_at desc limit 500",
-                     ("Raised", "Cleared", "Duration", "Severity", "Alert", "Device", "Channel", "Detail"))],
+                     ("Raised", "Cleared", "Duration", "Severity", "Alert", "Device", "Channel", "Acknowledged by",
+                      "Resolved", "Detail"))],
               w=12, h=8, overrides=sev_override + [{"matcher": {"id": "byName", "options": "Duration"},
                                                     "properties": [{"id": "unit", "value": "s"}]}]),
         Panel("Battery", "Latest battery level per device (warning below 15 %).", "bargauge",

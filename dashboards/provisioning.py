@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from mimetic.config import Settings
-from processors.alerting import RULES
-from processors.records import ALERT_TYPES
-
 from .definitions import all_dashboards
 from .model import PG_TYPE, Dashboard
 
@@ -26,8 +23,6 @@ FOLDERS = {"clinic": ("mimetic-clinic", "Mimetic · Clinic"), "researcher": ("mi
            "operator": ("mimetic-ops", "Mimetic · Operations")}
 CONTACT_POINT = "mimetic-oncall"
 ALERT_FOLDER = FOLDERS["operator"]
-# record alert type -> the pipeline's rule (processors/alerting.py) where the names differ
-RULE_OF_TYPE = {"impedance": "impedance_out_of_range", "battery_low": "low_battery"}
 
 
 @dataclass(frozen=True)
@@ -69,19 +64,19 @@ def datasource_payload(ds: DataSource, s: Settings, password: str | None = None)
 
 
 # --- alert rules -------------------------------------------------------------------------------
-
-# alerts about the patient's safety or comfort concern the clinic too (label for notification policies)
-CLINIC_AUDIENCE = {"over_current", "discomfort", "skin_reaction"}
+# Device and patient-safety alerts (processors.records.ALERT_TYPES) are delivered by the notifier
+# (alerts/: receivers per clinic and for the operators, acknowledgement, escalation), from the same
+# records the pipeline emits. Grafana keeps only the pipeline's own health, which no alert record
+# describes.
 
 
 def _sql_alert(uid: str, title: str, sql: str, op: str, threshold: float, severity: str, summary: str,
-               for_: str = "0s", window_s: int = 600, no_data: str = "OK", audience: str = "operator"
-               ) -> dict[str, Any]:
+               for_: str = "0s", window_s: int = 600, no_data: str = "OK") -> dict[str, Any]:
     return {
         "uid": uid, "title": title, "condition": "C", "for": for_, "noDataState": no_data, "execErrState": "Error",
         "isPaused": False,
-        "labels": {"severity": severity, "service": "mimetic", "audience": audience},
-        "annotations": {"summary": summary, "description": "{{ $labels.device_id }} {{ $values.B }}"},
+        "labels": {"severity": severity, "service": "mimetic", "audience": "operator"},
+        "annotations": {"summary": summary, "description": "{{ $values.B }}"},
         "notification_settings": {"receiver": CONTACT_POINT},
         "data": [
             {"refId": "A", "datasourceUid": "mimetic-ops", "relativeTimeRange": {"from": window_s, "to": 0},
@@ -98,33 +93,29 @@ def _sql_alert(uid: str, title: str, sql: str, op: str, threshold: float, severi
 
 
 def alert_rules() -> list[dict[str, Any]]:
-    """One rule per pipeline alert type (active episodes per device) plus pipeline health."""
-    rules = []
-    for t in ALERT_TYPES:
-        rule = RULES.get(RULE_OF_TYPE.get(t, t))
-        severity = rule.severity if rule else "warning"
-        meaning = rule.meaning if rule else "patient reported a skin reaction"
-        sql = (f"select device_id, count(*)::float8 as active from ops.active_alert "
-               f"where alert_type = '{t}' group by device_id order by device_id")
-        rules.append(_sql_alert(f"mimetic-alert-{t.replace('_', '-')}", f"Device: {t.replace('_', ' ')}", sql,
-                                "gt", 0, severity, f"{t.replace('_', ' ')}: {meaning}",
-                                audience="clinic" if t in CLINIC_AUDIENCE else "operator"))
-    rules.append(_sql_alert(
-        "mimetic-pipeline-lag", "Pipeline: sink lag",
-        "select component, max(max_lag)::float8 as lag from ops.pipeline_throughput where $__timeFilter(time) "
-        "group by component", "gt", 10000, "warning",
-        "The database sink is more than 10,000 records behind the derived topics.", for_="5m", window_s=300))
-    rules.append(_sql_alert(
-        "mimetic-pipeline-dead-letters", "Pipeline: dead letters",
-        "select component, sum(dead_letters)::float8 as dead_letters from ops.pipeline_throughput "
-        "where $__timeFilter(time) group by component", "gt", 0, "warning",
-        "Records were sent to the dead-letter topic in the last 10 minutes (see their reason header)."))
-    rules.append(_sql_alert(
-        "mimetic-pipeline-data-gaps", "Pipeline: frames lost",
-        "select device_id, sum(missing_frames)::float8 as missing from stream_stats where $__timeFilter(time) "
-        "group by device_id having sum(missing_frames) > 0", "gt", 100, "warning",
-        "A device lost more than 100 frames in 10 minutes (network or device trouble)."))
-    return rules
+    """Pipeline health only (device alerts go through the notifier)."""
+    return [
+        _sql_alert(
+            "mimetic-pipeline-lag", "Pipeline: sink lag",
+            "select component, max(max_lag)::float8 as lag from ops.pipeline_throughput where $__timeFilter(time) "
+            "group by component", "gt", 10000, "warning",
+            "The database sink is more than 10,000 records behind the derived topics.", for_="5m", window_s=300),
+        _sql_alert(
+            "mimetic-pipeline-dead-letters", "Pipeline: dead letters",
+            "select component, sum(dead_letters)::float8 as dead_letters from ops.pipeline_throughput "
+            "where $__timeFilter(time) group by component", "gt", 0, "warning",
+            "Records were sent to the dead-letter topic in the last 10 minutes (see their reason header)."),
+        _sql_alert(
+            "mimetic-pipeline-data-gaps", "Pipeline: frames lost",
+            "select device_id, sum(missing_frames)::float8 as missing from stream_stats where $__timeFilter(time) "
+            "group by device_id having sum(missing_frames) > 0", "gt", 100, "warning",
+            "A device lost more than 100 frames in 10 minutes (network or device trouble)."),
+        _sql_alert(
+            "mimetic-notify-backlog", "Pipeline: alert deliveries waiting",
+            "select count(*)::float8 as waiting from ops.alert_delivery_backlog", "gt", 0, "warning",
+            "Alert notifications have waited more than 5 minutes for their receiver (see `mimetic alerts list`).",
+            for_="5m", window_s=300),
+    ]
 
 
 def alert_rules_file() -> dict[str, Any]:

@@ -211,6 +211,55 @@ class Settings(BaseSettings):
         1000.0, description="Electrode impedance above this (kΩ) means no skin contact: `electrode_off`."
     )
 
+    # --- alert notifier (alerts/) ------------------------------------------------
+    notify_group: str = Field("mimetic-notify", description="Kafka consumer group of the alert notifier.")
+    notify_pg_user: str | None = Field(
+        None,
+        description="Notifier: database login (a member of the `mimetic_notifier` group); unset means the owner "
+        "role. Its password is read from $MIMETIC_HOME/secrets/pg-role-<user>.",
+    )
+    notify_host: str = Field("127.0.0.1", description="Notifier HTTP API listen address (loopback by default).")
+    notify_port: int = Field(8089, description="Notifier HTTP API port (acknowledge, resolve, list alerts).")
+    notify_escalate_after_s: float = Field(
+        900.0,
+        description="A critical alert not acknowledged (or resolved) this long after it was notified goes to the "
+        "next escalation tier of its audience's receivers.",
+    )
+    notify_retry_base_s: float = Field(
+        2.0, description="Notifier: first retry delay of a failed delivery (doubles per attempt)."
+    )
+    notify_retry_max_s: float = Field(300.0, description="Notifier: longest delay between two delivery attempts.")
+    notify_send_timeout_s: float = Field(
+        10.0, description="Notifier: longest wait for one webhook answer or SMTP exchange."
+    )
+    notify_lease_s: float = Field(
+        60.0,
+        description="Notifier: a delivery being sent is held this long; if its sender dies, it is retried after "
+        "(with the same idempotency key). Must exceed the send timeout.",
+    )
+    notify_tick_s: float = Field(
+        1.0, description="Notifier: how often due deliveries and escalations are looked for (seconds)."
+    )
+    notify_batch_size: int = Field(500, description="Notifier: most alert records taken from Kafka per step.")
+    notify_secrets_dir: Path | None = Field(
+        None,
+        description="Where webhook signing secrets are kept (files `notify-webhook-<receiver>`, mode 0600); "
+        "unset means $MIMETIC_HOME/secrets.",
+    )
+    notify_smtp_host: str = Field("127.0.0.1", description="Notifier: SMTP server for e-mail receivers.")
+    notify_smtp_port: int = Field(25, description="Notifier: SMTP port.")
+    notify_smtp_starttls: bool = Field(False, description="Notifier: upgrade the SMTP connection with STARTTLS.")
+    notify_smtp_user: str | None = Field(
+        None,
+        description="Notifier: SMTP login (unset: none); its password is read from "
+        "$MIMETIC_HOME/secrets/notify-smtp-password.",
+    )
+    notify_smtp_from: str = Field("mimetic-alerts@localhost", description="Notifier: sender of alert e-mails.")
+
+    @property
+    def notify_secrets_path(self) -> Path:
+        return self.notify_secrets_dir or self.secrets_dir
+
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"

@@ -42,6 +42,16 @@ RULES: dict[str, AlertRule] = {
 }
 
 
+#: alert types (processors.records.ALERT_TYPES) about the patient's safety or comfort: the
+#: notifier sends them to the patient's clinic; every other type goes to the operators
+PATIENT_SAFETY_TYPES: frozenset[str] = frozenset({"over_current", "discomfort", "skin_reaction"})
+
+
+def audience_of(alert_type: str) -> str:
+    """Who is told about an alert type: ``clinic`` (patient safety) or ``operators``."""
+    return "clinic" if alert_type in PATIENT_SAFETY_TYPES else "operators"
+
+
 @dataclass(frozen=True)
 class AlertEvent:
     alert_id: str

@@ -110,7 +110,8 @@ def test_provisioning_uses_read_only_logins_and_placeholders(tmp_path: Path) -> 
     assert cps[0]["receivers"][0]["settings"]["addresses"].startswith("${")
 
 
-def test_alert_rules_mirror_the_pipeline_alerts(tmp_path: Path) -> None:
+def test_grafana_alert_rules_are_pipeline_health_only(tmp_path: Path) -> None:
+    """Device and safety alerts go through the notifier (alerts/); Grafana watches the pipeline."""
     build(tmp_path, S, CLINICS)
     groups = _load(tmp_path / "provisioning/alerting/mimetic-rules.yaml")["groups"]
     rules = groups[0]["rules"]
@@ -118,15 +119,15 @@ def test_alert_rules_mirror_the_pipeline_alerts(tmp_path: Path) -> None:
     assert len(uids) == len(set(uids)) and all(len(u) <= 40 for u in uids)
     sqls = " ".join(r["data"][0]["model"]["rawSql"] for r in rules)
     for t in ALERT_TYPES:
-        assert f"alert_type = '{t}'" in sqls
+        assert f"'{t}'" not in sqls
+    assert "active_alert" not in sqls and "alert_delivery_backlog" in sqls
     assert any("pipeline_throughput" in r["data"][0]["model"]["rawSql"] and "lag" in r["title"] for r in rules)
     for r in rules:
         assert r["condition"] == "C" and r["labels"]["severity"] in ("info", "warning", "critical")
         assert r["data"][0]["datasourceUid"] == "mimetic-ops"
         assert [q["refId"] for q in r["data"]] == ["A", "B", "C"]
         assert r["notification_settings"]["receiver"] == "mimetic-oncall"
-    over = next(r for r in rules if "over_current" in r["data"][0]["model"]["rawSql"])
-    assert over["labels"]["severity"] == "critical" and over["labels"]["audience"] == "clinic"
+        assert r["title"].startswith("Pipeline:") and r["labels"]["audience"] == "operator"
 
 
 def test_deploy_payloads_and_comparison() -> None:

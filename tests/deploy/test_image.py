@@ -14,9 +14,6 @@ from mimetic.cli import app
 from mimetic.config import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
-#: commands the manifests run that another branch adds (`mimetic notify`, alert delivery);
-#: the lead empties this set when that branch is merged
-PENDING_COMMANDS = {("notify",)}
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -66,12 +63,11 @@ def test_manifests_run_existing_commands() -> None:
     for path in [*(DEPLOY / "k8s/base").glob("*.yaml"), DEPLOY / "compose/compose.yaml"]:
         for doc in yaml.safe_load_all(path.read_text()):
             used += _args(doc)
-    resolved = {tuple(args): _resolve(args) for args in used if tuple(args[:1]) not in PENDING_COMMANDS}
+    resolved = {tuple(args): _resolve(args) for args in used}
     missing = [args for args, path in resolved.items() if path is None]
     assert not missing, f"the manifests run commands the CLI does not have: {missing}"
     assert {("gateway",), ("worker",), ("sink",), ("migrate",), ("topics",), ("jobs", "rollup"),
-            ("jobs", "retention")} <= set(resolved.values())
-    assert {tuple(args[:1]) for args in used} >= PENDING_COMMANDS
+            ("jobs", "retention"), ("notify",)} <= set(resolved.values())
 
 
 def _args(node: object) -> list[list[str]]:

@@ -1,0 +1,1 @@
+"""Alert delivery: receivers, notifier process, acknowledgement and escalation, HTTP API."""
