@@ -10,6 +10,7 @@ then per element length + value, all big-endian).
 
 from __future__ import annotations
 
+import math
 import struct
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -30,6 +31,13 @@ _FIELD_BOOL = struct.Struct("!i?")
 _ARR2_HDR = struct.Struct("!iiiiiiii")   # len, ndim, flags, oid, dim1, lb1, dim2, lb2
 _ARR1_HDR = struct.Struct("!iiiiii")     # len, ndim, flags, oid, dim1, lb1
 _ELEM = np.dtype([("len", ">i4"), ("val", ">f4")])
+
+
+class EncodeError(ValueError):
+    """A value that has no binary COPY form in its column type (out of range, wrong type).
+
+    The record carrying it can never be stored: the sink dead-letters it.
+    """
 
 
 def pg_timestamp(dt: datetime) -> int:
@@ -71,6 +79,26 @@ ENVELOPE_COLUMNS = ("time", "device_id", "seq", "session_id", "fs_hz", "env", "c
 
 def envelope_row(time: datetime, device_id: str, seq: int, session_id: uuid.UUID | None, fs_hz: float,
                  env: np.ndarray, clipped: int, stim_blanked: bool) -> bytes:
+    """One envelope row; :class:`EncodeError` for a value its column cannot hold.
+
+    ``fs_hz`` must be finite and > 0: the column's ``check (fs_hz > 0)`` lets NaN
+    through (PostgreSQL orders NaN above every number), and every sample time
+    derives from it.
+    """
+    try:
+        rate_ok = math.isfinite(fs_hz) and fs_hz > 0
+    except TypeError:
+        rate_ok = False
+    if not rate_ok:
+        raise EncodeError(f"envelope fs_hz {fs_hz!r} is not a finite positive rate")
+    try:
+        return _envelope_row(time, device_id, seq, session_id, fs_hz, env, clipped, stim_blanked)
+    except (struct.error, OverflowError, TypeError, ValueError, UnicodeError) as exc:
+        raise EncodeError(f"envelope seq={seq!r} clipped={clipped!r}: {type(exc).__name__}: {exc}") from None
+
+
+def _envelope_row(time: datetime, device_id: str, seq: int, session_id: uuid.UUID | None, fs_hz: float,
+                  env: np.ndarray, clipped: int, stim_blanked: bool) -> bytes:
     return b"".join((
         struct.pack("!h", 8),
         ts_field(time),
