@@ -40,6 +40,38 @@ class EncodeError(ValueError):
     """
 
 
+_INT_LIMITS = {"int2": 2 ** 15, "int4": 2 ** 31, "int8": 2 ** 63}
+_FLOAT4_MAX = float(np.finfo(np.float32).max)
+
+
+def value_checker(copy_type: str):
+    """A function that raises :class:`EncodeError` for a value a column of ``copy_type``
+    cannot hold, or None when every value of the Python type fits.
+
+    Needed because psycopg's binary dumpers do not all refuse such values: an int2 of
+    40000 is silently sent as -25536, a float4 of 1e300 as infinity.
+    """
+    if copy_type in _INT_LIMITS:
+        limit = _INT_LIMITS[copy_type]
+
+        def check_int(v) -> None:
+            if v is not None and not -limit <= v < limit:
+                raise EncodeError(f"{v!r} out of {copy_type} range")
+        return check_int
+    if copy_type == "float4":
+        def check_float(v) -> None:
+            if v is not None and math.isfinite(v) and abs(v) > _FLOAT4_MAX:
+                raise EncodeError(f"{v!r} out of float4 range")
+        return check_float
+    if copy_type == "float4[]":
+        def check_floats(vs) -> None:
+            for v in vs or ():
+                if v is not None and math.isfinite(v) and abs(v) > _FLOAT4_MAX:
+                    raise EncodeError(f"{v!r} out of float4 range")
+        return check_floats
+    return None
+
+
 def pg_timestamp(dt: datetime) -> int:
     """Microseconds since 2000-01-01 UTC (PostgreSQL's timestamptz binary value)."""
     return (dt - _PG_EPOCH) // _US

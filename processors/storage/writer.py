@@ -18,11 +18,12 @@ of 2**63). Nothing else escapes :meth:`DbWriter.write`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -124,6 +125,24 @@ class CopySpec:
     @property
     def char_columns(self) -> list[str]:
         return [c for c, t in self.columns if t == "char1"]
+
+    def check(self, row: tuple) -> None:
+        """Raise pgbinary.EncodeError for a value its column's type cannot hold."""
+        for i, name, check in _checkers(self):
+            try:
+                check(row[i])
+            except pgbinary.EncodeError as exc:
+                raise pgbinary.EncodeError(f"{name}: {exc}") from None
+
+
+@functools.cache
+def _checkers(spec: CopySpec) -> tuple[tuple[int, str, Callable], ...]:
+    out = []
+    for i, (name, copy_type) in enumerate(spec.columns):
+        check = pgbinary.value_checker(copy_type)
+        if check is not None:
+            out.append((i, name, check))
+    return tuple(out)
 
 
 COPY_SPECS: dict[str, CopySpec] = {
@@ -324,7 +343,9 @@ class DbWriter:
             copy.set_types(spec.types)
             for rec in recs:
                 try:
-                    copy.write_row(spec.row(rec))
+                    row = spec.row(rec)
+                    spec.check(row)
+                    copy.write_row(row)
                 except _ENCODE_ERRORS as exc:
                     raise _encoding_error(spec.table, rec, exc) from None
         cur.execute(f"insert into {spec.table} ({spec.column_list}) select {spec.column_list} "
