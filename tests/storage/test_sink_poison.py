@@ -20,8 +20,9 @@ from mimetic.config import Settings
 from mimetic.kafka_admin import ensure_topics
 from processors import records as r
 from processors.sink import SINK_TOPICS, Sink
+from processors.storage.writer import DbWriter, RecordRejected
 
-from .helpers import T0, count_rows, envelope_frames, mixed_records, produce
+from .helpers import T0, count_rows, envelope_frames, expected_rows, mixed_records, produce
 from .test_sink import committed_total, dead_letters, wait_for
 
 pytestmark = pytest.mark.stack
@@ -184,3 +185,60 @@ def test_unstorable_records_are_dead_lettered_and_the_good_rows_stored_exactly(
     stored_bad = sum(1 for p in poison.values() if p.reason != "undecodable")
     assert 0 < m.value("mimetic_sink_isolation_writes_total") <= stored_bad * (2 * math.log2(n_msgs) + 1)
     assert m.value("mimetic_sink_db_up") == 1
+
+
+class _OutageAfterRejection(DbWriter):
+    """A real writer whose database becomes unreachable (a dead port) for `outage_writes`
+    writes right after the first rejected batch: an outage in the middle of the bisection."""
+
+    def __init__(self, dsn: str, dead_dsn: str, outage_writes: int):
+        super().__init__(dsn)
+        self.good_dsn, self.dead_dsn, self.outage_left = dsn, dead_dsn, outage_writes
+        self.rejected = False
+
+    def write(self, batch, pipeline=None):
+        down = self.rejected and self.outage_left > 0
+        if down:
+            self.outage_left -= 1
+            self.close()
+        self.dsn = self.dead_dsn if down else self.good_dsn
+        try:
+            return super().write(batch, pipeline)
+        except RecordRejected:
+            self.rejected = True
+            raise
+        finally:
+            if down:
+                self.close()
+
+
+def test_an_outage_while_isolating_dead_letters_no_good_record(sink_settings: Settings,
+                                                                db: psycopg.Connection) -> None:
+    s = sink_settings.model_copy(update={"sink_refresh_interval_s": 0.0})
+    tag = uuid.uuid4().hex[:6]
+    device = f"dev-iso-{tag}"
+    good = mixed_records(device, 40, uuid.uuid4())
+    produce(s, good[:30])
+    poison = produce_poison(s, poison_records(f"dev-isobad-{tag}", uuid.uuid4())[:2])
+    produce(s, good[30:])
+    n_msgs = len(good) + len(poison)
+    dead_dsn = s.model_copy(update={"pg_port": 1}).db_dsn()     # nothing listens there
+
+    async def scenario() -> Sink:
+        sink = Sink(s)
+        sink.writer = _OutageAfterRejection(sink.dsn, dead_dsn, outage_writes=3)
+        task = asyncio.create_task(sink.run())
+        try:
+            await wait_for(lambda: committed_total(s) >= n_msgs, 90)
+            assert not task.done(), "the sink exited"
+        finally:
+            sink.stop()
+            await asyncio.wait_for(task, 30)
+        return sink
+
+    m = asyncio.run(scenario()).metrics
+    assert m.value("mimetic_sink_db_retries_total") >= 3
+    assert count_rows(db, device) == expected_rows(40)
+    headers = [{k: v.decode() for k, v in msg.headers} for msg in dead_letters(s)]
+    got = [(h["source_topic"], int(h["source_partition"]), int(h["source_offset"])) for h in headers]
+    assert sorted(got) == sorted(poison)
