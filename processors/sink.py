@@ -48,7 +48,7 @@ from mimetic import topics
 from mimetic.config import Settings
 from processors import records as r
 from processors.storage.isolate import isolate_rejected
-from processors.storage.writer import DbWriter, RecordRejected, RowEncodingError, TransientDbError
+from processors.storage.writer import DbWriter, RecordRejected, RowEncodingError, TransientDbError, WriteResult
 
 log = logging.getLogger("mimetic.sink")
 
@@ -243,7 +243,7 @@ class Sink:
                     return []
                 except RecordRejected as exc:
                     log.warning("batch of %d rejected (%s): isolating the bad records", len(batch), exc)
-                    return await self._isolate(batch, _rejection(exc))
+                    return await self._isolate(batch, _rejection(exc), pipeline)
                 except TransientDbError as exc:
                     self.metrics.db_up.set(0)
                     self.metrics.retries.inc()
@@ -254,7 +254,7 @@ class Sink:
                     backoff = min(self.s.sink_retry_max_s, backoff * 2) * random.uniform(0.8, 1.0)
                 except Exception as exc:   # the writer sorts every error; an unknown one is still no exit
                     log.exception("batch of %d failed unexpectedly: isolating the bad records", len(batch))
-                    return await self._isolate(batch, f"sink error: {type(exc).__name__}: {exc}")
+                    return await self._isolate(batch, f"sink error: {type(exc).__name__}: {exc}", pipeline)
         finally:
             self._resume()
 
@@ -286,24 +286,44 @@ class Sink:
             self.consumer.resume(*self.consumer.assignment())
             self._paused = False
 
-    async def _isolate(self, batch: list[_Decoded], reason: str) -> list[tuple[ConsumerRecord, str]]:
-        """Store the records of a rejected batch that can be stored; return the others."""
+    async def _isolate(self, batch: list[_Decoded], reason: str, pipeline: dict | None
+                       ) -> list[tuple[ConsumerRecord, str]]:
+        """Store the records of a rejected batch that can be stored; return the others.
+
+        The batch's `pipeline_stats` row (which the rejected write rolled back) is
+        written afterwards, with the rows of every part and the dead letters.
+        """
+        written = WriteResult()
+
+        async def write(subset: Sequence[_Decoded]) -> str | None:
+            self.metrics.isolation_writes.inc()
+            got = await self._write_subset([d.record for d in subset])
+            if isinstance(got, str):
+                return got
+            for table, staged in got.staged.items():
+                written.add(table, staged, got.inserted.get(table, 0))
+            return None
+
         try:
-            bad = await isolate_rejected(batch, self._write_subset, reason)
+            bad = await isolate_rejected(batch, write, reason)
+            if pipeline is not None:
+                rows = sum(written.inserted.values())
+                await self._write_subset([], {**pipeline, "dead_letters": pipeline.get("dead_letters", 0) + len(bad),
+                                              "rows_written": rows,
+                                              "duplicates": sum(written.staged.values()) - rows})
         finally:
             self._resume()
         return [(d.msg, why) for d, why in bad]
 
-    async def _write_subset(self, subset: Sequence[_Decoded]) -> str | None:
-        """Write a part of a rejected batch: None once stored, else why it was rejected.
+    async def _write_subset(self, recs: list[r.Record], pipeline: dict | None = None) -> WriteResult | str:
+        """Write a part of a rejected batch: its result once stored, else why it was rejected.
 
         An outage meanwhile is waited out (paused, polling) like any other: it never
         makes a record look bad.
         """
         while True:
-            self.metrics.isolation_writes.inc()
             try:
-                result = await asyncio.to_thread(self.writer.write, [d.record for d in subset])
+                result = await asyncio.to_thread(self.writer.write, recs, pipeline)
             except RecordRejected as exc:
                 return _rejection(exc)
             except TransientDbError as exc:
@@ -314,11 +334,11 @@ class Sink:
                 await self._idle(1.0)
                 continue
             except Exception as exc:
-                log.exception("writing %d records failed unexpectedly", len(subset))
+                log.exception("writing %d records failed unexpectedly", len(recs))
                 return f"sink error: {type(exc).__name__}: {exc}"
             self._count(result)
             self.metrics.db_up.set(1)
-            return None
+            return result
 
     def _count(self, result) -> None:
         self.metrics.batches.inc()

@@ -259,7 +259,8 @@ class DbWriter:
         """Write all records in one transaction. Raises TransientDbError / RecordRejected.
 
         `pipeline`: optional {component, instance, records, dead_letters, lag} written as one
-        `pipeline_stats` row in the same transaction (operator dashboards).
+        `pipeline_stats` row in the same transaction (operator dashboards); `rows_written` and
+        `duplicates` in it replace this write's own counts (the parts of a bisected batch).
         """
         by_kind: dict[str, list] = defaultdict(list)
         for rec in batch:
@@ -287,12 +288,13 @@ class DbWriter:
                         except _ENCODE_ERRORS as exc:   # a parameter psycopg cannot adapt
                             raise _encoding_error(SUMMARY_TABLE, summary, exc) from None
                     if pipeline is not None:
-                        rows = sum(result.inserted.values())
+                        rows = pipeline.get("rows_written", sum(result.inserted.values()))
+                        duplicates = pipeline.get("duplicates", sum(result.staged.values()) - rows)
                         cur.execute(
                             "insert into pipeline_stats (component, instance, records, rows_written, duplicates,"
                             " dead_letters, lag, write_ms) values (%s, %s, %s, %s, %s, %s, %s, %s)",
                             (pipeline.get("component", "sink"), pipeline.get("instance", ""),
-                             pipeline.get("records", len(batch)), rows, sum(result.staged.values()) - rows,
+                             pipeline.get("records", len(batch)), rows, duplicates,
                              pipeline.get("dead_letters", 0), pipeline.get("lag"),
                              (time.perf_counter() - t_start) * 1000))
             return result

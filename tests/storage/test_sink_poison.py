@@ -185,6 +185,12 @@ def test_unstorable_records_are_dead_lettered_and_the_good_rows_stored_exactly(
     stored_bad = sum(1 for p in poison.values() if p.reason != "undecodable")
     assert 0 < m.value("mimetic_sink_isolation_writes_total") <= stored_bad * (2 * math.log2(n_msgs) + 1)
     assert m.value("mimetic_sink_db_up") == 1
+    # the operators' pipeline_stats rows count every dead letter and every stored row
+    dead, rows = db.execute("select sum(dead_letters), sum(rows_written) from pipeline_stats "
+                            "where instance = %s", (f"{s.sink_group}/mimetic-sink",)).fetchone()
+    stored = [count_rows(db, d) for d in devices]
+    assert dead == len(poison)
+    assert rows == sum(sum(c.values()) - c["alert"] for c in stored)   # alert state rows are upserts
 
 
 class _OutageAfterRejection(DbWriter):
