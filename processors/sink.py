@@ -103,6 +103,13 @@ class _Decoded:
     record: r.Record
 
 
+@dataclass(frozen=True)
+class _DeadLetter:
+    msg: ConsumerRecord
+    reason: str
+    drop_value: bool = False    # too large for the dead-letter topic with its headers
+
+
 class Sink:
     """Consume the derived topics and write them to the database. `await run()`; `stop()`."""
 
@@ -351,44 +358,57 @@ class Sink:
     async def _dead_letter(self, dead: list[tuple[ConsumerRecord, str]]) -> None:
         """Send the dead letters; return once Kafka acknowledged all of them.
 
-        A Kafka error resends the lot after a back-off (a dead letter may then appear
-        twice; a record is never lost). A record too large for the dead-letter topic
-        with its headers goes without its value (header ``value_dropped``).
+        A send Kafka refuses is resent after a back-off (a dead letter may then appear
+        twice; none is lost). A record too large for the dead-letter topic with its
+        headers goes without its value (header ``value_dropped``: its size).
         """
-        assert self.producer is not None
+        pending = [_DeadLetter(m, reason) for m, reason in dead]
         backoff = 0.2
-        while True:
+        while pending:
             try:
-                futures = [await self._send_dead(m, reason) for m, reason in dead]
-                await asyncio.gather(*futures)   # acknowledged before the offsets move on
-                break
+                futures = [await self._send_dead(d) for d in pending]
+                results = await asyncio.gather(*futures, return_exceptions=True)
             except KafkaError as exc:
-                self.metrics.dead_letter_retries.inc()
+                results = [exc] * len(pending)
+            failed: list[_DeadLetter] = []
+            for d, res in zip(pending, results):
+                if isinstance(res, MessageSizeTooLargeError) and not d.drop_value:
+                    failed.append(_DeadLetter(d.msg, d.reason, drop_value=True))
+                elif isinstance(res, KafkaError):
+                    failed.append(d)
+                elif isinstance(res, BaseException):
+                    raise res
+            if failed:
+                self.metrics.dead_letter_retries.inc(len(failed))
                 if self._stop.is_set():
-                    raise SinkStopped() from exc
-                log.warning("dead-letter send failed (%s); resending in %.1fs", exc, backoff)
+                    raise SinkStopped()
+                log.warning("%d dead-letter sends failed (%s); resending in %.1fs", len(failed),
+                            next(r for r in results if isinstance(r, BaseException)), backoff)
                 await self._idle(backoff)
                 self._resume()
                 backoff = min(self.s.sink_retry_max_s, backoff * 2)
+            pending = failed
         for _, reason in dead:
             self.metrics.dead_letters.labels(reason.split(":", 1)[0]).inc()
 
-    async def _send_dead(self, m: ConsumerRecord, reason: str) -> asyncio.Future:
+    async def _send_dead(self, d: _DeadLetter) -> asyncio.Future:
         assert self.producer is not None
+        m = d.msg
         headers = [
-            ("reason", reason.encode()[:1000]),
+            ("reason", d.reason.encode()[:1000]),
             ("stage", b"sink"),
             ("source_topic", m.topic.encode()),
             ("source_partition", str(m.partition).encode()),
             ("source_offset", str(m.offset).encode()),
         ]
-        try:
-            return await self.producer.send(self.dead_topic, value=m.value, key=m.key, headers=headers)
-        except MessageSizeTooLargeError:
-            log.warning("dead letter of %s[%d]@%d too large; sent without its value", m.topic, m.partition,
-                        m.offset)
-            return await self.producer.send(self.dead_topic, value=b"", key=m.key,
-                                            headers=[*headers, ("value_dropped", str(len(m.value or b"")).encode())])
+        if not d.drop_value:
+            try:
+                return await self.producer.send(self.dead_topic, value=m.value, key=m.key, headers=headers)
+            except MessageSizeTooLargeError:
+                pass
+        log.warning("dead letter of %s[%d]@%d too large: sent without its value", m.topic, m.partition, m.offset)
+        headers.append(("value_dropped", str(len(m.value or b"")).encode()))
+        return await self.producer.send(self.dead_topic, value=b"", key=m.key, headers=headers)
 
     async def _commit(self, msgs: list[ConsumerRecord]) -> None:
         assert self.consumer is not None

@@ -248,3 +248,27 @@ def test_an_outage_while_isolating_dead_letters_no_good_record(sink_settings: Se
     headers = [{k: v.decode() for k, v in msg.headers} for msg in dead_letters(s)]
     got = [(h["source_topic"], int(h["source_partition"]), int(h["source_offset"])) for h in headers]
     assert sorted(got) == sorted(poison)
+
+
+def test_a_dead_letter_too_large_for_its_topic_goes_without_its_value(sink_settings: Settings) -> None:
+    """A bad record just under Kafka's message limit: with the dead-letter headers it is over."""
+    s = sink_settings
+    value = b"\x93" + b"x" * 1_048_479        # undecodable, and about as large as the broker takes
+    p = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
+    try:
+        md = p.send(f"{s.topic_prefix}.derived.features", key=b"dev-big", value=value).get(30)
+    finally:
+        p.close()
+    good = envelope_frames(f"dev-big-{uuid.uuid4().hex[:6]}", 5)
+    produce(s, good)
+
+    async def scenario() -> Sink:
+        return await _run_sink(s, lambda: committed_total(s) >= 1 + len(good))
+
+    m = asyncio.run(scenario()).metrics
+    (dl,) = dead_letters(s)
+    h = {k: v.decode() for k, v in dl.headers}
+    assert (h["source_topic"], int(h["source_partition"]), int(h["source_offset"])) == (md.topic, md.partition,
+                                                                                         md.offset)
+    assert h["reason"].startswith("undecodable") and dl.value == b"" and h["value_dropped"] == str(len(value))
+    assert m.value("mimetic_sink_dead_letters_total", reason="undecodable") == 1
