@@ -18,6 +18,33 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: a directory the project makes (data, logs, run, secrets): its owner only
+PRIVATE_DIR_MODE = 0o700
+
+
+def private_dirs(path: Path, mode: int = PRIVATE_DIR_MODE) -> Path:
+    """Make ``path`` and its missing parents, each new one with ``mode`` (umask aside).
+
+    Directories that already exist keep their mode. Returns ``path``.
+    """
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=mode)
+        except FileExistsError:   # made meanwhile by another process
+            continue
+        d.chmod(mode)
+    if not path.is_dir():
+        raise NotADirectoryError(path)
+    return path
+
+
 def _default_home() -> Path:
     """Root runs the private PostgreSQL as the `postgres` user, which cannot enter /root."""
     if os.geteuid() == 0:
@@ -275,6 +302,10 @@ class Settings(BaseSettings):
     @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
+
+    def private_dir(self, *parts: str) -> Path:
+        """``home/parts...``, made if missing (home included), every new directory mode 0700."""
+        return private_dirs(self.home.joinpath(*parts))
 
     def as_env(self) -> dict[str, str]:
         """These settings as MIMETIC_* variables, for starting a subprocess with them."""

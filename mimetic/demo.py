@@ -98,8 +98,7 @@ def run_demo(base: Settings, opt: DemoOptions, console: Console) -> int:
     ensure_topics(s)
     console.print(f"database {DEMO_DATABASE} (fresh, migrated), topics {s.topic_prefix}.*")
 
-    log_dir = base.run_dir / "demo"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = base.private_dir("run", "demo")
     env = {**os.environ, **s.as_env()}
     procs = [Proc("gateway", ["gateway"], env, log_dir), Proc("worker", ["worker"], env, log_dir),
              Proc("sink", ["sink"], env, log_dir)]

@@ -19,9 +19,15 @@ polling (paused, so it returns nothing) to stay in its group. Nothing is dropped
 offset is committed until the batch is in the database. A crash at any point replays
 from the last committed offset; the natural keys make the replay write no duplicate.
 
-A batch the database rejects for its *data* (a constraint or value error) is split:
-each record is written alone and the ones still rejected are dead-lettered with the
-database's reason, so one poison record cannot stop the pipeline.
+A batch rejected for its *data* (a value its column type cannot hold, such as a seq of
+2**63, a constraint or value error: :class:`RecordRejected`) is bisected
+(:mod:`processors.storage.isolate`): halves are written until each rejected record
+stands alone, at most 2 * log2(n) + 1 extra writes for one bad record among n. The good
+records are stored, each bad one is dead-lettered with its reason and source
+topic/partition/offset, and the sink goes on: no record can stop it. An outage is
+never a record's fault: it is retried as above, and nothing is dead-lettered for it.
+A dead letter Kafka does not acknowledge is resent (with back-off) before the
+offsets move on.
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from mimetic import topics
 from mimetic.config import Settings
 from processors import records as r
-from processors.storage.writer import DbWriter, RecordRejected, TransientDbError
+from processors.storage.isolate import isolate_rejected
+from processors.storage.writer import DbWriter, RecordRejected, RowEncodingError, TransientDbError, WriteResult
 
 log = logging.getLogger("mimetic.sink")
 
@@ -67,6 +74,11 @@ class SinkMetrics:
                                registry=reg)
         self.dead_letters = Counter("mimetic_sink_dead_letters_total", "Records sent to the dead-letter topic",
                                     ["reason"], registry=reg)
+        self.isolation_writes = Counter("mimetic_sink_isolation_writes_total",
+                                        "Sub-batch writes while isolating the records of a rejected batch",
+                                        registry=reg)
+        self.dead_letter_retries = Counter("mimetic_sink_dead_letter_retries_total",
+                                           "Dead-letter sends retried after a Kafka error", registry=reg)
         self.lag = Gauge("mimetic_sink_lag_records", "Records behind the end of each partition",
                          ["topic", "partition"], registry=reg)
         self.sessions_refreshed = Counter("mimetic_sink_sessions_refreshed_total",
@@ -89,6 +101,13 @@ class SinkStopped(Exception):
 class _Decoded:
     msg: ConsumerRecord
     record: r.Record
+
+
+@dataclass(frozen=True)
+class _DeadLetter:
+    msg: ConsumerRecord
+    reason: str
+    drop_value: bool = False    # too large for the dead-letter topic with its headers
 
 
 class Sink:
@@ -230,8 +249,8 @@ class Sink:
                     self.metrics.db_up.set(1)
                     return []
                 except RecordRejected as exc:
-                    log.warning("batch rejected by the database (%s): isolating records", exc)
-                    return await self._write_one_by_one(batch)
+                    log.warning("batch of %d rejected (%s): isolating the bad records", len(batch), exc)
+                    return await self._isolate(batch, _rejection(exc), pipeline)
                 except TransientDbError as exc:
                     self.metrics.db_up.set(0)
                     self.metrics.retries.inc()
@@ -240,6 +259,9 @@ class Sink:
                     log.warning("database unavailable (%s); retrying the same batch in %.1fs", exc, backoff)
                     await self._idle(backoff)
                     backoff = min(self.s.sink_retry_max_s, backoff * 2) * random.uniform(0.8, 1.0)
+                except Exception as exc:   # the writer sorts every error; an unknown one is still no exit
+                    log.exception("batch of %d failed unexpectedly: isolating the bad records", len(batch))
+                    return await self._isolate(batch, f"sink error: {type(exc).__name__}: {exc}", pipeline)
         finally:
             self._resume()
 
@@ -271,26 +293,59 @@ class Sink:
             self.consumer.resume(*self.consumer.assignment())
             self._paused = False
 
-    async def _write_one_by_one(self, batch: list[_Decoded]) -> list[tuple[ConsumerRecord, str]]:
-        rejected: list[tuple[ConsumerRecord, str]] = []
+    async def _isolate(self, batch: list[_Decoded], reason: str, pipeline: dict | None
+                       ) -> list[tuple[ConsumerRecord, str]]:
+        """Store the records of a rejected batch that can be stored; return the others.
+
+        The batch's `pipeline_stats` row (which the rejected write rolled back) is
+        written afterwards, with the rows of every part and the dead letters.
+        """
+        written = WriteResult()
+
+        async def write(subset: Sequence[_Decoded]) -> str | None:
+            self.metrics.isolation_writes.inc()
+            got = await self._write_subset([d.record for d in subset])
+            if isinstance(got, str):
+                return got
+            for table, staged in got.staged.items():
+                written.add(table, staged, got.inserted.get(table, 0))
+            return None
+
         try:
-            for d in batch:
-                while True:
-                    try:
-                        result = await asyncio.to_thread(self.writer.write, [d.record])
-                        self._count(result)
-                        break
-                    except RecordRejected as exc:
-                        rejected.append((d.msg, f"rejected by database: {exc}"))
-                        break
-                    except TransientDbError as exc:
-                        self.metrics.retries.inc()
-                        if self._stop.is_set():
-                            raise SinkStopped() from exc
-                        await self._idle(1.0)
+            bad = await isolate_rejected(batch, write, reason)
+            if pipeline is not None:
+                rows = sum(written.inserted.values())
+                await self._write_subset([], {**pipeline, "dead_letters": pipeline.get("dead_letters", 0) + len(bad),
+                                              "rows_written": rows,
+                                              "duplicates": sum(written.staged.values()) - rows})
         finally:
             self._resume()
-        return rejected
+        return [(d.msg, why) for d, why in bad]
+
+    async def _write_subset(self, recs: list[r.Record], pipeline: dict | None = None) -> WriteResult | str:
+        """Write a part of a rejected batch: its result once stored, else why it was rejected.
+
+        An outage meanwhile is waited out (paused, polling) like any other: it never
+        makes a record look bad.
+        """
+        while True:
+            try:
+                result = await asyncio.to_thread(self.writer.write, recs, pipeline)
+            except RecordRejected as exc:
+                return _rejection(exc)
+            except TransientDbError as exc:
+                self.metrics.db_up.set(0)
+                self.metrics.retries.inc()
+                if self._stop.is_set():
+                    raise SinkStopped() from exc
+                await self._idle(1.0)
+                continue
+            except Exception as exc:
+                log.exception("writing %d records failed unexpectedly", len(recs))
+                return f"sink error: {type(exc).__name__}: {exc}"
+            self._count(result)
+            self.metrics.db_up.set(1)
+            return result
 
     def _count(self, result) -> None:
         self.metrics.batches.inc()
@@ -301,19 +356,59 @@ class Sink:
                 self.metrics.duplicates.labels(table).inc(staged - inserted)
 
     async def _dead_letter(self, dead: list[tuple[ConsumerRecord, str]]) -> None:
-        assert self.producer is not None
-        futures = []
-        for m, reason in dead:
-            headers = [
-                ("reason", reason.encode()[:1000]),
-                ("stage", b"sink"),
-                ("source_topic", m.topic.encode()),
-                ("source_partition", str(m.partition).encode()),
-                ("source_offset", str(m.offset).encode()),
-            ]
-            futures.append(await self.producer.send(self.dead_topic, value=m.value, key=m.key, headers=headers))
+        """Send the dead letters; return once Kafka acknowledged all of them.
+
+        A send Kafka refuses is resent after a back-off (a dead letter may then appear
+        twice; none is lost). A record too large for the dead-letter topic with its
+        headers goes without its value (header ``value_dropped``: its size).
+        """
+        pending = [_DeadLetter(m, reason) for m, reason in dead]
+        backoff = 0.2
+        while pending:
+            try:
+                futures = [await self._send_dead(d) for d in pending]
+                results = await asyncio.gather(*futures, return_exceptions=True)
+            except KafkaError as exc:
+                results = [exc] * len(pending)
+            failed: list[_DeadLetter] = []
+            for d, res in zip(pending, results):
+                if isinstance(res, MessageSizeTooLargeError) and not d.drop_value:
+                    failed.append(_DeadLetter(d.msg, d.reason, drop_value=True))
+                elif isinstance(res, KafkaError):
+                    failed.append(d)
+                elif isinstance(res, BaseException):
+                    raise res
+            if failed:
+                self.metrics.dead_letter_retries.inc(len(failed))
+                if self._stop.is_set():
+                    raise SinkStopped()
+                log.warning("%d dead-letter sends failed (%s); resending in %.1fs", len(failed),
+                            next(r for r in results if isinstance(r, BaseException)), backoff)
+                await self._idle(backoff)
+                self._resume()
+                backoff = min(self.s.sink_retry_max_s, backoff * 2)
+            pending = failed
+        for _, reason in dead:
             self.metrics.dead_letters.labels(reason.split(":", 1)[0]).inc()
-        await asyncio.gather(*futures)   # acknowledged before the offsets move on
+
+    async def _send_dead(self, d: _DeadLetter) -> asyncio.Future:
+        assert self.producer is not None
+        m = d.msg
+        headers = [
+            ("reason", d.reason.encode()[:1000]),
+            ("stage", b"sink"),
+            ("source_topic", m.topic.encode()),
+            ("source_partition", str(m.partition).encode()),
+            ("source_offset", str(m.offset).encode()),
+        ]
+        if not d.drop_value:
+            try:
+                return await self.producer.send(self.dead_topic, value=m.value, key=m.key, headers=headers)
+            except MessageSizeTooLargeError:
+                pass
+        log.warning("dead letter of %s[%d]@%d too large: sent without its value", m.topic, m.partition, m.offset)
+        headers.append(("value_dropped", str(len(m.value or b"")).encode()))
+        return await self.producer.send(self.dead_topic, value=b"", key=m.key, headers=headers)
 
     async def _commit(self, msgs: list[ConsumerRecord]) -> None:
         assert self.consumer is not None
@@ -334,6 +429,12 @@ class Sink:
             pos = offsets.get(tp)
             if hw is not None and pos is not None:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
+
+
+def _rejection(exc: RecordRejected) -> str:
+    """The dead-letter reason of a rejected write (its prefix is the metric's label)."""
+    kind = "unencodable" if isinstance(exc, RowEncodingError) else "rejected by database"
+    return f"{kind}: {exc}"
 
 
 def _sink_dsn(s: Settings) -> str:

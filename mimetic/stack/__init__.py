@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from mimetic.config import Settings
+from mimetic.config import Settings, private_dirs
 from mimetic.stack import kafka, postgres
 from mimetic.stack.procs import StackError
 
@@ -13,11 +13,10 @@ __all__ = ["StackError", "up", "down", "status", "reset"]
 
 def up(s: Settings) -> Iterator[str]:
     """Install what is missing and start both services; reuse running ones."""
-    s.run_dir.mkdir(parents=True, exist_ok=True)
-    s.home.chmod(0o755)
-    s.run_dir.chmod(0o755)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
-    s.data_dir.chmod(0o755)
+    mode = postgres.stack_dir_mode()
+    for d in (s.home, s.run_dir, s.data_dir):
+        private_dirs(d, mode)
+        d.chmod(mode)
     for step in (postgres.ensure_timescaledb, postgres.start, kafka.start):
         yield step(s)
 

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimetic.config import REPO_ROOT, Settings
+from mimetic.config import REPO_ROOT, Settings, private_dirs
 from mimetic.stack.procs import StackError, pid_alive, port_open, read_pid, run, stop_pid, wait_until
 
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
@@ -83,7 +83,7 @@ def _java_cmd(s: Settings, p: KafkaPaths, main: str, *args: str, heap_mb: int | 
 
 def write_config(s: Settings) -> KafkaPaths:
     p = KafkaPaths.of(s)
-    p.config.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(p.config.parent)
     host, port = host_port(s)
     cport = s.kafka_controller_port
     p.config.write_text(
@@ -152,7 +152,7 @@ def format_storage(s: Settings, p: KafkaPaths) -> None:
     """Format the KRaft metadata directory once (kept across down/up)."""
     if (p.data / "meta.properties").exists():
         return
-    p.data.mkdir(parents=True, exist_ok=True)
+    private_dirs(p.data)
     cluster_id = run(_java_cmd(s, p, "kafka.tools.StorageTool", "random-uuid"), "kafka random-uuid").stdout.strip()
     cluster_id = cluster_id.splitlines()[-1] if cluster_id else str(uuid.uuid4())
     run(

@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimetic.config import Settings
+from mimetic.config import PRIVATE_DIR_MODE, Settings, private_dirs
 from mimetic.stack.procs import StackError, pid_alive, port_open, run, wait_until
 
 TRIXIE_SOURCES = (
@@ -68,6 +68,12 @@ def _as_owner(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *cmd]
     return cmd
+
+
+def stack_dir_mode() -> int:
+    """Mode of home, run/ and data/: 0700, but 0711 under root, where the `postgres` user
+    must pass through them (to its own data/pg and run/pg) without listing them."""
+    return 0o711 if os.geteuid() == 0 else PRIVATE_DIR_MODE
 
 
 def _chown_owner(path: Path) -> None:
@@ -193,14 +199,14 @@ def init_cluster(s: Settings, p: PgPaths) -> bool:
     """initdb once; returns True when a new cluster was created."""
     if (p.data / "PG_VERSION").exists():
         return False
-    s.home.mkdir(parents=True, exist_ok=True)
-    s.secrets_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(s.secrets_dir, 0o700)
+    for d in (s.home, s.data_dir, s.run_dir):
+        private_dirs(d, stack_dir_mode())
+    os.chmod(s.private_dir("secrets"), 0o700)
     if not p.password_file.exists():
         p.password_file.write_text(secrets.token_urlsafe(24) + "\n")
         os.chmod(p.password_file, 0o600)
     for d in (p.data, p.sock):
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(mode=0o700, exist_ok=True)
         _chown_owner(d)
     os.chmod(p.data, 0o700)
     pwfile = p.sock / "initdb.pw"
@@ -252,7 +258,8 @@ def start(s: Settings) -> str:
     conf = p.data / "mimetic.conf"
     conf.write_text(_server_conf(s, p))
     _chown_owner(conf)
-    p.sock.mkdir(parents=True, exist_ok=True)
+    private_dirs(p.sock.parent, stack_dir_mode())
+    p.sock.mkdir(mode=0o700, exist_ok=True)
     _chown_owner(p.sock)
     pid = running_pid(p)
     if pid is not None:

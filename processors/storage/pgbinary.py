@@ -10,6 +10,7 @@ then per element length + value, all big-endian).
 
 from __future__ import annotations
 
+import math
 import struct
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -30,6 +31,45 @@ _FIELD_BOOL = struct.Struct("!i?")
 _ARR2_HDR = struct.Struct("!iiiiiiii")   # len, ndim, flags, oid, dim1, lb1, dim2, lb2
 _ARR1_HDR = struct.Struct("!iiiiii")     # len, ndim, flags, oid, dim1, lb1
 _ELEM = np.dtype([("len", ">i4"), ("val", ">f4")])
+
+
+class EncodeError(ValueError):
+    """A value that has no binary COPY form in its column type (out of range, wrong type).
+
+    The record carrying it can never be stored: the sink dead-letters it.
+    """
+
+
+_INT_LIMITS = {"int2": 2 ** 15, "int4": 2 ** 31, "int8": 2 ** 63}
+_FLOAT4_MAX = float(np.finfo(np.float32).max)
+
+
+def value_checker(copy_type: str):
+    """A function that raises :class:`EncodeError` for a value a column of ``copy_type``
+    cannot hold, or None when every value of the Python type fits.
+
+    Needed because psycopg's binary dumpers do not all refuse such values: an int2 of
+    40000 is silently sent as -25536, a float4 of 1e300 as infinity.
+    """
+    if copy_type in _INT_LIMITS:
+        limit = _INT_LIMITS[copy_type]
+
+        def check_int(v) -> None:
+            if v is not None and not -limit <= v < limit:
+                raise EncodeError(f"{v!r} out of {copy_type} range")
+        return check_int
+    if copy_type == "float4":
+        def check_float(v) -> None:
+            if v is not None and math.isfinite(v) and abs(v) > _FLOAT4_MAX:
+                raise EncodeError(f"{v!r} out of float4 range")
+        return check_float
+    if copy_type == "float4[]":
+        def check_floats(vs) -> None:
+            for v in vs or ():
+                if v is not None and math.isfinite(v) and abs(v) > _FLOAT4_MAX:
+                    raise EncodeError(f"{v!r} out of float4 range")
+        return check_floats
+    return None
 
 
 def pg_timestamp(dt: datetime) -> int:
@@ -71,6 +111,26 @@ ENVELOPE_COLUMNS = ("time", "device_id", "seq", "session_id", "fs_hz", "env", "c
 
 def envelope_row(time: datetime, device_id: str, seq: int, session_id: uuid.UUID | None, fs_hz: float,
                  env: np.ndarray, clipped: int, stim_blanked: bool) -> bytes:
+    """One envelope row; :class:`EncodeError` for a value its column cannot hold.
+
+    ``fs_hz`` must be finite and > 0: the column's ``check (fs_hz > 0)`` lets NaN
+    through (PostgreSQL orders NaN above every number), and every sample time
+    derives from it.
+    """
+    try:
+        rate_ok = math.isfinite(fs_hz) and fs_hz > 0
+    except TypeError:
+        rate_ok = False
+    if not rate_ok:
+        raise EncodeError(f"envelope fs_hz {fs_hz!r} is not a finite positive rate")
+    try:
+        return _envelope_row(time, device_id, seq, session_id, fs_hz, env, clipped, stim_blanked)
+    except (struct.error, OverflowError, TypeError, ValueError, UnicodeError) as exc:
+        raise EncodeError(f"envelope seq={seq!r} clipped={clipped!r}: {type(exc).__name__}: {exc}") from None
+
+
+def _envelope_row(time: datetime, device_id: str, seq: int, session_id: uuid.UUID | None, fs_hz: float,
+                  env: np.ndarray, clipped: int, stim_blanked: bool) -> bytes:
     return b"".join((
         struct.pack("!h", 8),
         ts_field(time),

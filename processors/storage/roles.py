@@ -60,8 +60,7 @@ def create_login(s: Settings, name: str, group: str, clinic_id: str | None = Non
     if (group == "clinic") != (clinic_id is not None):
         raise ValueError("clinic logins need --clinic, other groups must not have one")
     path = password_file(s, name)
-    s.secrets_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(s.secrets_dir, 0o700)
+    os.chmod(s.private_dir("secrets"), 0o700)
     if rotate or not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

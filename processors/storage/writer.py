@@ -7,17 +7,23 @@ key, so a replayed batch inserts nothing. Alert state and session summaries are
 upserts whose rules make a replay a no-op (see each method).
 
 Errors are sorted for the caller: :class:`TransientDbError` (connection lost, server
-shutting down, serialization failure, missing table or privilege: retry the same
-batch later) and :class:`RecordRejected` (the data itself violates a constraint:
-isolate the bad record and dead-letter it).
+shutting down, serialization failure, deadlock, missing table or privilege: retry the
+same batch later) and :class:`RecordRejected` (the data itself cannot be stored:
+isolate the bad record and dead-letter it). A rejection is either the database's
+(SQLSTATE class 22 data exception, 23 integrity constraint violation, 54 program limit
+exceeded, e.g. an index row too large) or :class:`RowEncodingError`, raised before the
+row reaches the database (a value out of its column type's range, such as a ``seq``
+of 2**63). Nothing else escapes :meth:`DbWriter.write`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import struct
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -35,6 +41,16 @@ class TransientDbError(RuntimeError):
 
 class RecordRejected(RuntimeError):
     """The batch contains data the database refuses (constraint, bad value)."""
+
+
+class RowEncodingError(RecordRejected):
+    """A record has a value its column type cannot hold; it never reached the database."""
+
+
+#: what encoding a row's values can raise (our binary encoder or psycopg's dumpers)
+_ENCODE_ERRORS = (pgbinary.EncodeError, struct.error, OverflowError, TypeError, ValueError, UnicodeError)
+#: SQLSTATE classes that are the row's fault, never an outage
+_DATA_SQLSTATE_CLASSES = ("22", "23", "54")
 
 
 @dataclass
@@ -110,6 +126,24 @@ class CopySpec:
     def char_columns(self) -> list[str]:
         return [c for c, t in self.columns if t == "char1"]
 
+    def check(self, row: tuple) -> None:
+        """Raise pgbinary.EncodeError for a value its column's type cannot hold."""
+        for i, name, check in _checkers(self):
+            try:
+                check(row[i])
+            except pgbinary.EncodeError as exc:
+                raise pgbinary.EncodeError(f"{name}: {exc}") from None
+
+
+@functools.cache
+def _checkers(spec: CopySpec) -> tuple[tuple[int, str, Callable], ...]:
+    out = []
+    for i, (name, copy_type) in enumerate(spec.columns):
+        check = pgbinary.value_checker(copy_type)
+        if check is not None:
+            out.append((i, name, check))
+    return tuple(out)
+
 
 COPY_SPECS: dict[str, CopySpec] = {
     "quality": CopySpec("signal_quality", (
@@ -158,9 +192,23 @@ SUMMARY_TABLE = "session_summary"
 
 def _classify(exc: BaseException) -> Exception:
     """Map a psycopg error to TransientDbError or RecordRejected."""
-    if isinstance(exc, (pg_errors.DataError, pg_errors.IntegrityError)):
-        return RecordRejected(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    return TransientDbError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if isinstance(exc, (pg_errors.DataError, pg_errors.IntegrityError)) or \
+            sqlstate[:2] in _DATA_SQLSTATE_CLASSES:
+        return RecordRejected(text)
+    return TransientDbError(text)
+
+
+def _encoding_error(kind: str, rec: r.Record, exc: BaseException) -> RowEncodingError:
+    return RowEncodingError(f"{kind} {_short_key(rec)}: {type(exc).__name__}: {exc}"[:500])
+
+
+def _short_key(rec: r.Record) -> str:
+    try:
+        return repr(rec.natural_key())[:200]
+    except Exception:  # the key of a broken record is only for the message
+        return "(no key)"
 
 
 class DbWriter:
@@ -211,14 +259,15 @@ class DbWriter:
         """Write all records in one transaction. Raises TransientDbError / RecordRejected.
 
         `pipeline`: optional {component, instance, records, dead_letters, lag} written as one
-        `pipeline_stats` row in the same transaction (operator dashboards).
+        `pipeline_stats` row in the same transaction (operator dashboards); `rows_written` and
+        `duplicates` in it replace this write's own counts (the parts of a bisected batch).
         """
         by_kind: dict[str, list] = defaultdict(list)
         for rec in batch:
             by_kind[r.kind_of(rec)].append(rec)
         unknown = set(by_kind) - SUPPORTED_KINDS
         if unknown:
-            raise RecordRejected(f"no table for record kind(s) {sorted(unknown)}")
+            raise RowEncodingError(f"no table for record kind(s) {sorted(unknown)}")
         t_start = time.perf_counter()
         try:
             conn = self._connect()
@@ -234,30 +283,41 @@ class DbWriter:
                         self._upsert_alert_state(cur)
                     self._mark_dirty(cur, by_kind)
                     for summary in by_kind.get("session_summary", ()):
-                        self._upsert_summary(cur, summary, result)
+                        try:
+                            self._upsert_summary(cur, summary, result)
+                        except _ENCODE_ERRORS as exc:   # a parameter psycopg cannot adapt
+                            raise _encoding_error(SUMMARY_TABLE, summary, exc) from None
                     if pipeline is not None:
-                        rows = sum(result.inserted.values())
+                        rows = pipeline.get("rows_written", sum(result.inserted.values()))
+                        duplicates = pipeline.get("duplicates", sum(result.staged.values()) - rows)
                         cur.execute(
                             "insert into pipeline_stats (component, instance, records, rows_written, duplicates,"
                             " dead_letters, lag, write_ms) values (%s, %s, %s, %s, %s, %s, %s, %s)",
                             (pipeline.get("component", "sink"), pipeline.get("instance", ""),
-                             pipeline.get("records", len(batch)), rows, sum(result.staged.values()) - rows,
+                             pipeline.get("records", len(batch)), rows, duplicates,
                              pipeline.get("dead_letters", 0), pipeline.get("lag"),
                              (time.perf_counter() - t_start) * 1000))
             return result
-        except (TransientDbError, RecordRejected):
+        except TransientDbError:
+            raise
+        except RecordRejected:
+            self._rollback()
             raise
         except psycopg.Error as exc:
             err = _classify(exc)
             if isinstance(err, TransientDbError):
                 self.close()
             else:
-                try:
-                    if self.conn is not None:
-                        self.conn.rollback()
-                except psycopg.Error:
-                    self.close()
+                self._rollback()
             raise err from exc
+
+    def _rollback(self) -> None:
+        """Leave the connection idle after a rejected batch (or drop it if that fails)."""
+        try:
+            if self.conn is not None and not self.conn.closed:
+                self.conn.rollback()
+        except psycopg.Error:
+            self.close()
 
     def _write_envelopes(self, cur: psycopg.Cursor, frames: Iterable[r.EnvelopeFrame], result: WriteResult) -> None:
         cols = ", ".join(pgbinary.ENVELOPE_COLUMNS)
@@ -265,8 +325,11 @@ class DbWriter:
         with cur.copy(f"copy stg_{ENVELOPE_TABLE} ({cols}) from stdin (format binary)") as copy:
             parts = [pgbinary.SIGNATURE]
             for f in frames:
-                parts.append(pgbinary.envelope_row(f.time, f.device_id, f.seq, f.session_id, f.fs_hz,
-                                                   f.array, f.clipped, f.stim_blanked))
+                try:
+                    parts.append(pgbinary.envelope_row(f.time, f.device_id, f.seq, f.session_id, f.fs_hz,
+                                                       f.array, f.clipped, f.stim_blanked))
+                except _ENCODE_ERRORS as exc:
+                    raise _encoding_error("envelope", f, exc) from None
                 n += 1
                 if len(parts) >= 2000:
                     copy.write(b"".join(parts))
@@ -281,7 +344,12 @@ class DbWriter:
         with cur.copy(f"copy {spec.staging} ({spec.column_list}) from stdin (format binary)") as copy:
             copy.set_types(spec.types)
             for rec in recs:
-                copy.write_row(spec.row(rec))
+                try:
+                    row = spec.row(rec)
+                    spec.check(row)
+                    copy.write_row(row)
+                except _ENCODE_ERRORS as exc:
+                    raise _encoding_error(spec.table, rec, exc) from None
         cur.execute(f"insert into {spec.table} ({spec.column_list}) select {spec.column_list} "
                     f"from {spec.staging} on conflict ({spec.conflict}) do nothing")
         result.add(spec.table, len(recs), cur.rowcount)

@@ -126,7 +126,8 @@ def make_app(s: Settings) -> faust.App:
         s.worker_id,
         broker=f"kafka://{s.kafka_bootstrap}",
         store="memory://",
-        datadir=str(s.run_dir / "faust"),  # Faust's own files; by default it writes to the current directory
+        # Faust's own files (by default it writes to the current directory); Faust makes only the last level
+        datadir=str(s.private_dir("run", "faust")),
         # effectively-once comes from the batch protocol in the module docstring; at_least_once
         # flushes the producer (outputs and states) before every offset commit
         processing_guarantee="at_least_once",

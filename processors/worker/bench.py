@@ -224,8 +224,7 @@ def _step_settings(base: Settings, tag: str) -> Settings:
 
 def _start(s: Settings, names: list[str], tag: str) -> dict[str, subprocess.Popen]:
     """`mimetic sink` / `mimetic worker` processes (names like "sink", "worker0"), logs in run/bench."""
-    log_dir = s.run_dir / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = s.private_dir("run", "bench")
     env = {**os.environ, **s.as_env()}
     return {name: subprocess.Popen(
         [sys.executable, "-m", "mimetic.cli", name.rstrip("0123456789")],

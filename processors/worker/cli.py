@@ -14,11 +14,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         web_port: Annotated[int | None, typer.Option(help="Override MIMETIC_WORKER_WEB_PORT.")] = None,
     ) -> None:
         """Run the stream worker: device topics -> DSP, balance, alerts, sessions -> derived topics."""
+        import os
+
         import faust
 
         from mimetic.config import get_settings
         from processors.worker.app import make_app
 
+        os.umask(0o077)   # Faust's own files and directories under run/faust: the owner's only
         s = get_settings()
         if web_port is not None:
             s = s.model_copy(update={"worker_web_port": web_port})
