@@ -88,6 +88,12 @@ CHECKPOINTS = Counter("mimetic_worker_checkpoints_total",
 DEVICES = Gauge("mimetic_worker_devices", "devices with state in this worker's memory")
 
 
+def _received_at_us(meta: wire.RecordMeta) -> int:
+    """The receive time the device-clock rule compares with: the gateway's header, or (a producer that
+    sets none) this worker's clock."""
+    return meta.received_at_us if meta.received_at_us is not None else wire.now_us()
+
+
 @dataclass
 class Outgoing:
     """What one batch produces: messages to deliver, and the devices whose states it changed."""
@@ -279,7 +285,7 @@ def make_app(s: Settings) -> faust.App:
                 if frame.device_id != key:
                     raise wire.WireError("device_id_mismatch", f"key {key!r}, frame {frame.device_id!r}")
                 last_frame_offset[ev.message.partition] = ev.message.offset
-                recs, late = dp.on_frame(frame, ev.value)
+                recs, late = dp.on_frame(frame, ev.value, _received_at_us(meta), meta.resent)
                 dp.last_arrival_s = (meta.received_at_us or 0) / 1e6 or dp.last_arrival_s
                 out.frames += 1
                 if meta.received_at_us:
@@ -287,11 +293,11 @@ def make_app(s: Settings) -> faust.App:
                 for why in late:
                     out.messages.append(dead_letter(ev, "late", why))
             elif topic == telemetry_topic:
-                t, _meta = wire.decode_telemetry_record(ev.value, ev.message.headers)
-                recs = dp.on_telemetry(t)
+                t, meta = wire.decode_telemetry_record(ev.value, ev.message.headers)
+                recs = dp.on_telemetry(t, _received_at_us(meta))
             elif topic == events_topic:
-                e, _meta = wire.decode_event_record(ev.value, ev.message.headers)
-                recs = dp.on_event(e)
+                e, meta = wire.decode_event_record(ev.value, ev.message.headers)
+                recs = dp.on_event(e, _received_at_us(meta))
             else:  # tick
                 now_s = float(ev.value.decode())
                 # wall-clock silence only means something when this partition's frames are caught up
