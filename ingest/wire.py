@@ -104,10 +104,12 @@ Sequence numbers and restarts
 ``seq`` counts each device's frames (+1 per frame). A device's counter may
 start again (reboot, firmware update, new session). The pipeline treats a frame
 whose seq is below the next expected one as the start of a new *sequence
-epoch* when it belongs to a session not seen since the last epoch began, when
-its ``t_us`` is later than every frame of the epoch (a duplicate or late frame
-never is), or when it is more than 4096 below the next expected seq and not
-flagged RESENT. Otherwise it is a duplicate (dropped) or late (dead-lettered).
+epoch* when it belongs to a session not seen since the last epoch began, or,
+if it is not flagged RESENT, when its ``t_us`` is later than every frame of the
+epoch (a duplicate or late frame never is) or it is more than 4096 below the
+next expected seq. Otherwise it is a duplicate (dropped) or late
+(dead-lettered). A restart is counted and raised as an info alert
+``sequence_restart``; the new epoch's frames are processed and stored.
 Devices should start a new session id, or keep counting, across a restart; a
 counter that restarts within the same session and at an older device time is
 indistinguishable from a resend. See :mod:`processors.sequencing`.

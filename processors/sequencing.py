@@ -20,11 +20,12 @@ update or a new session. A frame with ``seq < next_seq`` starts a new epoch when
 
 1. it belongs to a session not seen in this epoch (frames without a session id
    never trigger this), or
-2. its device time ``t_us`` is later than every frame of the epoch so far (a
-   duplicate or a late frame is a copy of, or older than, a frame already seen;
-   only a counter that started again can be both behind in seq and ahead in time), or
-3. it is more than ``restart_window`` (:data:`RESTART_WINDOW`) below ``next_seq``
-   and not flagged RESENT.
+2. it is not flagged RESENT and its device time ``t_us`` is later than every
+   frame of the epoch so far (a duplicate or a late frame is a copy of, or older
+   than, a frame already seen; only a counter that started again can be both
+   behind in seq and ahead in time), or
+3. it is not flagged RESENT and more than ``restart_window``
+   (:data:`RESTART_WINDOW`) below ``next_seq``.
 
 A frame of a session of an earlier epoch that arrives after the restart is late.
 At a restart the held frames of the old epoch are delivered (their gaps
@@ -165,7 +166,8 @@ def accept(state: SequenceState, seq: int, payload: Any, hold_frames: int = 4, *
     """Apply the rule above to one arriving frame; mutates `state`.
 
     ``t_us`` (device time), ``session`` (session id, None if the frame has none) and ``resent``
-    (the device's RESENT flag) feed the restart conditions; without them only condition 3 applies.
+    (the device's RESENT flag, not the gateway's retry hint) feed the restart conditions; without
+    them only condition 3 applies.
     """
     out = Delivery()
     if state.next_seq is None:
@@ -209,9 +211,11 @@ def _restart_reason(state: SequenceState, seq: int, t_us: int | None, session: s
                     restart_window: int) -> str:
     if session is not None and session not in state.sessions:
         return "new_session"
+    if resent:
+        return ""
     if t_us is not None and state.max_t_us is not None and t_us > state.max_t_us:
         return "newer_device_time"
-    if not resent and state.next_seq - seq > restart_window:
+    if state.next_seq - seq > restart_window:
         return "backward_jump"
     return ""
 

@@ -285,7 +285,7 @@ def make_app(s: Settings) -> faust.App:
                 if frame.device_id != key:
                     raise wire.WireError("device_id_mismatch", f"key {key!r}, frame {frame.device_id!r}")
                 last_frame_offset[ev.message.partition] = ev.message.offset
-                recs, late = dp.on_frame(frame, ev.value, _received_at_us(meta), meta.resent)
+                recs, late = dp.on_frame(frame, ev.value, _received_at_us(meta))
                 dp.last_arrival_s = (meta.received_at_us or 0) / 1e6 or dp.last_arrival_s
                 out.frames += 1
                 if meta.received_at_us:

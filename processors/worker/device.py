@@ -125,13 +125,13 @@ class DeviceProcessor:
 
     # --- raw inputs -------------------------------------------------------------
 
-    def on_frame(self, frame: Frame, wire: bytes, received_at_us: int | None = None,
-                 resent: bool = False) -> tuple[list[R.Record], list[str]]:
+    def on_frame(self, frame: Frame, wire: bytes, received_at_us: int | None = None
+                 ) -> tuple[list[R.Record], list[str]]:
         """A decoded frame (and its wire bytes, held while reordering). Returns (records, late reasons).
 
         With ``received_at_us`` (the gateway's receive time) the device-clock rule is applied first:
         a frame it refuses raises WireError (``clock_future``/``clock_past``) and changes nothing
-        but the counters. ``resent``: the device or the gateway marked the frame as a repeat.
+        but the counters.
         """
         if received_at_us is not None:
             self.check_clock(frame.t_us, received_at_us)
@@ -139,7 +139,7 @@ class DeviceProcessor:
         late: list[str] = []
         sid = str(frame.session_id) if frame.session_id else None
         d = accept(self.seq, frame.seq, wire, self.p.hold_frames, t_us=frame.t_us, session=sid,
-                   resent=resent or frame.resent)
+                   resent=frame.resent)
         if d.duplicate:
             self.stats["duplicates"] += 1
         if d.late:
