@@ -153,3 +153,21 @@ def test_device_clocks_in_2000_and_2099_are_refused_and_counted(year_us: int, re
     dp.on_event(start(SESSION_A, old), NOW_US)
     recs, _late = feed(dp, frame(0, old, SESSION_A))
     assert dp.session is not None and dp.session["frames"] == 1
+
+
+def test_a_state_saved_before_epochs_is_read() -> None:
+    import msgspec
+
+    dp = DeviceProcessor(DEVICE, P)
+    for q in (0, 1, 2, 8, 9, 10, 11, 12):  # 3..7 lost
+        feed(dp, frame(q, T0 + q * 50_000, k=q))
+    data = dp.to_state()
+    d = msgspec.msgpack.decode(data[8:])
+    d["v"] = 3
+    d["seq"] = {**{k: v for k, v in d["seq"].items() if k != "epoch"}, "lost": [3, 4, 5, 6, 7], "late_seen": [],
+                "counters": d["seq"]["counters"][:6]}
+    d["stats"] = {k: v for k, v in d["stats"].items() if k not in ("restarts", "clock_refused")}
+    old = DeviceProcessor.from_state(data[:8] + msgspec.msgpack.encode(d), P)
+    assert old.seq.lost.ranges == [[3, 8]] and old.seq.n_restarts == 0 and old.stats["restarts"] == 0
+    _recs, late = feed(old, frame(5, T0 + 5 * 50_000, k=5))
+    assert late and old.seq.lost.ranges == [[3, 5], [6, 8]]
