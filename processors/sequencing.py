@@ -9,9 +9,9 @@ and the tests share it):
   -> dropped and counted, or, if it was never delivered (its gap was declared
   lost, or it is below the epoch's first frame), *late* -> dead-lettered with
   reason ``late``.
-- ``seq > next_seq``: a gap. The frame is held (up to ``hold_frames`` frames) in
-  case the missing ones arrive out of order. When the hold is full, the gap is
-  declared lost: ``gap`` is reported with the missing count, the signal chain
+- ``seq > next_seq``: a gap. The frame is held (up to ``hold_frames`` frames and
+  ``hold_bytes`` bytes of payload, :data:`HOLD_BYTES`) in case the missing ones
+  arrive out of order. When the hold is full, the gap is declared lost: ``gap`` is reported with the missing count, the signal chain
   must reset its filter state (no bridging across missing samples), and the held
   frames are delivered in order.
 
@@ -34,7 +34,9 @@ on across epochs and ``n_restarts`` counts the epochs begun after the first.
 
 The first frame of a device starts the count at its own number.
 
-Bounded state, whatever a device sends: at most ``hold_frames`` held frames, and
+Bounded state, whatever a device sends: at most ``hold_frames`` held frames of
+at most ``hold_bytes`` together (the state must fit one Kafka changelog record;
+a frame larger than that is never held), and
 the lost and late bookkeeping as merged ``[lo, hi)`` ranges, at most
 :data:`MAX_RANGES` of each (the lowest are forgotten first: a frame of a
 forgotten lost range that still arrives counts as a duplicate). Every operation
@@ -53,6 +55,8 @@ RESTART_WINDOW = 4096
 MAX_RANGES = 64
 #: session ids remembered for the current epoch and for earlier ones
 MAX_SESSIONS = 4
+#: payload bytes held while waiting for missing frames (the device state is one changelog record)
+HOLD_BYTES = 256 * 1024
 
 
 @dataclass
@@ -162,7 +166,8 @@ def _ranges(items: list) -> RangeSet:
 
 
 def accept(state: SequenceState, seq: int, payload: Any, hold_frames: int = 4, *, t_us: int | None = None,
-           session: str | None = None, resent: bool = False, restart_window: int = RESTART_WINDOW) -> Delivery:
+           session: str | None = None, resent: bool = False, restart_window: int = RESTART_WINDOW,
+           hold_bytes: int = HOLD_BYTES) -> Delivery:
     """Apply the rule above to one arriving frame; mutates `state`.
 
     ``t_us`` (device time), ``session`` (session id, None if the frame has none) and ``resent``
@@ -199,12 +204,15 @@ def accept(state: SequenceState, seq: int, payload: Any, hold_frames: int = 4, *
     if t_us is not None and (state.max_t_us is None or t_us > state.max_t_us):
         state.max_t_us = t_us
     state.held[seq] = payload
-    if seq > state.next_seq:
-        if len(state.held) <= hold_frames:
-            return out
-        _declare_gap(state, out)  # the hold is full: the missing frames are lost
     _drain(state, out)
+    while state.held and (len(state.held) > hold_frames or _held_bytes(state) > hold_bytes):
+        _declare_gap(state, out)  # the hold is full: the missing frames are lost
+        _drain(state, out)
     return out
+
+
+def _held_bytes(state: SequenceState) -> int:
+    return sum(len(p) for p in state.held.values() if isinstance(p, (bytes, bytearray, memoryview)))
 
 
 def _restart_reason(state: SequenceState, seq: int, t_us: int | None, session: str | None, resent: bool,

@@ -171,3 +171,17 @@ def test_a_state_saved_before_epochs_is_read() -> None:
     assert old.seq.lost.ranges == [[3, 8]] and old.seq.n_restarts == 0 and old.stats["restarts"] == 0
     _recs, late = feed(old, frame(5, T0 + 5 * 50_000, k=5))
     assert late and old.seq.lost.ranges == [[3, 5], [6, 8]]
+
+
+def test_out_of_order_frames_of_the_largest_size_keep_the_state_one_changelog_record() -> None:
+    dp = DeviceProcessor(DEVICE, P)
+    samples = RNG.integers(-2000, 2000, size=(wire.MAX_CHANNELS, 4000), dtype=np.int16)  # 512 KB: 1 s at 4 kHz
+
+    def big(seq: int) -> Frame:
+        return Frame(device_id=DEVICE, seq=seq, t_us=T0 + seq * 1_000_000, fs_hz=4000, scale_uv=0.1,
+                     samples=samples)
+
+    for seq in (0, 2, 3, 5, 7, 8, 9, 10):  # holes everywhere: the hold would keep four 512 KB frames
+        feed(dp, big(seq))
+        assert len(dp.to_state()) < 1_000_000  # Kafka's default message.max.bytes
+    assert dp.stats["frames"] == 8 and not dp.seq.held and dp.seq.n_missing == 3

@@ -7,7 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.sequencing import MAX_RANGES, RESTART_WINDOW, RangeSet, SequenceState, accept, flush
+from processors.sequencing import (HOLD_BYTES, MAX_RANGES, RESTART_WINDOW, RangeSet, SequenceState, accept,
+                                   flush)
 
 
 def _run(seqs: list[int], hold: int = 4) -> tuple[list[int], SequenceState, list[tuple[int, int]], int, int]:
@@ -202,3 +203,15 @@ def test_held_frames_of_the_old_epoch_are_delivered_before_the_new_one() -> None
         accept(s, q, q, hold_frames=4, session="A")
     d = accept(s, 0, "b0", hold_frames=4, session="B")
     assert [q for q, _ in d.frames] == [3, 4, 0] and d.gaps == [(2, 1)] and d.restart_at == 2
+
+
+def test_the_hold_is_bounded_in_bytes_too() -> None:
+    s = SequenceState()
+    big = b"x" * (HOLD_BYTES // 2 + 1)
+    accept(s, 0, big)
+    assert accept(s, 2, big).frames == [] and list(s.held) == [2]  # one big frame fits: waiting for 1
+    d = accept(s, 3, big)  # two do not: the gap is declared at once, though the hold has room for 4 frames
+    assert d.gaps == [(1, 1)] and [q for q, _ in d.frames] == [2, 3] and not s.held
+    huge = b"x" * (HOLD_BYTES + 1)
+    d = accept(s, 6, huge)  # larger than the budget alone: never held
+    assert d.gaps == [(4, 2)] and [q for q, _ in d.frames] == [6]
