@@ -120,8 +120,9 @@ Validation errors
 gateway answers with: 400 when the body cannot be parsed as the claimed format
 (``truncated``, ``bad_magic``, ``bad_crc``, ``count_mismatch``, ``bad_json``,
 ``trailing_bytes``...), 422 when it parses but a value is unacceptable
-(``unsupported_version``, ``nan``, ``bad_rate``, ``too_many_channels``,
-``too_many_samples``, ``device_id_mismatch``, ``invalid_telemetry``...).
+(``unsupported_version``, ``nan``, ``bad_seq``, ``bad_timestamp``, ``bad_rate``,
+``too_many_channels``, ``too_many_samples``, ``device_id_mismatch``,
+``invalid_telemetry``, ``clock_future``, ``clock_past``...).
 The body-size limit (413) is enforced by the gateway before decoding.
 
 Kafka records
@@ -138,6 +139,8 @@ Headers (all values UTF-8 text):
 * ``content-type``: ``application/x-mimetic-frame;v=1`` or ``application/json;v=1``
 * ``kind``: ``frame`` | ``telemetry`` | ``event``
 * ``received-at-us``: gateway (or producer) wall-clock time, µs since the epoch
+  (decimal digits, at most 18; anything else reads as absent); the time the
+  device-clock rule compares with
 * ``source``: ``http`` | ``ws`` | ``simulator`` | ``replay``
 * ``dup``: ``1`` when the gateway had already had the same (device, kind, seq)
   acknowledged by Kafka recently (a retried request whose first answer was lost)
