@@ -104,10 +104,15 @@ def _state_size(s: SequenceState) -> int:
 def test_any_seq_stream_keeps_the_state_bounded_and_every_arrival_counted_once(arrivals, hold) -> None:
     s = SequenceState()
     delivered = dup = late = restarts = 0
+    last = -1
     for i, (q, t, resent, sid) in enumerate(arrivals):
         d = accept(s, q, i, hold_frames=hold, t_us=t, session=sid, resent=resent)
         outcomes = [d.duplicate, d.late, any(p == i for _q, p in d.frames) or i in s.held.values()]
         assert sum(outcomes) == 1, (q, d)  # exactly one fate per arrival
+        for j, (q2, _p) in enumerate(d.frames):  # in order within an epoch
+            last = -1 if j == d.restart_at else last
+            assert q2 > last
+            last = q2
         delivered += len(d.frames)
         dup += d.duplicate
         late += d.late
