@@ -522,17 +522,20 @@ def operator_fleet() -> Dashboard:
                      f"order by time desc", ("Time", "Device", "Current (µA)", "Limit (µA)", "State"),
                      may_be_empty=True)],
               w=12, h=8),
-        Panel("Data gaps and duplicates", "Frames lost between device and pipeline, duplicates and late frames "
-              "per display interval (at least a minute; from the worker's sequence accounting), empty intervals as zero.", "timeseries",
+        Panel("Data gaps and duplicates", "Frames lost between device and pipeline, duplicates and late frames, "
+              "sequence-counter restarts and records refused for their device clock per display interval (at least "
+              "a minute; from the worker's sequence accounting), empty intervals as zero.", "timeseries",
               [Query(f"""
 with p as (select make_interval(secs => greatest($__interval_ms, 60000) / 1000.0) as step),
 m as (select time_bucket(p.step, time) as t, sum(missing_frames) as missing, sum(duplicates) as dup,
-             sum(late) as late
+             sum(late) as late, sum(restarts) as restarts, sum(clock_refused) as clock
       from stream_stats cross join p where $__timeFilter(time) and device_id in ({devices}) group by 1)
 select g as time, coalesce(m.missing, 0) as "Missing frames", coalesce(m.dup, 0) as "Duplicates",
-       coalesce(m.late, 0) as "Late"
+       coalesce(m.late, 0) as "Late", coalesce(m.restarts, 0) as "Counter restarts",
+       coalesce(m.clock, 0) as "Clock refused"
 from p cross join generate_series(time_bucket(p.step, $__timeFrom()::timestamptz), $__timeTo()::timestamptz, p.step) as g
-left join m on m.t = g order by 1""", ("time", "Missing frames", "Duplicates", "Late"), "time_series")],
+left join m on m.t = g order by 1""", ("time", "Missing frames", "Duplicates", "Late", "Counter restarts",
+                                       "Clock refused"), "time_series")],
               w=12, h=8, unit="none", min=0, custom={"drawStyle": "bars", "fillOpacity": 70}),
         Panel("Pipeline throughput", "Records the database sink wrote per second, averaged per display interval "
               "(at least a minute); intervals without a batch show zero.", "timeseries",

@@ -116,7 +116,8 @@ def recording_frames(path: str | Path, device_id: str, *, fs_hz: float | None = 
                      channel_map: list[dict[str, Any]] | None = None, first_seq: int = 1,
                      therapy_type: str = "assessment") -> tuple[list[SimRecord], dict[str, Any]]:
     """A recording (formats of `mimetic dsp`, via processors.recordings.load_recording) as device records:
-    session_start, frames of ``frame_ms``, session_end. Returns (records, info)."""
+    session_start, frames of ``frame_ms``, session_end, dated to end now unless ``t0_us`` is given.
+    Returns (records, info)."""
     from processors.recordings import load_recording
 
     rec = load_recording(path, fs_hz=fs_hz)
@@ -139,7 +140,9 @@ def recording_frames(path: str | Path, device_id: str, *, fs_hz: float | None = 
         except ValueError:
             channel_map = []
     session_id = session_id or uuid.uuid4()
-    t0_us = t0_us if t0_us is not None else wire.now_us()
+    # by default the recording ends now: replayed at any speed, its device time is never ahead of the
+    # receive time (the device-clock rule refuses frames more than MIMETIC_CLOCK_MAX_FUTURE_S ahead)
+    t0_us = t0_us if t0_us is not None else wire.now_us() - (x.shape[1] * 1_000_000) // fs_i
     n = max(1, int(round(fs_i * frame_ms / 1000)))
     records: list[SimRecord] = []
     if channel_map:

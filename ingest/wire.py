@@ -19,8 +19,10 @@ and a CRC-32 trailer::
                                           bits 2-7 reserved, must be 0
     6      1    uint8    device_id_len    3..64
     7      1    uint8    reserved         0
-    8      8    uint64   seq              device frame sequence number (per device, +1 per frame)
-    16     8    int64    t_us             device time of the FIRST sample, µs since the Unix epoch
+    8      8    uint64   seq              device frame sequence number (per device, +1 per frame),
+                                          0..2^63-1 (stored as a signed 64-bit integer downstream)
+    16     8    int64    t_us             device time of the FIRST sample, µs since the Unix epoch,
+                                          within years 2000-2099 (format bound; see "Device clock")
     24     4    uint32   fs_hz            sampling rate, 250..10000 Hz
     28     2    uint16   n_channels       1..64
     30     2    uint16   n_samples        samples per channel, 1..min(8192, fs_hz) (at most 1 s)
@@ -57,14 +59,70 @@ may be omitted in a request body (the URL's id is filled in); if present it must
 match. Each carries the device's own ``seq`` (a counter per record kind) and
 ``t_us`` (device time, µs since the epoch).
 
+Bounds of every number (a value outside is refused with 422; non-finite floats
+with reason ``nan``, the others ``invalid_telemetry`` / ``invalid_event``):
+
+=========================  =============================================
+field                      accepted
+=========================  =============================================
+``seq`` (all records)      integer 0..2^63-1
+``t_us`` (all records)     integer µs in [2000-01-01, 2100-01-01), and
+                           the device-clock rule below
+``battery_pct``            0..100
+``temperature_c``          -20..80 °C
+``impedance_kohm``         each 0..100000 kΩ, at most 64 values
+``stim_current_ua``        0..10000 µA
+``signal_strength_dbm``    -150..20 dBm
+``firmware_errors``        at most 32 strings of 1..64 characters
+``fs_hz`` (session_start)  integer 250..10000 Hz
+``channel_map``            1..64 entries, channels 0..n-1 once each
+``stimulation``            current_limit_ua (0, 5000], current_ua
+                           [0, current_limit_ua], frequency_hz (0, 1000],
+                           pulse_width_us (0, 100000]
+``repetition`` (tasks)     integer 1..10000
+``discomfort``             integer 0..10
+``note``, ``protocol``     at most 500 / 64 characters
+=========================  =============================================
+
+Binary and JSON frames are bounded as in the header table: seq 0..2^63-1,
+t_us in years 2000-2099, fs_hz 250..10000, 1..64 channels, 1..min(8192, fs_hz)
+samples per channel, scale_uv finite in [1e-4, 1000], samples int16.
+
+Device clock
+------------
+Device time is compared with the gateway's receive time (the ``received-at-us``
+header) by :func:`check_device_clock`: a frame, telemetry or event dated more
+than ``MIMETIC_CLOCK_MAX_FUTURE_S`` (default 300 s) after its receive time is
+refused with 422 ``clock_future``; one dated more than ``MIMETIC_CLOCK_MAX_AGE_S``
+(default 7 days: a device that was offline for days can still upload what it
+buffered, and its data stays far inside the retention horizon) before it, with
+422 ``clock_past``. The gateway answers so; the worker applies the same rule to
+every record it consumes and dead-letters a refused one with that reason.
+
+Sequence numbers and restarts
+-----------------------------
+``seq`` counts each device's frames (+1 per frame). A device's counter may
+start again (reboot, firmware update, new session). The pipeline treats a frame
+whose seq is below the next expected one as the start of a new *sequence
+epoch* when it belongs to a session not seen since the last epoch began, or,
+if it is not flagged RESENT, when its ``t_us`` is later than every frame of the
+epoch (a duplicate or late frame never is) or it is more than 4096 below the
+next expected seq. Otherwise it is a duplicate (dropped) or late
+(dead-lettered). A restart is counted and raised as an info alert
+``sequence_restart``; the new epoch's frames are processed and stored.
+Devices should start a new session id, or keep counting, across a restart; a
+counter that restarts within the same session and at an older device time is
+indistinguishable from a resend. See :mod:`processors.sequencing`.
+
 Validation errors
 -----------------
 :class:`WireError` has a machine-readable ``reason`` and the HTTP ``status`` the
 gateway answers with: 400 when the body cannot be parsed as the claimed format
 (``truncated``, ``bad_magic``, ``bad_crc``, ``count_mismatch``, ``bad_json``,
 ``trailing_bytes``...), 422 when it parses but a value is unacceptable
-(``unsupported_version``, ``nan``, ``bad_rate``, ``too_many_channels``,
-``too_many_samples``, ``device_id_mismatch``, ``invalid_telemetry``...).
+(``unsupported_version``, ``nan``, ``bad_seq``, ``bad_timestamp``, ``bad_rate``,
+``too_many_channels``, ``too_many_samples``, ``device_id_mismatch``,
+``invalid_telemetry``, ``clock_future``, ``clock_past``...).
 The body-size limit (413) is enforced by the gateway before decoding.
 
 Kafka records
@@ -81,6 +139,8 @@ Headers (all values UTF-8 text):
 * ``content-type``: ``application/x-mimetic-frame;v=1`` or ``application/json;v=1``
 * ``kind``: ``frame`` | ``telemetry`` | ``event``
 * ``received-at-us``: gateway (or producer) wall-clock time, µs since the epoch
+  (decimal digits, at most 18; anything else reads as absent); the time the
+  device-clock rule compares with
 * ``source``: ``http`` | ``ws`` | ``simulator`` | ``replay``
 * ``dup``: ``1`` when the gateway had already had the same (device, kind, seq)
   acknowledged by Kafka recently (a retried request whose first answer was lost)
@@ -134,7 +194,9 @@ _SCALE_MIN_F32, _SCALE_MAX_F32 = float(np.float32(SCALE_MIN_UV)), float(np.float
 #: device timestamps must fall in [2000-01-01, 2100-01-01)
 T_MIN_US = 946_684_800_000_000
 T_MAX_US = 4_102_444_800_000_000
-UINT64_MAX = 2**64 - 1
+#: seq is a uint64 on the wire, but every store of it (Kafka record fields, PostgreSQL bigint) is a
+#: signed 64-bit integer: seq must be in [0, SEQ_MAX]
+SEQ_MAX = 2**63 - 1
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 
@@ -169,6 +231,21 @@ def _invalid(reason: str, detail: str = "") -> WireError:
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def check_device_clock(t_us: int, received_at_us: int, max_future_s: float, max_age_s: float) -> None:
+    """The device-clock rule: ``t_us`` (device time) against ``received_at_us`` (gateway time).
+
+    Raises WireError 422 ``clock_future`` when the device time is more than ``max_future_s``
+    ahead of the receive time, ``clock_past`` when it is more than ``max_age_s`` behind it.
+    """
+    ahead_s = (t_us - received_at_us) / 1e6
+    if ahead_s > max_future_s:
+        raise _invalid("clock_future", f"device time is {ahead_s:.0f} s ahead of the receive time "
+                                       f"(at most {max_future_s:g} s)")
+    if -ahead_s > max_age_s:
+        raise _invalid("clock_past", f"device time is {-ahead_s:.0f} s before the receive time "
+                                     f"(at most {max_age_s:g} s)")
 
 
 # ---------------------------------------------------------------------------
@@ -257,8 +334,8 @@ class Frame:
 def _check_common(device_id: Any, seq: Any, t_us: Any, fs_hz: Any, n_ch: int, n_s: int, scale: Any) -> None:
     if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
         raise _invalid("bad_device_id", "device id must match [A-Za-z0-9._-]{3,64}")
-    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= UINT64_MAX:
-        raise _invalid("bad_seq", "seq must be an integer in [0, 2^64)")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= SEQ_MAX:
+        raise _invalid("bad_seq", "seq must be an integer in [0, 2^63 - 1]")
     if not isinstance(t_us, int) or isinstance(t_us, bool) or not T_MIN_US <= t_us < T_MAX_US:
         raise _invalid("bad_timestamp", "t_us must be µs since the epoch within years 2000-2099")
     if not isinstance(fs_hz, int) or isinstance(fs_hz, bool) or not FS_MIN_HZ <= fs_hz <= FS_MAX_HZ:
@@ -435,7 +512,7 @@ def encode_frame_json(frame: Frame) -> bytes:
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 DeviceId = Annotated[str, Field(pattern=DEVICE_ID_RE.pattern)]
-Seq = Annotated[int, Field(ge=0, le=UINT64_MAX)]
+Seq = Annotated[int, Field(ge=0, le=SEQ_MAX)]
 Tus = Annotated[int, Field(ge=T_MIN_US, lt=T_MAX_US)]
 
 
@@ -679,7 +756,8 @@ def parse_headers(headers: Any) -> RecordMeta:
     rat = d.get("received-at-us")
     return RecordMeta(
         kind=d.get("kind", ""), content_type=d.get("content-type", ""),
-        received_at_us=int(rat) if rat and rat.isdigit() else None, source=d.get("source"),
+        received_at_us=int(rat) if rat and rat.isascii() and rat.isdigit() and len(rat) <= 18 else None,
+        source=d.get("source"),
         dup=d.get("dup") == "1", resent=d.get("resent") == "1",
         extra={k: v for k, v in d.items() if k not in {"kind", "content-type", "received-at-us", "source", "dup", "resent"}},
     )

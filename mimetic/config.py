@@ -172,6 +172,19 @@ class Settings(BaseSettings):
     )
     gateway_linger_ms: int = Field(5, description="Kafka producer linger (batching delay) of the gateway, ms.")
 
+    # --- device clock rule (ingest/wire.py check_device_clock; gateway and worker) ---
+    clock_max_future_s: float = Field(
+        300.0, gt=0,
+        description="A frame, telemetry or event dated more than this many seconds after its receive time is "
+        "refused (422 `clock_future`; the worker dead-letters it).",
+    )
+    clock_max_age_s: float = Field(
+        604_800.0, gt=0,
+        description="A frame, telemetry or event dated more than this many seconds before its receive time is "
+        "refused (422 `clock_past`); 7 days lets an offline device upload a buffered session, far inside the "
+        "retention horizon.",
+    )
+
     # --- stream worker (processors/worker) -----------------------------------
     worker_id: str = Field("mimetic-worker", description="Faust application id (consumer group and changelog prefix).")
     worker_web_port: int = Field(16066, description="Worker's HTTP port on 127.0.0.1 (Faust web: health and metrics).")

@@ -38,6 +38,9 @@ RULES: dict[str, AlertRule] = {
         AlertRule("clipping", "warning", 1.0, 5.0, "amplifier saturation: samples at the converter's limits"),
         AlertRule("mains_noise", "info", 5.0, 5.0, "strong mains interference (50/60 Hz): check grounding and cables"),
         AlertRule("discomfort", "warning", 0.0, 0.0, "patient reported high discomfort or a skin reaction"),
+        AlertRule("sequence_restart", "info", 0.0, 0.0,
+                  "the device's frame counter started again (reboot, firmware update or new session): "
+                  "a new sequence epoch, raised and cleared at once"),
     )
 }
 

@@ -139,6 +139,8 @@ class StreamStats(Record, tag="stream_stats", kw_only=True):
     late: int = 0                 # out-of-order frames placed
     dead_lettered: int = 0        # frames sent to dead letters
     last_seq: int | None = None
+    restarts: int = 0             # sequence counter restarts (new epochs, migration 0012)
+    clock_refused: int = 0        # records refused by the device-clock rule (migration 0012)
 
     def natural_key(self) -> tuple:
         return (self.device_id, self.time)
@@ -320,7 +322,7 @@ class TaskWindowRecord(Record, tag="task_window", kw_only=True):
 
 ALERT_TYPES: tuple[str, ...] = (
     "electrode_off", "impedance", "over_current", "battery_low", "device_silent",
-    "data_gap", "clipping", "mains_noise", "discomfort", "skin_reaction",
+    "data_gap", "clipping", "mains_noise", "discomfort", "skin_reaction", "sequence_restart",
 )
 
 

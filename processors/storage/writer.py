@@ -74,7 +74,7 @@ def _quality_row(q: r.QualityRecord) -> tuple:
 
 def _stats_row(x: r.StreamStats) -> tuple:
     return (x.time, x.device_id, x.session_id, x.window_s, x.frames, x.samples, x.gaps, x.missing_frames,
-            x.duplicates, x.late, x.dead_lettered, x.last_seq)
+            x.duplicates, x.late, x.dead_lettered, x.last_seq, x.restarts, x.clock_refused)
 
 
 def _telemetry_row(t: r.TelemetryRecord) -> tuple:
@@ -155,7 +155,8 @@ COPY_SPECS: dict[str, CopySpec] = {
     "stream_stats": CopySpec("stream_stats", (
         ("time", "timestamptz"), ("device_id", "text"), ("session_id", "uuid"), ("window_s", "float4"),
         ("frames", "int4"), ("samples", "int8"), ("gaps", "int4"), ("missing_frames", "int4"),
-        ("duplicates", "int4"), ("late", "int4"), ("dead_lettered", "int4"), ("last_seq", "int8")),
+        ("duplicates", "int4"), ("late", "int4"), ("dead_lettered", "int4"), ("last_seq", "int8"),
+        ("restarts", "int4"), ("clock_refused", "int4")),
         _stats_row, "device_id, time"),
     "telemetry": CopySpec("telemetry", (
         ("time", "timestamptz"), ("device_id", "text"), ("seq", "int8"), ("battery_pct", "float4"),

@@ -90,6 +90,18 @@ CHECKPOINTS = Counter("mimetic_worker_checkpoints_total",
 DEVICES = Gauge("mimetic_worker_devices", "devices with state in this worker's memory")
 
 
+def _received_at_us(meta: wire.RecordMeta) -> int:
+    """The receive time the device-clock rule compares with: the gateway's header, or (a producer that
+    sets none) this worker's clock."""
+    return meta.received_at_us if meta.received_at_us is not None else wire.now_us()
+
+
+def _check_key(key: str, device_id: str) -> None:
+    """A record applies to the state of its key's device only if it says it is that device's."""
+    if device_id != key:
+        raise wire.WireError("device_id_mismatch", f"key {key!r}, record {device_id!r}", 422)
+
+
 @dataclass
 class Outgoing:
     """What one batch produces: messages to deliver, and the devices whose states it changed."""
@@ -235,10 +247,9 @@ def make_app(s: Settings) -> faust.App:
         try:
             if topic == frames_topic:
                 frame, meta = wire.decode_frame_record(ev.value, ev.message.headers)
-                if frame.device_id != key:
-                    raise wire.WireError("device_id_mismatch", f"key {key!r}, frame {frame.device_id!r}")
+                _check_key(key, frame.device_id)
                 last_frame_offset[ev.message.partition] = ev.message.offset
-                recs, late = dp.on_frame(frame, ev.value)
+                recs, late = dp.on_frame(frame, ev.value, _received_at_us(meta))
                 dp.last_arrival_s = (meta.received_at_us or 0) / 1e6 or dp.last_arrival_s
                 out.frames += 1
                 if meta.received_at_us:
@@ -246,11 +257,13 @@ def make_app(s: Settings) -> faust.App:
                 for why in late:
                     out.messages.append(dead_letter(ev, "late", why))
             elif topic == telemetry_topic:
-                t, _meta = wire.decode_telemetry_record(ev.value, ev.message.headers)
-                recs = dp.on_telemetry(t)
+                t, meta = wire.decode_telemetry_record(ev.value, ev.message.headers)
+                _check_key(key, t.device_id)
+                recs = dp.on_telemetry(t, _received_at_us(meta))
             elif topic == events_topic:
-                e, _meta = wire.decode_event_record(ev.value, ev.message.headers)
-                recs = dp.on_event(e)
+                e, meta = wire.decode_event_record(ev.value, ev.message.headers)
+                _check_key(key, e.device_id)
+                recs = dp.on_event(e, _received_at_us(meta))
             else:  # tick
                 now_s = float(ev.value.decode())
                 # wall-clock silence only means something when this partition's frames are caught up

@@ -33,18 +33,21 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from ingest.wire import Frame, PatientReport, SessionEnd, SessionStart, TaskMarker, Telemetry, decode_frame
+from ingest.wire import (Frame, PatientReport, SessionEnd, SessionStart, TaskMarker, Telemetry, WireError,
+                         check_device_clock, decode_frame)
 from mimetic.config import Settings
 from processors import records as R
 from processors.alerting import AlertEvent, AlertTracker
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.stim_pulses import remove_biphasic_pulses
-from processors.sequencing import SequenceState, accept, flush
+from processors.sequencing import Delivery, SequenceState, accept, flush
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 BALANCE_WINDOW_S = 1.0
 ACTIVATION_K = 3.0  # threshold = rest mean + k * SD
 MIN_REST_WINDOWS = 3  # windows seen before activation detection starts
+INT4_MAX = 2**31 - 1  # stream_stats counters are integer columns
+INT8_MAX = 2**63 - 1
 
 
 def utc(t_s: float) -> datetime:
@@ -68,13 +71,16 @@ class WorkerParams:
     mains_alert_uv: float = 20.0
     electrode_off_kohm: float = 1000.0
     stim_slope_uv: float = 250.0
+    clock_max_future_s: float = 300.0
+    clock_max_age_s: float = 7 * 86400.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> "WorkerParams":
         return cls(s.worker_hold_frames, s.worker_mains_hz, s.worker_envelope_window_s, s.worker_envelope_hop_s,
                    s.worker_silent_after_s, s.worker_session_timeout_s, s.worker_current_limit_ua,
                    s.worker_impedance_max_kohm, s.worker_battery_low_pct, s.worker_battery_clear_pct,
-                   s.worker_mains_alert_uv, s.worker_electrode_off_kohm, s.worker_stim_slope_uv)
+                   s.worker_mains_alert_uv, s.worker_electrode_off_kohm, s.worker_stim_slope_uv,
+                   s.clock_max_future_s, s.clock_max_age_s)
 
 
 class DeviceProcessor:
@@ -102,7 +108,7 @@ class DeviceProcessor:
         self.win_sq: list[float] = []
         # stream statistics since the last StreamStats record
         self.stats = {"frames": 0, "samples": 0, "gaps": 0, "missing_frames": 0, "duplicates": 0, "late": 0,
-                      "dead_lettered": 0}
+                      "dead_lettered": 0, "restarts": 0, "clock_refused": 0}
         self.open_task: dict[str, Any] | None = None
         self.last_arrival_s: float | None = None  # gateway receive time of the last frame (record header)
         self.rev = 0
@@ -119,21 +125,40 @@ class DeviceProcessor:
 
     # --- raw inputs -------------------------------------------------------------
 
-    def on_frame(self, frame: Frame, wire: bytes) -> tuple[list[R.Record], list[str]]:
-        """A decoded frame (and its wire bytes, held while reordering). Returns (records, late reasons)."""
+    def on_frame(self, frame: Frame, wire: bytes, received_at_us: int | None = None
+                 ) -> tuple[list[R.Record], list[str]]:
+        """A decoded frame (and its wire bytes, held while reordering). Returns (records, late reasons).
+
+        With ``received_at_us`` (the gateway's receive time) the device-clock rule is applied first:
+        a frame it refuses raises WireError (``clock_future``/``clock_past``) and changes nothing
+        but the counters.
+        """
+        if received_at_us is not None:
+            self.check_clock(frame.t_us, received_at_us)
         out: list[R.Record] = []
         late: list[str] = []
-        d = accept(self.seq, frame.seq, wire, self.p.hold_frames)
+        sid = str(frame.session_id) if frame.session_id else None
+        d = accept(self.seq, frame.seq, wire, self.p.hold_frames, t_us=frame.t_us, session=sid,
+                   resent=frame.resent)
         if d.duplicate:
             self.stats["duplicates"] += 1
         if d.late:
             self.stats["late"] += 1
             self.stats["dead_lettered"] += 1
-            late.append(f"late frame seq {frame.seq}: its gap was already declared lost")
+            late.append(f"late frame seq {frame.seq}: its gap was already declared lost, or it is older "
+                        "than the device's sequence epoch")
         out += self._deliver(d, frame)
         return out, late
 
-    def _deliver(self, d, arriving: Frame | None) -> list[R.Record]:
+    def check_clock(self, t_us: int, received_at_us: int) -> None:
+        """The device-clock rule (`ingest.wire.check_device_clock`); a refusal is counted, then raised."""
+        try:
+            check_device_clock(t_us, received_at_us, self.p.clock_max_future_s, self.p.clock_max_age_s)
+        except WireError:
+            self.stats["clock_refused"] += 1
+            raise
+
+    def _deliver(self, d: Delivery, arriving: Frame | None) -> list[R.Record]:
         out: list[R.Record] = []
         for first_missing, missing in d.gaps:
             self.stats["gaps"] += 1
@@ -143,9 +168,24 @@ class DeviceProcessor:
                                           detail=f"{missing} frames from seq {first_missing} lost"):
                 out.append(self._alert(ev))
             self._reset_chain()  # no bridging across missing samples
-        for seq, wire in d.frames:
+        for i, (seq, wire) in enumerate(d.frames):
             frame = arriving if arriving is not None and seq == arriving.seq else decode_frame(wire)
+            if i == d.restart_at:
+                out += self._restart(frame, d.restart_reason)
             out += self._process(frame)
+        return out
+
+    def _restart(self, frame: Frame, reason: str) -> list[R.Record]:
+        """The device's counter restarted at this frame: new filters, counted, an info alert."""
+        self.stats["restarts"] += 1
+        self._reset_chain()
+        self.last_end_us = None  # the new epoch's time is not compared with the old one's
+        t_s = frame.t_us / 1e6
+        detail = f"counter restarted at seq {frame.seq} ({reason.replace('_', ' ')})"
+        sid = frame.session_id or self._session_uuid()
+        out = [self._alert(ev, sid) for ev in self.alerts.observe("sequence_restart", True, t_s,
+                                                                   value=float(frame.seq), detail=detail)]
+        out += [self._alert(ev, sid) for ev in self.alerts.observe("sequence_restart", False, t_s)]
         return out
 
     def _count_frame(self, sid: str | None) -> list[R.Record]:
@@ -359,7 +399,10 @@ class DeviceProcessor:
 
     # --- telemetry ---------------------------------------------------------------------
 
-    def on_telemetry(self, t: Telemetry) -> list[R.Record]:
+    def on_telemetry(self, t: Telemetry, received_at_us: int | None = None) -> list[R.Record]:
+        """Telemetry -> its record and alerts; the device-clock rule first, as in `on_frame`."""
+        if received_at_us is not None:
+            self.check_clock(t.t_us, received_at_us)
         t_s = t.t_us / 1e6
         sid = t.session_id or self._session_uuid()
         out: list[R.Record] = [R.TelemetryRecord(
@@ -392,7 +435,10 @@ class DeviceProcessor:
 
     # --- session events ------------------------------------------------------------------
 
-    def on_event(self, ev) -> list[R.Record]:
+    def on_event(self, ev, received_at_us: int | None = None) -> list[R.Record]:
+        """A session event -> summaries, task windows, alerts; the device-clock rule first."""
+        if received_at_us is not None:
+            self.check_clock(ev.t_us, received_at_us)
         t_s = ev.t_us / 1e6
         out: list[R.Record] = []
         if isinstance(ev, SessionStart):
@@ -471,7 +517,8 @@ class DeviceProcessor:
             started_at=utc(s["started_us"] / 1e6), ended_at=None if end_s is None else utc(end_s), status=status,
             minutes=max(0.0, minutes), discomfort=s["discomfort"],
             skin_reaction=s["skin_reaction"], max_stim_current_ua=s["max_current"], frames=s["frames"],
-            missing_frames=self.seq.n_missing - s["missing0"], duplicates=self.seq.n_duplicates - s["dups0"],
+            missing_frames=min(self.seq.n_missing - s["missing0"], INT8_MAX),
+            duplicates=self.seq.n_duplicates - s["dups0"],
             alerts=s["alerts"], tasks=dict(s["tasks"]), revision=0 if status == "open" else 1,
             channel_map=list(self.channel_map), computed_at=utc(t_s))
 
@@ -497,13 +544,19 @@ class DeviceProcessor:
         return out
 
     def stream_stats(self, now_s: float) -> R.StreamStats | None:
-        """Counters since the last call (None when nothing happened)."""
-        if not any(self.stats.values()) or self.last_end_us is None:
+        """Counters since the last call (None when nothing happened).
+
+        Dated by the device time after the last frame processed, or by ``now_s`` (the tick's time,
+        replayed identically) when the window processed no frame. Counts saturate at the int4
+        columns' maximum (a seq jump of 2^62 is 2^62 missing frames).
+        """
+        if not any(self.stats.values()):
             return None
-        rec = R.StreamStats(device_id=self.device_id, time=utc(self.last_end_us / 1e6), window_s=now_s,
+        t_s = self.last_end_us / 1e6 if self.last_end_us is not None and self.stats["frames"] else now_s
+        counts = {k: v if k == "samples" else min(v, INT4_MAX) for k, v in self.stats.items()}
+        rec = R.StreamStats(device_id=self.device_id, time=utc(t_s), window_s=now_s,
                             last_seq=(self.seq.next_seq - 1) if self.seq.next_seq is not None else None,
-                            session_id=self._session_uuid(),
-                            **self.stats)
+                            session_id=self._session_uuid(), **counts)
         self.stats = dict.fromkeys(self.stats, 0)
         return rec
 
@@ -540,7 +593,7 @@ class DeviceProcessor:
     @classmethod
     def from_state(cls, data: bytes, params: WorkerParams) -> "DeviceProcessor":
         d = msgspec.msgpack.decode(data[8:])
-        if d.get("v") != STATE_VERSION:
+        if d.get("v") not in (3, STATE_VERSION):  # 3: before sequence epochs (read by SequenceState)
             raise ValueError(f"unsupported device state version {d.get('v')}")
         p = cls(d["device_id"], params)
         p.rev = d["rev"]
@@ -554,7 +607,8 @@ class DeviceProcessor:
         p.session, p.channel_map, p.limit_ua = d["session"], d["channel_map"], d["limit_ua"]
         p.win_index, p.win_sum, p.win_sq, p.win_n = d["win_index"], d["win_sum"], d["win_sq"], d["win_n"]
         p.rest_mean, p.rest_sd, p.windows_seen = d["rest_mean"], d["rest_sd"], d["windows_seen"]
-        p.stats, p.open_task, p.last_arrival_s = d["stats"], d["open_task"], d["last_arrival_s"]
+        p.stats = {**p.stats, **{k: v for k, v in d["stats"].items() if k in p.stats}}
+        p.open_task, p.last_arrival_s = d["open_task"], d["last_arrival_s"]
         p.signal_off, p.contact_lost, p.prev_last_uv = d["signal_off"], d["contact_lost"], d["prev_last_uv"]
         p.applied, p.early_frames, p.closing = d["applied"], d["early_frames"], d["closing"]
         return p

@@ -263,3 +263,96 @@ def test_a_frame_encoded_at_the_scale_limits_decodes(scale_uv: float) -> None:
     """The header carries scale_uv as float32; 1e-4 rounds below 1e-4 and was refused on decode."""
     frame = wire.decode_frame(wire.encode_frame(make_frame(scale_uv=scale_uv)))
     assert frame.scale_uv == pytest.approx(scale_uv, rel=1e-6)
+
+
+# --- numeric bounds: everything downstream can hold ------------------------------------------
+
+
+def test_seq_is_bounded_to_a_signed_64_bit_integer_in_every_form():
+    top = make_frame(seq=wire.SEQ_MAX)
+    assert wire.decode_frame(wire.encode_frame(top)).seq == wire.SEQ_MAX
+    assert wire.decode_frame_json(wire.encode_frame_json(top)).seq == wire.SEQ_MAX
+    b = wire.encode_frame(make_frame())
+    for seq in (2**63, 2**64 - 1):  # the uint64 header field holds them; the pipeline does not
+        with pytest.raises(WireError) as ei:
+            wire.decode_frame(reseal(b[:8] + struct.pack("<Q", seq) + b[16:]))
+        assert (ei.value.reason, ei.value.status) == ("bad_seq", 422)
+        obj = make_frame(shape=(1, 2)).to_json()
+        obj["seq"] = seq
+        with pytest.raises(WireError) as ei:
+            wire.decode_frame_json(json.dumps(obj))
+        assert (ei.value.reason, ei.value.status) == ("bad_seq", 422)
+        for decode, body in ((wire.telemetry_from_json, {"seq": seq, "t_us": T0}),
+                             (wire.event_from_json, _start(seq=seq))):
+            with pytest.raises(WireError) as ei:
+                decode(body, "dev-01")
+            assert ei.value.status == 422 and "seq" in ei.value.detail
+    assert wire.telemetry_from_json({"seq": wire.SEQ_MAX, "t_us": T0}, "dev-01").seq == wire.SEQ_MAX
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"battery_pct": 100.5}, {"battery_pct": -0.1}, {"temperature_c": 81}, {"temperature_c": -21},
+        {"impedance_kohm": [100_001]}, {"impedance_kohm": [1.0] * 65}, {"stim_current_ua": 10_001},
+        {"stim_current_ua": -1}, {"signal_strength_dbm": 21}, {"signal_strength_dbm": -151},
+        {"firmware_errors": ["x" * 65]}, {"firmware_errors": ["E"] * 33}, {"t_us": 2**63},
+        {"t_us": -1}, {"seq": -1}, {"battery_pct": 1e400},
+    ],
+)
+def test_every_telemetry_number_is_bounded(body):
+    with pytest.raises(WireError) as ei:
+        wire.telemetry_from_json({"seq": 1, "t_us": T0, **body}, "dev-01")
+    assert ei.value.status == 422
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"type": "patient_report", "discomfort": 11}, {"type": "patient_report", "discomfort": -1},
+        {"type": "task_start", "task": "smile", "repetition": 0},
+        {"type": "task_start", "task": "smile", "repetition": 10_001},
+    ],
+)
+def test_every_event_number_is_bounded(patch):
+    body = {"seq": 1, "t_us": T0, "session_id": str(uuid.UUID(int=1)), **patch}
+    with pytest.raises(WireError) as ei:
+        wire.event_from_json(body, "dev-01")
+    assert ei.value.status == 422
+    for stim in ({"current_limit_ua": 5001, "current_ua": 1, "frequency_hz": 20, "pulse_width_us": 200},
+                 {"current_limit_ua": 300, "current_ua": 200, "frequency_hz": 1001, "pulse_width_us": 200},
+                 {"current_limit_ua": 300, "current_ua": 200, "frequency_hz": 20, "pulse_width_us": 100_001}):
+        with pytest.raises(WireError) as ei:
+            wire.event_from_json(_start(stimulation=stim), "dev-01")
+        assert ei.value.status == 422
+    with pytest.raises(WireError):
+        wire.event_from_json(_start(fs_hz=10_001), "dev-01")
+
+
+def test_frame_timestamps_outside_the_format_range_are_refused():
+    b = wire.encode_frame(make_frame())
+    for t_us in (wire.T_MIN_US - 1, wire.T_MAX_US, -(2**63)):
+        with pytest.raises(WireError) as ei:
+            wire.decode_frame(reseal(b[:16] + struct.pack("<q", t_us) + b[24:]))
+        assert (ei.value.reason, ei.value.status) == ("bad_timestamp", 422)
+
+
+# --- the device-clock rule ----------------------------------------------------------------------
+
+
+def test_device_clock_rule():
+    rx = T0
+    for t_us in (rx, rx + 300_000_000, rx - 7 * 86_400_000_000, rx - 3600_000_000):
+        wire.check_device_clock(t_us, rx, 300.0, 7 * 86400.0)  # inside: no error
+    for t_us, reason in ((rx + 300_000_001, "clock_future"), (rx + 75 * 365 * 86_400_000_000, "clock_future"),
+                         (rx - 7 * 86_400_000_001, "clock_past"), (wire.T_MIN_US, "clock_past")):
+        with pytest.raises(WireError) as ei:
+            wire.check_device_clock(t_us, rx, 300.0, 7 * 86400.0)
+        assert (ei.value.reason, ei.value.status) == (reason, 422)
+        assert "receive time" in ei.value.detail
+
+
+def test_received_at_header_is_bounded():
+    assert wire.parse_headers([("received-at-us", b"1" * 18)]).received_at_us == int("1" * 18)
+    for bad in (b"1" * 19, b"9" * 5000, "١٢٣".encode(), b"-5", b""):
+        assert wire.parse_headers([("received-at-us", bad)]).received_at_us is None
