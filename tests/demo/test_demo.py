@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -39,7 +41,7 @@ def _commands(output: str) -> list[str]:
 
 def test_demo_leaves_pictures_and_runnable_commands(settings: Settings, tmp_path: Path) -> None:
     db = f"{settings.pg_database}_demo"
-    out = tmp_path / "out"
+    out = Path(tempfile.mkdtemp(prefix="demo-", dir="/tmp")) / "out"  # short paths: commands fit 80 columns
     env = {**os.environ, "COLUMNS": "80", "MIMETIC_GATEWAY_PORT": str(free_loopback_port()),
            "MIMETIC_WORKER_WEB_PORT": str(free_loopback_port())}
     env.pop("MIMETIC_PG_DATABASE", None)
@@ -94,5 +96,6 @@ def test_demo_leaves_pictures_and_runnable_commands(settings: Settings, tmp_path
                                    "where datname = %s", (db,)).fetchone()[0]
         assert comment.startswith("mimetic demo")
     finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
         drop_database(demo)
         delete_topics(settings, f"demo-{db.replace('_', '-')}-")
