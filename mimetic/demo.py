@@ -226,6 +226,7 @@ def _stream(sim, s: Settings, secrets: dict[str, str], opt: DemoOptions, procs: 
     threading.Thread(target=target, name="demo-simulation", daemon=True).start()
     watch(s, WatchTarget(device_id=sim.device_ids[0]), console, stop=done,
           check=lambda: _check_alive(procs))
+    console.line()
     done.wait()
     if "error" in box:
         raise box["error"]

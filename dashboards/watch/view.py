@@ -19,6 +19,7 @@ from .state import HISTORY_S, SMOOTH_S, LiveState, QualityNow
 WIDTH = 80
 BARS = "▁▂▃▄▅▆▇█"
 MAX_ALERT_LINES = 5
+SPARK_MIN_TOP_UV = 20.0  # sparkline scale at least this, so rest noise (a few µV) stays low on the bars
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -66,8 +67,8 @@ def lines(st: LiveState, now_s: float | None = None) -> list[str]:
         sess += f" {st.therapy}"
     if st.session_ended:
         sess += " (ended)"
-    if st.task is not None and st.latest_s is not None:
-        sess += f"  task {st.task.task} #{st.task.repetition} for {max(0.0, st.latest_s - st.task.since_s):.1f} s"
+    if st.task is not None:
+        sess += f"  task {st.task.task} #{st.task.repetition} since {clock(st.task.since_s)[:10]}"
     elif st.session_id is not None and not st.session_ended:
         sess += "  task: none (between tasks)"
     out.append(sess)
@@ -92,7 +93,7 @@ def _pair_rows(st: LiveState) -> list[str]:
     for muscle, left, right in pairs:
         bl = st.buckets(left.channel, spark) if left else [None] * spark
         br = st.buckets(right.channel, spark) if right else [None] * spark
-        top = max([v for v in bl + br if v is not None] or [0.0])
+        top = max([SPARK_MIN_TOP_UV] + [v for v in bl + br if v is not None])
         bal = st.balance.get(muscle)
         rows.append(
             f"{muscle:<{mw}} {_uv(st.value_uv(left.channel) if left else None):>6} "

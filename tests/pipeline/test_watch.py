@@ -187,7 +187,7 @@ def test_watch_follows_a_live_device(pipeline_settings: Settings, services, tmp_
     assert len(set(shown_times)) >= len(shown_times) / 2, shown_times
 
     text = "\n".join(scr for _w, scr in captures)
-    assert re.search(r"task [a-z_]+ #\d+ for \d+\.\d s", text), "no current task shown"
+    assert re.search(r"task [a-z_]+ #\d+ since \d\d:\d\d:\d\d\.\d", text), "no current task shown"
     shown_alerts = set(re.findall(r"^  (?:critical|warning|info)\s+([a-z_]+)", text, re.M))
     stored_alerts = {r[0] for r in query(s, "select alert_type from alert where device_id = %s", (device,))}
     assert shown_alerts and shown_alerts <= stored_alerts, (shown_alerts, stored_alerts)
