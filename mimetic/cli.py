@@ -257,9 +257,11 @@ def watch_cmd(
 
         _fail(nothing_found(str(exc), s))
     try:
-        watch(s, target, console, lookback_s=lookback, refresh_per_s=refresh)
+        watch(s, target, console, lookback_s=max(0.0, lookback), refresh_per_s=refresh)
     except KeyboardInterrupt:
         pass
+    except LookupError as exc:
+        _fail(f"{exc}: is the stack up and MIMETIC_TOPIC_PREFIX the pipeline's?")
 
 
 def _register_features() -> None:

@@ -19,6 +19,7 @@ HISTORY_S = 4.0        # envelope history kept per channel (the sparklines)
 SMOOTH_S = 0.25        # the envelope value shown: mean over this much ending at the latest sample
 MAX_ENV_FS_HZ = 400.0  # history capacity is sized for envelope rates up to this
 MAX_ALERTS = 50        # open alerts kept (the oldest dropped beyond)
+MAX_TASKS = 32         # recent task repetitions kept (markers run ahead of the envelopes)
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,12 @@ class BalanceNow:
 
 @dataclass
 class TaskNow:
+    """One repetition of a task: [since_s, until_s), until_s None while it runs."""
+
     task: str
     repetition: int
     since_s: float
+    until_s: float | None = None
 
 
 @dataclass
@@ -74,7 +78,7 @@ class LiveState:
     latest_s: float | None = None                            # device time of the newest envelope sample
     balance: dict[str, BalanceNow] = field(default_factory=dict)
     quality: dict[int, QualityNow] = field(default_factory=dict)
-    task: TaskNow | None = None
+    tasks: deque = field(default_factory=lambda: deque(maxlen=MAX_TASKS))  # recent TaskNow, in start order
     alerts: dict[str, AlertNow] = field(default_factory=dict)
     records: int = 0
 
@@ -143,7 +147,6 @@ class LiveState:
                 self.set_channel_map(s.channel_map)
         elif str(s.session_id) == self.session_id:
             self.session_ended = True
-            self.task = None
 
     def apply_event(self, ev: object) -> None:
         """A raw session event: the current task comes from its markers."""
@@ -154,20 +157,32 @@ class LiveState:
             self.set_channel_map([c.model_dump(mode="json") for c in ev.channel_map])
         elif isinstance(ev, SessionEnd) and str(ev.session_id) == self.session_id:
             self.session_ended = True
-            self.task = None
         elif isinstance(ev, TaskMarker):
+            t_s = ev.t_us / 1e6
             if ev.type == "task_start":
-                self.task = TaskNow(ev.task, ev.repetition, ev.t_us / 1e6)
-            elif self.task and (self.task.task, self.task.repetition) == (ev.task, ev.repetition):
-                self.task = None
+                self.tasks.append(TaskNow(ev.task, ev.repetition, t_s))
+            else:
+                for span in reversed(self.tasks):
+                    if (span.task, span.repetition) == (ev.task, ev.repetition) and span.until_s is None:
+                        span.until_s = t_s
+                        break
 
     def _new_session(self, session_id: str) -> None:
         self.session_id = session_id
         self.session_ended = False
-        self.task = None
         self.balance.clear()
 
     # --- what is shown ------------------------------------------------------------------
+
+    def task_at(self, t_s: float | None) -> TaskNow | None:
+        """The task running at device time `t_s` (the moment on screen: task markers travel
+        faster than the envelopes, which pass through the worker); the newest one if unknown."""
+        if t_s is None:
+            return self.tasks[-1] if self.tasks and self.tasks[-1].until_s is None else None
+        for span in reversed(self.tasks):
+            if span.since_s <= t_s and (span.until_s is None or t_s < span.until_s):
+                return span
+        return None
 
     def value_uv(self, channel: int) -> float | None:
         """The envelope shown for a channel: its mean over (latest - SMOOTH_S, latest]."""

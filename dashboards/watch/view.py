@@ -67,8 +67,9 @@ def lines(st: LiveState, now_s: float | None = None) -> list[str]:
         sess += f" {st.therapy}"
     if st.session_ended:
         sess += " (ended)"
-    if st.task is not None:
-        sess += f"  task {st.task.task} #{st.task.repetition} since {clock(st.task.since_s)[:10]}"
+    task = st.task_at(st.latest_s)
+    if task is not None:
+        sess += f"  task {task.task} #{task.repetition} since {clock(task.since_s)[:10]}"
     elif st.session_id is not None and not st.session_ended:
         sess += "  task: none (between tasks)"
     out.append(sess)
