@@ -94,7 +94,7 @@ def _drop_old_demo_topics(s: Settings, database: str, keep_prefix: str) -> None:
             if not t.startswith("demo-") or t.startswith(keep_prefix):
                 continue
             m = stamp.match(t)
-            if t.startswith(mine) or (m and now - time.mktime(time.strptime(m.group(1), "%Y%m%d%H%M%S"))
+            if (t.startswith(mine) and t[len(mine):len(mine) + 14].isdigit()) or (m and now - time.mktime(time.strptime(m.group(1), "%Y%m%d%H%M%S"))
                                       > OLD_TOPICS_AFTER_S):
                 old.append(t)
         if old:
@@ -153,7 +153,7 @@ def run_demo(base: Settings, opt: DemoOptions, console: Console) -> int:
     ensure_topics(s)
     console.print(f"database {opt.database} (fresh, migrated), topics {s.topic_prefix}.*")
 
-    log_dir = base.run_dir / "demo"
+    log_dir = base.run_dir / "demo" / opt.database
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **s.as_env()}
     procs = [Proc("gateway", ["gateway"], env, log_dir), Proc("worker", ["worker"], env, log_dir),
