@@ -61,7 +61,10 @@ def check_cmd(
     s = get_settings()
     clinic = clinic or (_clinics(s, None) or [None])[0]
     if clinic is None:
-        raise typer.BadParameter("no clinic in the database: give --clinic")
+        from mimetic.where import nothing_found
+
+        typer.echo("error: " + nothing_found("no clinic (give --clinic, or look elsewhere)", s), err=True)
+        raise typer.Exit(2)
     tr = None
     if since is not None:
         tz = lambda t: t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # noqa: E731
@@ -128,7 +131,12 @@ def report_cmd(
     dsn = roles.login_dsn(s, login) if login else s.db_dsn()
     try:
         typer.echo(str(make_report(dsn, patient, out)))
-    except (LookupError, ValueError) as exc:
+    except LookupError as exc:
+        from mimetic.where import nothing_found
+
+        typer.echo(f"error: {nothing_found(str(exc), s, login)}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -167,6 +175,10 @@ def query_cmd(
                     to_day, first, last)
     n = export(roles.login_dsn(s, login), dataset, cohort, out, fmt)
     typer.echo(f"{n} rows -> {out}")
+    if n == 0:
+        from mimetic.where import nothing_found
+
+        typer.echo("note: " + nothing_found("no rows for this cohort", s, login), err=True)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

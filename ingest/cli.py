@@ -81,6 +81,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(rows, default=str, indent=2))
             return
+        if not rows:
+            from mimetic.where import nothing_found
+
+            what = f"no devices of clinic {clinic}" if clinic else "no devices"
+            err.print(nothing_found(what, get_settings()), highlight=False, markup=False)
+            return
         t = Table("device", "clinic", "patient", "fs", "channels", "status", "created", "revoked")
         for r in rows:
             t.add_row(r["device_id"], r["clinic_id"], r["patient"] or "-", str(r["fs_hz"] or "-"), str(r["channels"]),

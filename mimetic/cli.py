@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,6 +26,19 @@ app.add_typer(bench_app, name="bench")
 
 from mimetic.console import console
 from mimetic.console import fail as _fail
+
+
+@app.callback()
+def _global_options(
+    database: Annotated[str | None, typer.Option(
+        "--database", "-d", metavar="NAME",
+        help="Database every sub-command uses (default MIMETIC_PG_DATABASE, else `mimetic`); "
+             "the demo's is `mimetic_demo`.")] = None,
+) -> None:
+    """mimetic: streaming analytics for facial sEMG therapy devices."""
+    from mimetic.config import override_settings
+
+    override_settings(pg_database=database)
 
 
 # --- stack -------------------------------------------------------------------
@@ -175,8 +189,12 @@ def test_cmd(ctx: typer.Context) -> None:
     """Bring the stack up, then run the test suite (extra arguments go to pytest)."""
     from mimetic import stack
 
+    from mimetic.stack.tools import ensure_test_tools
+
     try:
         _prepare_stack()
+        for line in ensure_test_tools():
+            console.print(line)
     except stack.StackError as exc:
         _fail(str(exc))
     for r in stack.status(get_settings()):
@@ -193,19 +211,61 @@ def demo_cmd(
     duration: Annotated[float, typer.Option(help="Session length in seconds.")] = 60.0,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
     faults: Annotated[float, typer.Option(help="Probability of each device fault per session.")] = 0.3,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the reports and dashboards "
+                                             "(default out/demo in the repository).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Stream in real time and show the first patient "
+                                        "live meanwhile (takes sessions x duration).")] = False,
     keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave gateway, worker and sink running.")] = False,
 ) -> None:
-    """The main job: stack, schema, gateway + worker + sink, a simulated clinic, and the results vs truth."""
-    from mimetic import stack
-    from mimetic.demo import DemoOptions, run_demo
+    """The main job: stack, pipeline, a simulated clinic, results, reports and dashboards.
 
+    Its database is `mimetic_demo` unless the global --database names another (it is recreated;
+    an existing one the demo did not make is refused)."""
+    from mimetic import stack
+    from mimetic.config import overridden
+    from mimetic.demo import DEMO_DATABASE, DemoOptions, run_demo
+
+    s = get_settings()
     opt = DemoOptions(patients=patients, sessions=sessions, duration_s=duration, seed=seed, faults=faults,
-                      keep_running=keep_running)
+                      keep_running=keep_running, watch=watch,
+                      database=s.pg_database if overridden("pg_database") else DEMO_DATABASE)
+    if out is not None:
+        opt.out_dir = out.resolve()
     try:
-        code = run_demo(get_settings(), opt, console)
+        code = run_demo(s, opt, console)
     except (stack.StackError, RuntimeError) as exc:
         _fail(str(exc))
     raise typer.Exit(code)
+
+
+@app.command("watch")
+def watch_cmd(
+    device: Annotated[str | None, typer.Option("--device", help="Device id.")] = None,
+    patient: Annotated[str | None, typer.Option("--patient", help="Patient code (their latest device).")] = None,
+    lookback: Annotated[float, typer.Option("--lookback", help="Seconds of the stream read at start.")] = 5.0,
+    refresh: Annotated[float, typer.Option("--refresh", help="Screen updates per second.")] = 8.0,
+) -> None:
+    """Live view of a device's running session in the terminal (Ctrl-C ends it).
+
+    Envelopes per muscle pair, asymmetry, current task, signal quality per electrode and open
+    alerts, read from the derived Kafka topics."""
+    from dashboards.watch.stream import WatchTarget, resolve_target, watch
+
+    if (device is None) == (patient is None):
+        _fail("give --device ID or --patient CODE")
+    s = get_settings()
+    try:
+        target = resolve_target(s, WatchTarget(device_id=device, patient_code=patient))
+    except LookupError as exc:
+        from mimetic.where import nothing_found
+
+        _fail(nothing_found(str(exc), s))
+    try:
+        watch(s, target, console, lookback_s=max(0.0, lookback), refresh_per_s=refresh)
+    except KeyboardInterrupt:
+        pass
+    except LookupError as exc:
+        _fail(f"{exc}: is the stack up and MIMETIC_TOPIC_PREFIX the pipeline's?")
 
 
 def _register_features() -> None:
@@ -227,7 +287,24 @@ _register_features()
 
 
 def main() -> None:
-    app()
+    import psycopg
+
+    try:
+        app()
+    except psycopg.OperationalError as exc:
+        from mimetic.where import elsewhere, place
+
+        s = get_settings()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _fail_main(f"cannot use {place(s)}: {first}\n{elsewhere(s)}\n"
+                   "Is the stack up (`mimetic stack status`) and the schema applied (`mimetic migrate`)?")
+
+
+def _fail_main(msg: str) -> None:
+    from mimetic.console import err
+
+    err.print(f"[bold red]error:[/] {msg}", highlight=False)
+    raise SystemExit(1)
 
 
 if __name__ == "__main__":

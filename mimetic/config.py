@@ -350,9 +350,30 @@ class Settings(BaseSettings):
         )
 
 
+#: settings given on the command line (e.g. `mimetic --database NAME ...`); they win over the
+#: environment, and reach child processes through `Settings.as_env()` like every other setting
+_overrides: dict[str, object] = {}
+
+
+def override_settings(**values: object) -> None:
+    """Make `get_settings()` return these values (the `mimetic` command's global options);
+    None removes an override."""
+    for name, value in values.items():
+        if value is None:
+            _overrides.pop(name, None)
+        else:
+            _overrides[name] = value
+    get_settings.cache_clear()
+
+
+def overridden(name: str) -> bool:
+    """Was setting `name` given on the command line (not just by the environment)?"""
+    return name in _overrides
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return Settings(**_overrides)
 
 
 def settings_markdown() -> str:

@@ -1,33 +1,41 @@
-"""`mimetic demo`: the whole product on this machine, ending in a table a person can read.
+"""`mimetic demo`: the whole product on this machine, ending in results a person can read.
 
 Stack up, schema, topics; gateway, worker and sink as real processes; a small
 simulated clinic streamed through the gateway (with device faults); then, per
-patient, the symmetry the pipeline measured next to the simulator's truth.
-Each run uses its own database (`mimetic_demo`, recreated) and topic prefix, so
-runs never mix; the processes are stopped at the end unless `--keep-running`.
+patient, the symmetry the pipeline measured next to the simulator's truth, each
+patient's progress report and the built dashboards in one output folder, and the
+commands that explore the same data. `--watch` streams in real time and shows the
+live view of one patient meanwhile.
+
+Each run recreates its database (`mimetic_demo`, or the global `--database`; one the
+demo did not make is refused) and uses its own topic prefix, so runs never mix; the
+processes are stopped at the end unless `--keep-running`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from mimetic.config import Settings
+from mimetic.config import REPO_ROOT, Settings
+from mimetic.where import DEMO_COMMENT_PREFIX, DEMO_DATABASE
 
-DEMO_DATABASE = "mimetic_demo"
+DEMO_CLINIC = "demo-clinic"
+OLD_TOPICS_AFTER_S = 3600.0  # another database's demo topics older than this are dropped
 
 
 @dataclass
@@ -39,6 +47,9 @@ class DemoOptions:
     faults: float = 0.3
     keep_running: bool = False
     timeout_s: float = 900.0
+    database: str = DEMO_DATABASE
+    out_dir: Path = field(default_factory=lambda: REPO_ROOT / "out" / "demo")
+    watch: bool = False
 
 
 class Proc:
@@ -64,12 +75,28 @@ class Proc:
                 self.proc.wait(10)
 
 
-def _drop_old_demo_topics(s: Settings, keep_prefix: str) -> None:
+def topic_prefix(database: str, run: str) -> str:
+    """Topics of one demo run: named after its database, so two databases' demos never meet."""
+    return f"demo-{database.replace('_', '-')}-{run}"
+
+
+def _drop_old_demo_topics(s: Settings, database: str, keep_prefix: str) -> None:
+    """Earlier runs' topics of this database, and other demos' topics older than an hour."""
     from kafka import KafkaAdminClient
 
+    mine = topic_prefix(database, "")
+    stamp = re.compile(r"^demo-(?:.*-)?(\d{14})[.-]")
+    now = time.time()
     admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
     try:
-        old = [t for t in admin.list_topics() if t.startswith("demo-") and not t.startswith(keep_prefix)]
+        old = []
+        for t in admin.list_topics():
+            if not t.startswith("demo-") or t.startswith(keep_prefix):
+                continue
+            m = stamp.match(t)
+            if (t.startswith(mine) and t[len(mine):len(mine) + 14].isdigit()) or (m and now - time.mktime(time.strptime(m.group(1), "%Y%m%d%H%M%S"))
+                                      > OLD_TOPICS_AFTER_S):
+                old.append(t)
         if old:
             admin.delete_topics(old)
     except Exception:
@@ -78,27 +105,55 @@ def _drop_old_demo_topics(s: Settings, keep_prefix: str) -> None:
         admin.close()
 
 
-def run_demo(base: Settings, opt: DemoOptions, console: Console) -> int:
-    from ingest.runner import gateway_healthy, register_simulation, run_simulation
-    from ingest.simulator import Simulation
-    from mimetic import stack
+def prepare_database(s: Settings, opt: DemoOptions) -> None:
+    """Recreate the demo's database, refusing one that exists and was not made by a demo."""
     from mimetic.db import fresh_database
+
+    admin = s.model_copy(update={"pg_database": "postgres"})
+    with psycopg.connect(admin.db_dsn(), autocommit=True) as conn:
+        row = conn.execute("select shobj_description(oid, 'pg_database') from pg_database where datname = %s",
+                           (s.pg_database,)).fetchone()
+    if row is not None and s.pg_database != DEMO_DATABASE and not (row[0] or "").startswith(DEMO_COMMENT_PREFIX) \
+            and _has_tables(s):
+        raise RuntimeError(f"database {s.pg_database} exists and was not made by the demo, which recreates "
+                           f"its database: choose another --database (default {DEMO_DATABASE})")
+    fresh_database(s)
+    comment = (f"{DEMO_COMMENT_PREFIX} of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+               f"{opt.patients} patients x {opt.sessions} sessions")
+    with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(s.pg_database),
+                                                                    sql.Literal(comment)))
+
+
+def _has_tables(s: Settings) -> bool:
+    with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
+        return conn.execute("select exists (select 1 from pg_tables where schemaname = 'public')").fetchone()[0]
+
+
+def run_demo(base: Settings, opt: DemoOptions, console: Console) -> int:
+    from ingest.runner import gateway_healthy, register_simulation
+    from ingest.simulator import Simulation
+    from ingest.wire import now_us
+    from mimetic import stack
     from mimetic.db.migrate import migrate
+    from mimetic.demo_results import closing_lines, explore_commands, legend, patient_rows, results_table, \
+        write_outputs
     from mimetic.kafka_admin import ensure_topics
 
     t_start = time.monotonic()
-    for line in stack.up(base):
+    for line in stack.up(base.model_copy(update={"pg_database": "postgres"})):  # the demo makes its own
         console.print(line)
     run = time.strftime("%Y%m%d%H%M%S")
-    s = base.model_copy(update={"pg_database": DEMO_DATABASE, "topic_prefix": f"demo-{run}",
-                                "worker_id": f"demo-worker-{run}", "sink_group": f"demo-sink-{run}"})
-    _drop_old_demo_topics(s, s.topic_prefix)
-    fresh_database(s)
+    prefix = topic_prefix(opt.database, run)  # the worker's changelog topics start with it too
+    s = base.model_copy(update={"pg_database": opt.database, "topic_prefix": prefix,
+                                "worker_id": f"{prefix}-worker", "sink_group": f"{prefix}-sink"})
+    _drop_old_demo_topics(s, opt.database, s.topic_prefix)
+    prepare_database(s, opt)
     migrate(s.db_dsn())
     ensure_topics(s)
-    console.print(f"database {DEMO_DATABASE} (fresh, migrated), topics {s.topic_prefix}.*")
+    console.print(f"database {opt.database} (fresh, migrated), topics {s.topic_prefix}.*")
 
-    log_dir = base.private_dir("run", "demo")
+    log_dir = base.private_dir("run", "demo", opt.database)
     env = {**os.environ, **s.as_env()}
     procs = [Proc("gateway", ["gateway"], env, log_dir), Proc("worker", ["worker"], env, log_dir),
              Proc("sink", ["sink"], env, log_dir)]
@@ -112,20 +167,27 @@ def run_demo(base: Settings, opt: DemoOptions, console: Console) -> int:
             time.sleep(0.5)
         console.print(f"gateway, worker and sink running (logs in {log_dir})")
 
+        live = {"start_us": now_us(), "session_gap_s": opt.duration_s + 2.0} if opt.watch else {}
         sim = Simulation(patients=opt.patients, sessions=opt.sessions, duration_s=opt.duration_s, seed=opt.seed,
-                         fault_prob=opt.faults, clinic_id="demo-clinic", device_prefix=f"demo{opt.seed}")
+                         fault_prob=opt.faults, clinic_id=DEMO_CLINIC, device_prefix=f"demo{opt.seed}", **live)
         secrets = register_simulation(sim, s)
+        pace = "in real time" if opt.watch else "as fast as the gateway takes it"
         console.print(f"simulating {opt.patients} patients x {opt.sessions} sessions x {opt.duration_s:g} s "
-                      f"(8 channels, 2 kHz, faults p={opt.faults}) through the gateway ...")
-        result = asyncio.run(run_simulation(sim, s, via="gateway", realtime=False, secrets=secrets,
-                                            transport="ws", max_rate=180.0))
+                      f"(8 channels, 2 kHz, faults p={opt.faults}) through the gateway, {pace} ...")
+        result = _stream(sim, s, secrets, opt, procs, console)
         sent = sum(d["sent"] for d in result["devices"].values())
         console.print(f"sent {sent} records in {result['elapsed_s']:.1f} s; waiting for the pipeline ...")
         _wait_processed(s, sim, procs, opt.timeout_s, console)
-        console.print(_table(s, sim), width=max(console.width, 132))
-        console.print(f"demo finished in {time.monotonic() - t_start:.0f} s. The data stays in database "
-                      f"{DEMO_DATABASE} on {s.pg_host}:{s.pg_port} (views patient_progress, patient_responder, "
-                      f"active_alert, research.*).")
+        truth = sim.truth()
+        console.print(results_table(patient_rows(s, truth)))
+        console.print(legend(), highlight=False)
+        console.print("writing progress reports and dashboards ...")
+        codes = [p["code"] for p in truth["patients"]]
+        outputs = write_outputs(s, codes, DEMO_CLINIC, opt.out_dir)
+        console.print(f"demo finished in {time.monotonic() - t_start:.0f} s.")
+        commands = explore_commands(opt.database, codes[0], DEMO_CLINIC, opt.out_dir)
+        for line in closing_lines(opt.database, s, outputs, commands):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
         ok = True
         return 0
     finally:
@@ -134,6 +196,40 @@ def run_demo(base: Settings, opt: DemoOptions, console: Console) -> int:
         else:
             for p in procs:
                 p.stop()
+
+
+def _stream(sim, s: Settings, secrets: dict[str, str], opt: DemoOptions, procs: list[Proc],
+            console: Console) -> dict[str, Any]:
+    """Stream the clinic through the gateway; with `--watch`, show the first patient live meanwhile."""
+    from ingest.runner import run_simulation
+
+    def simulate() -> dict[str, Any]:
+        return asyncio.run(run_simulation(sim, s, via="gateway", realtime=opt.watch, secrets=secrets,
+                                          transport="ws", max_rate=0.0 if opt.watch else 180.0))
+
+    if not opt.watch:
+        return simulate()
+    from dashboards.watch.stream import WatchTarget, watch
+
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["result"] = simulate()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="demo-simulation", daemon=True).start()
+    watch(s, WatchTarget(device_id=sim.device_ids[0]), console, stop=done,
+          check=lambda: _check_alive(procs))
+    console.line()
+    done.wait()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def _check_alive(procs: list[Proc]) -> None:
@@ -165,59 +261,3 @@ def _wait_processed(s: Settings, sim, procs: list[Proc], timeout_s: float, conso
             time.sleep(1.0)
 
 
-def _table(s: Settings, sim) -> Table:
-    from ingest.simulator import FAULT_ALERT
-
-    truth = sim.truth()
-    with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
-        rows = conn.execute(
-            """
-            select ss.device_id, ss.session_id::text, ss.started_at, m.muscle, m.ai, m.synkinesis_flag
-            from session_summary ss join session_muscle_summary m using (session_id)
-            order by ss.device_id, ss.started_at
-            """).fetchall()
-        alerts = conn.execute("select device_id, alert_type from alert").fetchall()
-    measured: dict[str, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
-    for device, session, _t, muscle, ai, syn in rows:
-        measured[device][session][muscle] = (ai, syn)
-    raised: dict[str, Counter] = defaultdict(Counter)
-    for device, kind in alerts:
-        raised[device][kind] += 1
-
-    t = Table(title="mimetic demo: what the pipeline measured (m) against the simulator's truth (t)",
-              show_lines=False)
-    for col, kw in (("patient", {}), ("aff.", {}), ("sess.", {"justify": "right"}),
-                    ("|AI| first->last m", {}), ("t", {}), ("responder m/t", {}), ("synkinesis m/t", {}),
-                    ("faults -> alerts", {}), ("alerts", {"justify": "right"})):
-        t.add_column(col, **kw)
-    for p in truth["patients"]:
-        dev = p["device_id"]
-        sessions = p["sessions"]
-        first, last = sessions[0], sessions[-1]
-
-        def mean_abs(sess: dict, source: str) -> float | None:
-            if source == "truth":
-                vals = [abs(m["ai"]) for m in sess["muscles"].values()]
-            else:
-                vals = [abs(v[0]) for v in measured[dev].get(sess["session_id"], {}).values() if v[0] is not None]
-            return sum(vals) / len(vals) if vals else None
-
-        mf, ml = mean_abs(first, "m"), mean_abs(last, "m")
-        tf, tl = mean_abs(first, "truth"), mean_abs(last, "truth")
-        responder = None if mf is None or ml is None or len(sessions) < 2 else (mf - ml) >= 0.10
-        syn_measured = any(v[1] for sess in measured[dev].values() for v in sess.values())
-        expected = {FAULT_ALERT[f["type"]] for sess in sessions for f in sess["faults"] if f["type"] in FAULT_ALERT}
-        found = expected & set(raised[dev])
-        t.add_row(p["code"], p["affected_side"], str(len(measured[dev])), f"{_fmt(mf)}->{_fmt(ml)}",
-                  f"{_fmt(tf)}->{_fmt(tl)}", f"{_yn(responder)}/{_yn(p['responder'])}",
-                  f"{_yn(syn_measured)}/{_yn(p['synkinesis'])}", f"{len(found)}/{len(expected)} kinds raised",
-                  str(sum(raised[dev].values())))
-    return t
-
-
-def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}"
-
-
-def _yn(x: bool | None) -> str:
-    return "?" if x is None else ("yes" if x else "no")

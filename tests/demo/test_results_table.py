@@ -1,0 +1,43 @@
+"""The demo's closing output fits 80 columns with nothing cut, whatever the values (issue 15)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from mimetic.config import REPO_ROOT, Settings
+from mimetic.demo_results import Outputs, PatientRow, closing_lines, explore_commands, legend, results_table
+
+ai = st.one_of(st.none(), st.floats(0, 1))
+yn = st.one_of(st.none(), st.booleans())
+rows = st.builds(
+    PatientRow, code=st.from_regex(r"P-[0-9A-Z]{5}", fullmatch=True), affected_side=st.sampled_from("LR"),
+    sessions=st.integers(0, 99), ai_measured=st.tuples(ai, ai), ai_truth=st.tuples(ai, ai),
+    responder=st.tuples(yn, st.booleans()), synkinesis=st.tuples(st.booleans(), st.booleans()),
+    faults=st.tuples(st.integers(0, 10), st.integers(0, 10)), alerts=st.integers(0, 999))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(rows, min_size=1, max_size=6))
+def test_table_fits_80_columns_uncut(patients: list[PatientRow]) -> None:
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))
+    console.print(results_table(patients))
+    text = console.export_text()
+    assert max(len(ln) for ln in text.splitlines()) <= 80
+    assert "…" not in text
+    for p in patients:
+        assert p.code in text and f"{p.faults[0]}/{p.faults[1]}" in text
+    assert all(len(ln) <= 80 for ln in legend().splitlines())
+
+
+def test_closing_lines_fit_and_name_the_database() -> None:
+    out = REPO_ROOT / "out" / "demo"
+    outputs = Outputs(out, [out / "reports" / "P-AAAAA.pdf", out / "reports" / "P-AAAAA.png"], out / "grafana", 8)
+    cmds = explore_commands("mimetic_demo_with_a_long_name", "P-AAAAA", "demo-clinic", out)
+    text = "\n".join(closing_lines("mimetic_demo_with_a_long_name", Settings(), outputs, cmds))
+    assert max(len(ln) for ln in text.splitlines()) <= 80, text
+    assert all("--database mimetic_demo_with_a_long_name" in c for c in cmds)
+    assert Path(out).name in text
