@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         180, description="Retention job: drop telemetry chunks older than this many days (0 = keep)."
     )
 
-    # --- ingest gateway (ingest/gateway.py) -------------------------------------
+    # --- ingest gateway (ingest/gateway/) -------------------------------------
     gateway_host: str = Field("127.0.0.1", description="Gateway listen address (loopback by default).")
     gateway_port: int = Field(8088, description="Gateway HTTP/WebSocket port.")
     gateway_url: str | None = Field(
