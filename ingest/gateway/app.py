@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
-from aiohttp import WSMsgType, web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from aiohttp import web
 
 from ingest import registry, wire
 from ingest.gateway.auth import DeviceAuth
 from ingest.gateway.errors import Reject
 from ingest.gateway.kafka_out import KafkaOut
-from ingest.gateway.limits import TokenBucket
+from ingest.gateway.limits import (JSON_OFFLOOP_BYTES, FailedAuthLimiter, KeyedBuckets, StreamCounter, TokenBucket,
+                                   frame_body_limit)
 from ingest.gateway.metrics import Metrics
+from ingest.gateway.openapi import openapi_json
 from ingest.gateway.seqs import SeqMemory
+from ingest.gateway.stream import serve_stream
 from mimetic.config import Settings
 
 log = logging.getLogger("mimetic.gateway")
+
+SERVER_NAME = "mimetic-gateway"
+
+
+def registry_pool(settings: Settings):
+    """The gateway's (small, unopened) connection pool to the device registry."""
+    from psycopg_pool import AsyncConnectionPool
+
+    return AsyncConnectionPool(settings.db_dsn(), min_size=1, max_size=4, open=False,
+                               kwargs={"autocommit": True, "connect_timeout": 3}, reconnect_timeout=0,
+                               check=AsyncConnectionPool.check_connection)
 
 
 class Gateway:
@@ -31,19 +43,24 @@ class Gateway:
         self.pool = None
         self.auth: DeviceAuth | None = None
         self.buckets: dict[str, TokenBucket] = {}
+        self.byte_buckets = KeyedBuckets(settings.gateway_device_bytes_per_s,
+                                         max(settings.gateway_device_bytes_burst, settings.gateway_max_body_bytes),
+                                         max_keys=100_000)
+        self.failures = FailedAuthLimiter(settings.gateway_auth_fail_per_s, settings.gateway_auth_fail_burst,
+                                          settings.gateway_auth_fail_track)
+        self.streams = StreamCounter(settings.gateway_ws_per_device)
+        self.json_slots: asyncio.Semaphore | None = None
         self.seqs: dict[tuple[str, str], SeqMemory] = {}
         self.topics = {k: wire.topic_spec_for(k).name(settings) for k in wire.KINDS}
         self.websockets: set[web.WebSocketResponse] = set()
 
     # --- lifecycle ---
     async def on_startup(self, app: web.Application) -> None:
-        from psycopg_pool import AsyncConnectionPool
-
-        self.pool = AsyncConnectionPool(self.s.db_dsn(), min_size=1, max_size=4, open=False,
-                                        kwargs={"autocommit": True, "connect_timeout": 3}, reconnect_timeout=0,
-                                        check=AsyncConnectionPool.check_connection)
+        self.pool = registry_pool(self.s)
         await self.pool.open(wait=False)
-        self.auth = DeviceAuth(self.pool, self.s.gateway_auth_cache_ttl_s, self.metrics)
+        self.auth = DeviceAuth(self.pool, self.s.gateway_auth_cache_ttl_s, self.metrics, self.failures,
+                               self.s.gateway_kdf_concurrency)
+        self.json_slots = asyncio.Semaphore(1)
         await self.kafka.start()
 
     async def on_shutdown(self, app: web.Application) -> None:
@@ -64,8 +81,8 @@ class Gateway:
         app.router.add_post("/v1/devices/{device_id}/telemetry", self.post_telemetry)
         app.router.add_post("/v1/devices/{device_id}/events", self.post_events)
         app.router.add_get("/v1/devices/{device_id}/stream", self.stream)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/metrics", self.metrics_view)
+        app.router.add_get("/v1/openapi.json", openapi_view)
+        app.on_response_prepare.append(_server_header)
         return app
 
     # --- helpers ---
@@ -121,20 +138,40 @@ class Gateway:
         return {"status": 202, "kind": kind, "seq": seq, "dup": dup, "resent": resent,
                 "partition": md.partition, "offset": md.offset}
 
-    def _decode(self, kind: str, body: bytes, content_type: str, device_id: str) -> Any:
+    @staticmethod
+    def _media(kind: str, content_type: str) -> bool:
+        """True for a JSON body, False for a binary frame; 415 for anything else."""
         ct = content_type.split(";")[0].strip().lower()
+        if kind == wire.KIND_FRAME and ct in (wire.CT_FRAME, "application/octet-stream"):
+            return False
+        if ct == wire.CT_JSON:
+            return True
         if kind == wire.KIND_FRAME:
-            if ct in (wire.CT_FRAME, "application/octet-stream"):
-                return wire.decode_frame(body, expected_device=device_id)
-            if ct == wire.CT_JSON:
-                return wire.decode_frame_json(body, expected_device=device_id)
             raise Reject(415, "unsupported_media_type",
                          f"frames are {wire.CT_FRAME} or {wire.CT_JSON}, not {ct or 'missing'}")
-        if ct != wire.CT_JSON:
-            raise Reject(415, "unsupported_media_type", f"{kind} bodies are {wire.CT_JSON}")
+        raise Reject(415, "unsupported_media_type", f"{kind} bodies are {wire.CT_JSON}")
+
+    @staticmethod
+    def _decode(kind: str, body: bytes, json_body: bool, device_id: str) -> Any:
+        if kind == wire.KIND_FRAME:
+            if json_body:
+                return wire.decode_frame_json(body, expected_device=device_id)
+            return wire.decode_frame(body, expected_device=device_id)
         if kind == wire.KIND_TELEMETRY:
             return wire.decode_telemetry(body, expected_device=device_id)
         return wire.decode_event(body, expected_device=device_id)
+
+    async def _off_loop(self, fn, *args: Any) -> Any:
+        """Run a CPU-heavy decode in a thread, one at a time: the event loop keeps serving others."""
+        assert self.json_slots is not None
+        async with self.json_slots:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def _take_bytes(self, device_id: str, n: int) -> None:
+        if not self.byte_buckets.get(device_id).take(n):
+            raise Reject(429, "byte_rate_limited",
+                         f"over {self.s.gateway_device_bytes_per_s} bytes/s for this device",
+                         {"Retry-After": str(self.s.gateway_retry_after_s)})
 
     def _answer(self, route: str, status: int, body: dict, t0: float, headers: dict[str, str] | None = None,
                 reason: str | None = None) -> web.Response:
@@ -145,19 +182,36 @@ class Gateway:
         return web.json_response(body, status=status, headers=headers)
 
     async def _post(self, request: web.Request, kind: str, limit: int) -> web.Response:
+        """Cheap checks first: credentials, media type, size against the device's registration,
+        byte and record rate; then the body (with a deadline); then decoding (big JSON off the loop)."""
         t0 = time.monotonic()
         route = kind
         device_id = request.match_info["device_id"]
         try:
-            row = await self.auth.check(device_id, request.headers.get("Authorization"))
-            if request.content_length is not None and request.content_length > limit:
-                raise Reject(413, "body_too_large", f"{request.content_length} bytes > {limit}")
-            body = await self._read_body(request, limit)
+            row = await self.auth.check(device_id, request.headers.get("Authorization"), request.remote or "")
+            json_body = self._media(kind, request.headers.get("Content-Type", ""))
+            if kind == wire.KIND_FRAME:
+                limit = frame_body_limit(row, json_body, limit)
+            if request.content_length is not None:
+                if request.content_length > limit:
+                    raise Reject(413, "body_too_large", f"{request.content_length} bytes > {limit}")
+                self._take_bytes(device_id, request.content_length)
+            try:
+                async with asyncio.timeout(self.s.gateway_body_timeout_s):
+                    body = await self._read_body(request, limit)
+            except TimeoutError:
+                raise Reject(408, "body_timeout",
+                             f"body not received within {self.s.gateway_body_timeout_s:g} s") from None
+            if request.content_length is None:
+                self._take_bytes(device_id, len(body))
             if not body:
                 raise Reject(400, "empty_body", "no body")
             self._rate(device_id)
             try:
-                item = self._decode(kind, body, request.headers.get("Content-Type", ""), device_id)
+                if json_body and len(body) > JSON_OFFLOOP_BYTES:
+                    item = await self._off_loop(self._decode, kind, body, json_body, device_id)
+                else:
+                    item = self._decode(kind, body, json_body, device_id)
             except wire.WireError as exc:
                 raise Reject.from_wire(exc) from None
             self._check_against_registry(item, row)
@@ -167,7 +221,10 @@ class Gateway:
             headers = dict(r.headers)
             if r.status == 503:
                 headers.setdefault("Retry-After", str(self.s.gateway_retry_after_s))
-            return self._answer(route, r.status, r.body(), t0, headers, r.reason)
+            resp = self._answer(route, r.status, r.body(), t0, headers, r.reason)
+            if r.status in (408, 413):
+                resp.force_close()  # the rest of the body is not read: the connection cannot be reused
+            return resp
         except web.HTTPRequestEntityTooLarge:
             return self._answer(route, 413, {"error": "body_too_large", "detail": f"> {limit} bytes"}, t0,
                                 reason="body_too_large")
@@ -193,114 +250,14 @@ class Gateway:
     async def post_events(self, request: web.Request) -> web.Response:
         return await self._post(request, wire.KIND_EVENT, self.s.gateway_max_json_bytes)
 
-    # --- WebSocket ---
-    def _decode_ws(self, msg, device_id: str) -> tuple[str, Any]:
-        if msg.type == WSMsgType.BINARY:
-            return wire.KIND_FRAME, wire.decode_frame(msg.data, expected_device=device_id)
-        obj = wire.parse_json(msg.data)
-        if not isinstance(obj, dict):
-            raise wire.WireError("bad_json", "a text message is a JSON object", 400)
-        kind = obj.get("kind")
-        if kind is None:
-            kind = wire.KIND_FRAME if "samples" in obj else (wire.KIND_EVENT if "type" in obj else wire.KIND_TELEMETRY)
-        if kind == wire.KIND_FRAME:
-            return kind, wire.frame_from_json(obj, device_id)
-        if kind == wire.KIND_TELEMETRY:
-            return kind, wire.telemetry_from_json(obj, device_id)
-        if kind == wire.KIND_EVENT:
-            obj = {k: v for k, v in obj.items() if k != "kind"}
-            return kind, wire.event_from_json(obj, device_id)
-        raise wire.WireError("unknown_kind", f"kind must be one of {wire.KINDS}", 422)
-
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        t0 = time.monotonic()
-        device_id = request.match_info["device_id"]
-        authz = request.headers.get("Authorization")
-        try:
-            await self.auth.check(device_id, authz)
-        except Reject as r:
-            return self._answer("stream", r.status, r.body(), t0, r.headers, r.reason)
-        ws = web.WebSocketResponse(max_msg_size=self.s.gateway_max_body_bytes, heartbeat=30, compress=False)
-        await ws.prepare(request)
-        self.websockets.add(ws)
-        self.metrics.ws.inc()
-        acks: asyncio.Queue = asyncio.Queue(maxsize=1024)
+        return await serve_stream(self, request)
 
-        async def acker() -> None:
-            while True:
-                item = await acks.get()
-                if item is None:
-                    return
-                i, kind, pending, ready, t_msg = item
-                if pending is not None:
-                    try:
-                        ready = {"i": i, **(await self._finish(pending, kind))}
-                        del ready["partition"], ready["offset"]
-                    except Reject as r:
-                        ready = {"i": i, "status": r.status, "kind": kind, "seq": pending[2], **r.body()}
-                        self.metrics.rejected.labels(r.reason).inc()
-                self.metrics.requests.labels("stream", str(ready["status"])).inc()
-                self.metrics.latency.labels("stream").observe(time.monotonic() - t_msg)
-                if not ws.closed:
-                    try:
-                        await ws.send_str(json.dumps(ready))
-                    except ConnectionError:
-                        pass
 
-        ack_task = asyncio.create_task(acker())
-        i = 0
-        close_code = 1000
-        try:
-            async for msg in ws:
-                if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
-                    continue
-                i += 1
-                t_msg = time.monotonic()
-                kind = wire.KIND_FRAME if msg.type == WSMsgType.BINARY else None
-                try:
-                    row = await self.auth.check(device_id, authz)
-                    self._rate(device_id)
-                    kind, item = self._decode_ws(msg, device_id)
-                    self._check_against_registry(item, row)
-                    pending = await self._submit(item, kind, "ws")
-                    await acks.put((i, kind, pending, None, t_msg))
-                except wire.WireError as exc:
-                    self.metrics.rejected.labels(exc.reason).inc()
-                    await acks.put((i, kind, None, {"i": i, "status": exc.status, "kind": kind, **exc.as_json()}, t_msg))
-                except Reject as r:
-                    self.metrics.rejected.labels(r.reason).inc()
-                    await acks.put((i, kind, None, {"i": i, "status": r.status, "kind": kind, **r.body()}, t_msg))
-                    if r.status in (401, 403, 404):
-                        close_code = 4000 + r.status
-                        break
-        finally:
-            await acks.put(None)
-            try:
-                await asyncio.wait_for(ack_task, timeout=self.s.gateway_kafka_timeout_s + 5)
-            except Exception:
-                ack_task.cancel()
-            if not ws.closed:
-                await ws.close(code=close_code)
-            self.websockets.discard(ws)
-            self.metrics.ws.dec()
-        return ws
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """A neutral Server header: no library or version."""
+    response.headers["Server"] = SERVER_NAME
 
-    # --- health and metrics ---
-    async def healthz(self, request: web.Request) -> web.Response:
-        db_ok = False
-        try:
-            async with self.pool.connection(timeout=1.0) as conn:
-                await conn.execute("select 1")
-            db_ok = True
-        except Exception:
-            pass
-        kafka_ok = self.kafka.up
-        ok = db_ok and kafka_ok
-        return web.json_response({"status": "ok" if ok else "degraded", "kafka": kafka_ok, "db": db_ok,
-                                  "inflight": self.kafka.inflight, "websockets": len(self.websockets)},
-                                 status=200 if ok else 503)
 
-    async def metrics_view(self, request: web.Request) -> web.Response:
-        self.kafka.collect()
-        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
+async def openapi_view(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_json(), content_type="application/json")
