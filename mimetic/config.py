@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     gateway_kdf_concurrency: int = Field(
         1, description="scrypt verifications run at once (in threads; the event loop stays free)."
     )
+    gateway_decode_workers: int = Field(
+        1, description="Worker processes that decode large JSON bodies (over 64 KiB) off the event loop."
+    )
     gateway_max_connections: int = Field(
         1000, description="Open connections on the device port; a new one over it gets 503 and is closed."
     )

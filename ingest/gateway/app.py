@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ingest import registry, wire
 from ingest.gateway.auth import DeviceAuth
+from ingest.gateway.decode import Decoder, decode_http
 from ingest.gateway.errors import Reject
 from ingest.gateway.kafka_out import KafkaOut
 from ingest.gateway.limits import (JSON_OFFLOOP_BYTES, FailedAuthLimiter, KeyedBuckets, StreamCounter, TokenBucket,
@@ -49,7 +50,7 @@ class Gateway:
         self.failures = FailedAuthLimiter(settings.gateway_auth_fail_per_s, settings.gateway_auth_fail_burst,
                                           settings.gateway_auth_fail_track)
         self.streams = StreamCounter(settings.gateway_ws_per_device)
-        self.json_slots: asyncio.Semaphore | None = None
+        self.decoder = Decoder(settings.gateway_decode_workers)
         self.seqs: dict[tuple[str, str], SeqMemory] = {}
         self.topics = {k: wire.topic_spec_for(k).name(settings) for k in wire.KINDS}
         self.websockets: set[web.WebSocketResponse] = set()
@@ -60,7 +61,7 @@ class Gateway:
         await self.pool.open(wait=False)
         self.auth = DeviceAuth(self.pool, self.s.gateway_auth_cache_ttl_s, self.metrics, self.failures,
                                self.s.gateway_kdf_concurrency)
-        self.json_slots = asyncio.Semaphore(1)
+        await self.decoder.start()
         await self.kafka.start()
 
     async def on_shutdown(self, app: web.Application) -> None:
@@ -68,6 +69,7 @@ class Gateway:
             await ws.close(code=1001, message=b"gateway shutting down")
 
     async def on_cleanup(self, app: web.Application) -> None:
+        self.decoder.stop()
         await self.kafka.stop()
         if self.pool is not None:
             await self.pool.close()
@@ -151,22 +153,6 @@ class Gateway:
                          f"frames are {wire.CT_FRAME} or {wire.CT_JSON}, not {ct or 'missing'}")
         raise Reject(415, "unsupported_media_type", f"{kind} bodies are {wire.CT_JSON}")
 
-    @staticmethod
-    def _decode(kind: str, body: bytes, json_body: bool, device_id: str) -> Any:
-        if kind == wire.KIND_FRAME:
-            if json_body:
-                return wire.decode_frame_json(body, expected_device=device_id)
-            return wire.decode_frame(body, expected_device=device_id)
-        if kind == wire.KIND_TELEMETRY:
-            return wire.decode_telemetry(body, expected_device=device_id)
-        return wire.decode_event(body, expected_device=device_id)
-
-    async def _off_loop(self, fn, *args: Any) -> Any:
-        """Run a CPU-heavy decode in a thread, one at a time: the event loop keeps serving others."""
-        assert self.json_slots is not None
-        async with self.json_slots:
-            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
     def _take_bytes(self, device_id: str, n: int) -> None:
         if not self.byte_buckets.get(device_id).take(n):
             raise Reject(429, "byte_rate_limited",
@@ -187,6 +173,7 @@ class Gateway:
         t0 = time.monotonic()
         route = kind
         device_id = request.match_info["device_id"]
+        body: bytes | None = None
         try:
             row = await self.auth.check(device_id, request.headers.get("Authorization"), request.remote or "")
             json_body = self._media(kind, request.headers.get("Content-Type", ""))
@@ -209,9 +196,9 @@ class Gateway:
             self._rate(device_id)
             try:
                 if json_body and len(body) > JSON_OFFLOOP_BYTES:
-                    item = await self._off_loop(self._decode, kind, body, json_body, device_id)
+                    item = await self.decoder.run("http", kind, body, json_body, device_id)
                 else:
-                    item = self._decode(kind, body, json_body, device_id)
+                    item = decode_http(kind, body, json_body, device_id)
             except wire.WireError as exc:
                 raise Reject.from_wire(exc) from None
             self._check_against_registry(item, row)
@@ -222,8 +209,8 @@ class Gateway:
             if r.status == 503:
                 headers.setdefault("Retry-After", str(self.s.gateway_retry_after_s))
             resp = self._answer(route, r.status, r.body(), t0, headers, r.reason)
-            if r.status in (408, 413):
-                resp.force_close()  # the rest of the body is not read: the connection cannot be reused
+            if body is None and request.can_read_body:
+                resp.force_close()  # refused before its body was read: do not spend the loop draining it
             return resp
         except web.HTTPRequestEntityTooLarge:
             return self._answer(route, 413, {"error": "body_too_large", "detail": f"> {limit} bytes"}, t0,

@@ -47,6 +47,16 @@ class SafeRequestHandler(RequestHandler):
     over-long lines...) is answered with a fixed JSON body and logged without the parser's
     message: that message quotes the offending header line, secrets included."""
 
+    def __init__(self, *args: Any, on_lost: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.on_lost = on_lost
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        if self.on_lost is not None:
+            self.on_lost()
+            self.on_lost = None
+
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         log.info("refused a malformed request from %s: %d %s", request.remote, status, type(exc).__name__)
@@ -90,6 +100,7 @@ class GuardedSite(web.BaseSite):
                  handler_kwargs: dict[str, Any], backlog: int = 1024):
         super().__init__(runner, backlog=backlog)
         self.host, self.port, self.max_connections, self.handler_kwargs = host, port, max_connections, handler_kwargs
+        self.open_connections = 0  # counted at accept: aiohttp's own list lags behind a burst of accepts
 
     @property
     def name(self) -> str:
@@ -101,10 +112,14 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
 
+        def lost() -> None:
+            self.open_connections -= 1
+
         def factory() -> Any:
-            if len(server.connections) >= self.max_connections:
+            if self.open_connections >= self.max_connections:
                 return _Refuse()
-            return SafeRequestHandler(server, loop=loop, **self.handler_kwargs)
+            self.open_connections += 1
+            return SafeRequestHandler(server, loop=loop, on_lost=lost, **self.handler_kwargs)
 
         self._server = await loop.create_server(factory, self.host, self.port, backlog=self._backlog,
                                                 reuse_address=True)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
 from ingest import registry, wire
+from ingest.gateway.decode import decode_ws
 from ingest.gateway.errors import Reject
 from ingest.gateway.limits import JSON_OFFLOOP_BYTES, frame_body_limit
 
@@ -25,26 +26,6 @@ if TYPE_CHECKING:
 
 #: close codes: 4000 + the HTTP status of the refusal that ended the stream, and idle
 CLOSE_IDLE = 4408
-
-
-def decode_ws(data: bytes | str, binary: bool, device_id: str) -> tuple[str, Any]:
-    """(kind, record) of one WebSocket message; raises :class:`wire.WireError`."""
-    if binary:
-        return wire.KIND_FRAME, wire.decode_frame(data, expected_device=device_id)
-    obj = wire.parse_json(data)
-    if not isinstance(obj, dict):
-        raise wire.WireError("bad_json", "a text message is a JSON object", 400)
-    kind = obj.get("kind")
-    if kind is None:
-        kind = wire.KIND_FRAME if "samples" in obj else (wire.KIND_EVENT if "type" in obj else wire.KIND_TELEMETRY)
-    if kind == wire.KIND_FRAME:
-        return kind, wire.frame_from_json(obj, device_id)
-    if kind == wire.KIND_TELEMETRY:
-        return kind, wire.telemetry_from_json(obj, device_id)
-    if kind == wire.KIND_EVENT:
-        obj = {k: v for k, v in obj.items() if k != "kind"}
-        return kind, wire.event_from_json(obj, device_id)
-    raise wire.WireError("unknown_kind", f"kind must be one of {wire.KINDS}", 422)
 
 
 async def serve_stream(gw: "Gateway", request: web.Request) -> web.StreamResponse:
@@ -127,7 +108,7 @@ async def _serve(gw: "Gateway", request: web.Request, device_id: str, authz: str
                 gw._take_bytes(device_id, size)
                 gw._rate(device_id)
                 if not binary and size > JSON_OFFLOOP_BYTES:
-                    kind, item = await gw._off_loop(decode_ws, msg.data, binary, device_id)
+                    kind, item = await gw.decoder.run("ws", msg.data, binary, device_id)
                 else:
                     kind, item = decode_ws(msg.data, binary, device_id)
                 gw._check_against_registry(item, row)
