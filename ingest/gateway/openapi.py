@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from ingest import wire
+from mimetic.domain import MUSCLES, TASKS, THERAPY_TYPES
 
 REF = "#/components/schemas/{model}"
 DEVICE_PATHS = ("frames", "telemetry", "events")
@@ -70,7 +71,9 @@ def _frame_json_schema() -> dict[str, Any]:
     return {
         "type": "object", "additionalProperties": False,
         "description": "A frame as JSON (small devices, debugging): the binary frame's fields; `samples` one "
-                       "list of int16 counts per channel, all equally long, at most min(8192, fs_hz) each.",
+                       "list of int16 counts per channel. Also checked, not expressible here: all lists "
+                       "equally long, at most min(8192, fs_hz) samples, `device_id` (if given) equal to the "
+                       "URL's, and the channel count and rate equal to the device's registration.",
         "required": ["seq", "t_us", "fs_hz", "scale_uv", "samples"],
         "properties": {
             "v": {"const": wire.WIRE_VERSION}, "kind": {"const": wire.KIND_FRAME},
@@ -115,6 +118,13 @@ def openapi_document() -> dict[str, Any]:
     for name in ("SessionStart", "SessionEnd", "TaskMarker", "PatientReport"):
         _optional_device_id(schemas[name])
     schemas["Event"] = event
+    # values the models check in validators, stated as enums for device makers and fuzzers
+    schemas["ChannelMapEntry"]["properties"]["muscle"]["enum"] = sorted(MUSCLES)
+    schemas["SessionStart"]["properties"]["therapy_type"]["enum"] = list(THERAPY_TYPES)
+    schemas["TaskMarker"]["properties"]["task"]["enum"] = list(TASKS)
+    schemas["SessionStart"]["description"] = (
+        "Also checked, not expressible here: the channel map lists channels 0..n-1 once and each (muscle, "
+        "side) once; microcurrent sessions need `stimulation`; its current is at most its limit.")
     schemas["FrameJson"] = _frame_json_schema()
     schemas["Error"] = {"type": "object", "required": ["error", "detail"],
                         "properties": {"error": {"type": "string", "description": "machine-readable reason"},
