@@ -11,15 +11,17 @@ Routes::
                                              (inferred when absent). One JSON ack per message, in order:
                                              {"i": n, "kind": .., "seq": .., "status": 202, "dup": false}
                                              or {"i": n, "status": 4xx/503, "error": reason, "detail": ..}.
-    GET  /healthz                            200 {"status": "ok", "kafka": true, "db": true} or 503
-    GET  /metrics                            Prometheus text format
+    GET  /v1/openapi.json                    this API as OpenAPI 3.1 (:mod:`.openapi`), no auth
+
+    admin listener (:mod:`.admin`, loopback): /livez, /readyz, /healthz (= readyz), /metrics
 
 Answers: 202 only after Kafka has acknowledged the record (idempotent producer,
-acks=all, key = device id). 400/413/415/422 with ``{"error": reason, "detail": ...}``
-(reasons from :mod:`ingest.wire`), 401 missing/wrong credentials, 403 revoked
-device, 404 unknown device, 429 over the per-device token bucket, 503 with
-``Retry-After`` when Kafka (or the registry database) is unreachable or the
-gateway has too many records in flight. Every 4xx produces nothing.
+acks=all, key = device id). 400/408/413/415/422 with ``{"error": reason, "detail": ...}``
+(reasons from :mod:`ingest.wire`), 401 missing credentials or ``unauthorized`` (an
+unknown device and a wrong secret get the same answer), 403 revoked device (only
+after a correct secret), 429 over a limit (:mod:`.limits`), 503 with ``Retry-After``
+when Kafka (or the registry database) is unreachable or the gateway has too many
+records in flight. Every 4xx produces nothing.
 
 Authentication: ``Authorization: Bearer <device secret>`` on every request and on
 the WebSocket handshake (see :mod:`ingest.registry`).
@@ -33,7 +35,8 @@ compare. An unknown secret forces a re-read of the row (at most once a second pe
 device), so a freshly rotated secret works at once. When the TTL expires the row is re-read (one indexed query per device per
 TTL): a revocation or a rotated secret takes effect within the TTL, on open
 WebSockets too (they are closed with 4403). Digests of wrong secrets are remembered
-as well (bounded), so guessing does not become a CPU amplifier. The cache holds
+as well (bounded), so guessing does not become a CPU amplifier; failed authentications
+are limited per source address and per device id before any KDF runs. The cache holds
 digests, never the secrets. If the registry database is unreachable, rows read in
 the last 5 minutes keep being used (stale-if-error: ingest survives a short database
 outage, at the price of revocations waiting for the database); devices not in the
@@ -45,9 +48,11 @@ record whose seq was acknowledged is still written, with header ``dup: 1``; one
 attempted before without an acknowledgement (a retry after a 503) gets ``resent: 1``.
 So retries are always safe and never silently merged.
 
-Modules: :mod:`.auth` (DeviceAuth), :mod:`.limits` (token buckets), :mod:`.seqs`
+Modules: :mod:`.auth` (DeviceAuth), :mod:`.limits` (buckets, failed-auth limiter,
+stream cap, body limits), :mod:`.decode` (decoders, worker process), :mod:`.seqs`
 (duplicate marks), :mod:`.kafka_out` (producer), :mod:`.metrics`, :mod:`.app`
-(routes), :mod:`.server` (listening, signals).
+(HTTP routes), :mod:`.stream` (WebSocket), :mod:`.admin` (health, metrics),
+:mod:`.openapi` (the published API), :mod:`.server` (listeners, safe parser errors).
 """
 
 from ingest.gateway.app import Gateway
