@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.gateway.errors import SERVER_NAME
+
 if TYPE_CHECKING:
     from ingest.gateway.app import Gateway
 
@@ -79,7 +81,11 @@ def admin_app(gw: "Gateway") -> web.Application:
         gw.kafka.collect()
         return web.Response(body=generate_latest(gw.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = SERVER_NAME
+
     app = web.Application()
+    app.on_response_prepare.append(server_header)
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     app.router.add_get("/livez", livez)

@@ -12,7 +12,7 @@ from aiohttp import web
 from ingest import registry, wire
 from ingest.gateway.auth import DeviceAuth
 from ingest.gateway.decode import Decoder, decode_http
-from ingest.gateway.errors import Reject
+from ingest.gateway.errors import SERVER_NAME, Reject
 from ingest.gateway.kafka_out import KafkaOut
 from ingest.gateway.limits import (JSON_OFFLOOP_BYTES, FailedAuthLimiter, KeyedBuckets, StreamCounter, TokenBucket,
                                    frame_body_limit)
@@ -23,9 +23,6 @@ from ingest.gateway.stream import serve_stream
 from mimetic.config import Settings
 
 log = logging.getLogger("mimetic.gateway")
-
-SERVER_NAME = "mimetic-gateway"
-
 
 def registry_pool(settings: Settings):
     """The gateway's (small, unopened) connection pool to the device registry."""

@@ -6,6 +6,9 @@ from typing import Any
 
 from ingest import wire
 
+#: the Server header of every answer: no library or version
+SERVER_NAME = "mimetic-gateway"
+
 
 class Reject(Exception):
     """An answer other than 202: status, reason, detail, extra headers."""

@@ -14,15 +14,22 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from ingest.gateway.admin import admin_app
-from ingest.gateway.app import SERVER_NAME, Gateway
+from ingest.gateway.app import Gateway
+from ingest.gateway.errors import SERVER_NAME
 from mimetic.config import Settings
 
 log = logging.getLogger("mimetic.gateway")
 
 _OVER_CAPACITY_BODY = b'{"error": "overloaded", "detail": "too many connections"}'
-_OVER_CAPACITY = (b"HTTP/1.1 503 Service Unavailable\r\nServer: " + SERVER_NAME.encode()
-                  + b"\r\nContent-Type: application/json\r\nRetry-After: 2\r\nConnection: close\r\n"
-                  + b"Content-Length: %d\r\n\r\n" % len(_OVER_CAPACITY_BODY) + _OVER_CAPACITY_BODY)
+
+
+def over_capacity_answer(retry_after_s: int) -> bytes:
+    """The whole HTTP answer to a connection over the cap (written before anything is read)."""
+    return (b"HTTP/1.1 503 Service Unavailable\r\nServer: " + SERVER_NAME.encode()
+            + b"\r\nContent-Type: application/json\r\nRetry-After: %d\r\nConnection: close\r\n" % retry_after_s
+            + b"Content-Length: %d\r\n\r\n" % len(_OVER_CAPACITY_BODY) + _OVER_CAPACITY_BODY)
+
+
 _SECRETISH = re.compile(r"(?i)(authorization\s*[:=]\s*|bearer\s+|cookie\s*[:=]\s*)[^\r\n'\"]+")
 
 
@@ -73,8 +80,11 @@ class SafeRequestHandler(RequestHandler):
 class _Refuse:
     """Protocol of a connection over the cap: one 503 and close."""
 
+    def __init__(self, answer: bytes):
+        self.answer = answer
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.write(_OVER_CAPACITY)  # type: ignore[attr-defined]
+        transport.write(self.answer)  # type: ignore[attr-defined]
         transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -97,8 +107,9 @@ class GuardedSite(web.BaseSite):
     """A TCP site whose connections use :class:`SafeRequestHandler`, at most ``max_connections`` at once."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, *, max_connections: int,
-                 handler_kwargs: dict[str, Any], backlog: int = 1024):
+                 handler_kwargs: dict[str, Any], retry_after_s: int = 2, backlog: int = 1024):
         super().__init__(runner, backlog=backlog)
+        self.refusal = over_capacity_answer(retry_after_s)
         self.host, self.port, self.max_connections, self.handler_kwargs = host, port, max_connections, handler_kwargs
         self.open_connections = 0  # counted at accept: aiohttp's own list lags behind a burst of accepts
 
@@ -117,7 +128,7 @@ class GuardedSite(web.BaseSite):
 
         def factory() -> Any:
             if self.open_connections >= self.max_connections:
-                return _Refuse()
+                return _Refuse(self.refusal)
             self.open_connections += 1
             return SafeRequestHandler(server, loop=loop, on_lost=lost, **self.handler_kwargs)
 
@@ -138,7 +149,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     runner = web.AppRunner(gw.app(), access_log=None, handle_signals=False, **kwargs)
     await runner.setup()
     site = GuardedSite(runner, settings.gateway_host, settings.gateway_port,
-                       max_connections=settings.gateway_max_connections, handler_kwargs=kwargs)
+                       max_connections=settings.gateway_max_connections, handler_kwargs=kwargs,
+                       retry_after_s=settings.gateway_retry_after_s)
     await site.start()
     admin = web.AppRunner(admin_app(gw), access_log=None, handle_signals=False)
     await admin.setup()

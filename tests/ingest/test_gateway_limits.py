@@ -304,6 +304,16 @@ def test_no_server_version_and_admin_port_separate(limited, new_device):
     assert r.status_code == 202 and r.headers["Server"] == "mimetic-gateway"
     bad = _post(limited, dev, secret, b"x", ct="text/plain")
     assert bad.status_code == 415 and bad.headers["Server"] == "mimetic-gateway"
+    s = _raw(limited)  # the WebSocket handshake's answer too
+    s.sendall(f"GET /v1/devices/{dev}/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+              f"Authorization: Bearer {secret}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    s.close()
+    assert head.startswith(b"HTTP/1.1 101") and b"\r\nServer: mimetic-gateway\r\n" in head, head
+    assert requests.get(limited.admin_url + "/livez", timeout=5).headers["Server"] == "mimetic-gateway"
     for path in ("/healthz", "/metrics", "/readyz", "/livez"):
         assert requests.get(limited.url + path, timeout=5).status_code == 404
     assert requests.get(limited.admin_url + "/livez", timeout=5).json()["status"] == "ok"
