@@ -5,16 +5,20 @@ Why a process and not a thread: decoding a 1 MiB JSON frame is ~50-100 ms of pur
 Python holding the GIL; in a thread the event loop still waits for the GIL at every
 switch, and an honest device's latency went from ~15 ms to ~60 ms while one device
 posted such frames. A worker process takes that CPU off the gateway's interpreter.
+The workers are spawned (fresh interpreters): the program that starts the gateway must
+guard its entry point with ``if __name__ == "__main__"`` (the `mimetic` script does).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import concurrent.futures.process
 import multiprocessing
 from typing import Any
 
 from ingest import wire
+from ingest.gateway.errors import Reject
 
 
 def decode_http(kind: str, body: bytes, json_body: bool, device_id: str) -> Any:
@@ -64,16 +68,26 @@ class Decoder:
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.slots: asyncio.Semaphore | None = None
 
+    def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
     async def start(self) -> None:
         self.slots = asyncio.Semaphore(self.workers)
-        self.pool = concurrent.futures.ProcessPoolExecutor(self.workers,
-                                                           mp_context=multiprocessing.get_context("spawn"))
+        self.pool = self._new_pool()
         await asyncio.get_running_loop().run_in_executor(self.pool, _in_worker, "ws", (b"{}", False, "warm-up"))
 
     async def run(self, fn_name: str, *args: Any) -> Any:
+        """The decoded record; a dead worker (killed, out of memory) is replaced and this
+        request answered 503, so a retry is safe."""
         assert self.pool is not None and self.slots is not None
         async with self.slots:
-            status, value = await asyncio.get_running_loop().run_in_executor(self.pool, _in_worker, fn_name, args)
+            try:
+                status, value = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, _in_worker, fn_name, args)
+            except concurrent.futures.process.BrokenProcessPool:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = self._new_pool()
+                raise Reject(503, "overloaded", "decoder restarting, retry later") from None
         if status == "error":
             raise wire.WireError(*value)
         return value

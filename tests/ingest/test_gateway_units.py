@@ -106,3 +106,37 @@ def test_redacting_filter_covers_tracebacks():
     RedactingFilter().filter(rec)
     text = logging.Formatter().format(rec)
     assert "s3cr3t" not in text and "<redacted>" in text
+
+
+def test_decoder_worker_process_errors_and_restart():
+    """Large bodies are decoded in a worker process: wire errors come back as WireError, and a
+    killed worker is replaced (that request gets 503, the next one works)."""
+    import asyncio
+    import json
+    import os
+    import signal
+
+    from ingest.gateway.decode import Decoder
+
+    body = json.dumps({"seq": 1, "t_us": wire.T_MIN_US, "battery_pct": 5}).encode()
+
+    async def run():
+        d = Decoder(1)
+        await d.start()
+        try:
+            assert (await d.run("http", wire.KIND_TELEMETRY, body, True, "dev-1")).battery_pct == 5
+            with pytest.raises(wire.WireError) as ei:
+                await d.run("http", wire.KIND_TELEMETRY, b"{nope", True, "dev-1")
+            assert (ei.value.reason, ei.value.status) == ("bad_json", 400)
+            for pid in list(d.pool._processes):
+                os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.3)
+            with pytest.raises(Reject) as er:
+                await d.run("http", wire.KIND_TELEMETRY, body, True, "dev-1")
+            assert er.value.status == 503
+            kind, item = await d.run("ws", body, False, "dev-1")
+            assert (kind, item.seq) == (wire.KIND_TELEMETRY, 1)
+        finally:
+            d.stop()
+
+    asyncio.run(run())
