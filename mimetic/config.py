@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     gateway_kdf_concurrency: int = Field(
         1, description="scrypt verifications run at once (in threads; the event loop stays free)."
     )
+    gateway_max_buffered_bytes: int = Field(
+        134_217_728, description="Request body bytes held at once over all connections; past it: 503 (memory bound)."
+    )
     gateway_decode_workers: int = Field(
         1, description="Worker processes that decode large JSON bodies (over 64 KiB) off the event loop."
     )

@@ -14,7 +14,7 @@ from ingest.gateway.auth import DeviceAuth
 from ingest.gateway.decode import Decoder, decode_http
 from ingest.gateway.errors import SERVER_NAME, Reject
 from ingest.gateway.kafka_out import KafkaOut
-from ingest.gateway.limits import (JSON_OFFLOOP_BYTES, FailedAuthLimiter, KeyedBuckets, StreamCounter, TokenBucket,
+from ingest.gateway.limits import (JSON_OFFLOOP_BYTES, ByteBudget, FailedAuthLimiter, KeyedBuckets, StreamCounter, TokenBucket,
                                    frame_body_limit)
 from ingest.gateway.metrics import Metrics
 from ingest.gateway.openapi import openapi_json
@@ -47,6 +47,7 @@ class Gateway:
         self.failures = FailedAuthLimiter(settings.gateway_auth_fail_per_s, settings.gateway_auth_fail_burst,
                                           settings.gateway_auth_fail_track)
         self.streams = StreamCounter(settings.gateway_ws_per_device)
+        self.body_budget = ByteBudget(settings.gateway_max_buffered_bytes)
         self.decoder = Decoder(settings.gateway_decode_workers)
         self.seqs: dict[tuple[str, str], SeqMemory] = {}
         self.topics = {k: wire.topic_spec_for(k).name(settings) for k in wire.KINDS}
@@ -180,27 +181,28 @@ class Gateway:
                 if request.content_length > limit:
                     raise Reject(413, "body_too_large", f"{request.content_length} bytes > {limit}")
                 self._take_bytes(device_id, request.content_length)
-            try:
-                async with asyncio.timeout(self.s.gateway_body_timeout_s):
-                    body = await self._read_body(request, limit)
-            except TimeoutError:
-                raise Reject(408, "body_timeout",
-                             f"body not received within {self.s.gateway_body_timeout_s:g} s") from None
-            if request.content_length is None:
-                self._take_bytes(device_id, len(body))
-            if not body:
-                raise Reject(400, "empty_body", "no body")
-            self._rate(device_id)
-            try:
-                if json_body and len(body) > JSON_OFFLOOP_BYTES:
-                    item = await self.decoder.run("http", kind, body, json_body, device_id)
-                else:
-                    item = decode_http(kind, body, json_body, device_id)
-            except wire.WireError as exc:
-                raise Reject.from_wire(exc) from None
-            self._check_against_registry(item, row)
-            result = await self._finish(await self._submit(item, kind, "http"), kind)
-            return self._answer(route, 202, result, t0)
+            with self.body_budget.reserve(request.content_length if request.content_length is not None else limit):
+                try:
+                    async with asyncio.timeout(self.s.gateway_body_timeout_s):
+                        body = await self._read_body(request, limit)
+                except TimeoutError:
+                    raise Reject(408, "body_timeout",
+                                 f"body not received within {self.s.gateway_body_timeout_s:g} s") from None
+                if request.content_length is None:
+                    self._take_bytes(device_id, len(body))
+                if not body:
+                    raise Reject(400, "empty_body", "no body")
+                self._rate(device_id)
+                try:
+                    if json_body and len(body) > JSON_OFFLOOP_BYTES:
+                        item = await self.decoder.run("http", kind, body, json_body, device_id)
+                    else:
+                        item = decode_http(kind, body, json_body, device_id)
+                except wire.WireError as exc:
+                    raise Reject.from_wire(exc) from None
+                self._check_against_registry(item, row)
+                result = await self._finish(await self._submit(item, kind, "http"), kind)
+                return self._answer(route, 202, result, t0)
         except Reject as r:
             headers = dict(r.headers)
             if r.status == 503:

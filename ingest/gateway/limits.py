@@ -5,8 +5,10 @@ stream of new keys (addresses, device ids) grows memory without bound."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 
 from ingest import registry, wire
 from ingest.gateway.errors import Reject
@@ -95,6 +97,24 @@ class FailedAuthLimiter:
     def failed(self, source: str, device_id: str) -> None:
         self.by_source.get(source).drain()
         self.by_device.get(device_id).drain()
+
+
+class ByteBudget:
+    """Bytes of request bodies held at once over all connections (the declared length, or the
+    limit when chunked, reserved before reading): past it, 503 instead of more memory."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.used = max_bytes, 0
+
+    @contextlib.contextmanager
+    def reserve(self, n: int) -> Iterator[None]:
+        if self.used + n > self.max_bytes:
+            raise Reject(503, "overloaded", "too many request bytes being received, retry later")
+        self.used += n
+        try:
+            yield
+        finally:
+            self.used -= n
 
 
 class StreamCounter:

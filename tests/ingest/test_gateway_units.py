@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ingest import registry, wire
 from ingest.gateway.errors import Reject
-from ingest.gateway.limits import FailedAuthLimiter, KeyedBuckets, StreamCounter, TokenBucket, frame_body_limit
+from ingest.gateway.limits import ByteBudget, FailedAuthLimiter, KeyedBuckets, StreamCounter, TokenBucket, frame_body_limit
 from ingest.gateway.server import RedactingFilter, redact
 
 
@@ -47,6 +47,22 @@ def test_failed_auth_limiter_per_source_and_per_device():
     with pytest.raises(Reject):
         lim.check("10.9.9.9", "dev-target")  # this device is out of budget, whatever the address
     lim.check("10.9.9.9", "dev-other")
+
+
+def test_byte_budget_refuses_past_the_total_and_releases():
+    budget = ByteBudget(1000)
+    with budget.reserve(600):
+        with pytest.raises(Reject) as ei:
+            with budget.reserve(500):
+                pass
+        assert (ei.value.status, ei.value.reason) == (503, "overloaded")
+        with budget.reserve(400):
+            assert budget.used == 1000
+    assert budget.used == 0
+    with pytest.raises(RuntimeError):
+        with budget.reserve(1000):
+            raise RuntimeError("handler failed")
+    assert budget.used == 0
 
 
 def test_stream_counter():
