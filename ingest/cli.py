@@ -25,8 +25,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def gateway_cmd(
         host: Annotated[Optional[str], typer.Option(help="Listen address (default MIMETIC_GATEWAY_HOST).")] = None,
         port: Annotated[Optional[int], typer.Option(help="Port (default MIMETIC_GATEWAY_PORT).")] = None,
+        openapi: Annotated[bool, typer.Option("--openapi", help="Print the device API (OpenAPI 3.1 JSON) "
+                                                                "and exit.")] = False,
     ) -> None:
         """Run the ingest gateway (HTTP + WebSocket -> Kafka) until SIGTERM/SIGINT."""
+        if openapi:
+            from ingest.gateway.openapi import openapi_json
+
+            typer.echo(openapi_json().decode())
+            return
         from ingest.gateway import run_gateway
 
         s = get_settings()

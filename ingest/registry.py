@@ -6,7 +6,7 @@ shown once by ``mimetic devices add``; only a salted scrypt hash is stored
 30-60 ms and 16 MiB per check). Devices authenticate with ``Authorization: Bearer
 <secret>`` on every request (HTTP Basic is not offered: a device id is already in the
 URL, and one scheme keeps the firmware simple). The gateway does not pay the KDF per
-request: see :class:`ingest.gateway.DeviceAuth` for its cache.
+request: see :class:`ingest.gateway.auth.DeviceAuth` for its cache.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ def gateway_url(s: Settings) -> str:
 async def gateway_healthy(s: Settings) -> bool:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            async with http.get(gateway_url(s) + "/healthz") as r:
-                return r.status in (200, 503)
+            async with http.get(gateway_url(s) + "/v1/openapi.json") as r:  # the device port; no auth
+                return r.status == 200
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
         return False
 

@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         180, description="Retention job: drop telemetry chunks older than this many days (0 = keep)."
     )
 
-    # --- ingest gateway (ingest/gateway.py) -------------------------------------
+    # --- ingest gateway (ingest/gateway/) -------------------------------------
     gateway_host: str = Field("127.0.0.1", description="Gateway listen address (loopback by default).")
     gateway_port: int = Field(8088, description="Gateway HTTP/WebSocket port.")
     gateway_url: str | None = Field(
@@ -171,6 +171,53 @@ class Settings(BaseSettings):
         5000, description="Records awaiting Kafka acknowledgement before the gateway answers 503 (back-pressure)."
     )
     gateway_linger_ms: int = Field(5, description="Kafka producer linger (batching delay) of the gateway, ms.")
+    gateway_admin_host: str = Field(
+        "127.0.0.1", description="Gateway admin listener address (/livez, /readyz, /healthz, /metrics); loopback."
+    )
+    gateway_admin_port: int = Field(9180, description="Gateway admin listener port (never the device port).")
+    gateway_device_bytes_per_s: int = Field(
+        4_194_304, description="Per-device byte-rate token bucket on request bodies and WebSocket messages, "
+        "checked before decoding (over: 429)."
+    )
+    gateway_device_bytes_burst: int = Field(
+        8_388_608, description="Per-device byte bucket size; at least GATEWAY_MAX_BODY_BYTES is always allowed."
+    )
+    gateway_auth_fail_per_s: float = Field(
+        0.5, description="Failed authentications per second allowed per source address and per device id; "
+        "over it: 429 before any KDF or registry read."
+    )
+    gateway_auth_fail_burst: int = Field(10, description="Failed-authentication bucket size (per address / device).")
+    gateway_auth_fail_track: int = Field(
+        10_000, description="Addresses and device ids whose failed authentications are tracked (LRU; bounds memory)."
+    )
+    gateway_kdf_concurrency: int = Field(
+        1, description="scrypt verifications run at once (in threads; the event loop stays free)."
+    )
+    gateway_max_buffered_bytes: int = Field(
+        134_217_728, description="Request body bytes held at once over all connections; past it: 503 (memory bound)."
+    )
+    gateway_decode_workers: int = Field(
+        1, description="Worker processes that decode large JSON bodies (over 64 KiB) off the event loop."
+    )
+    gateway_max_connections: int = Field(
+        1000, description="Open connections on the device port; a new one over it gets 503 and is closed."
+    )
+    gateway_ws_per_device: int = Field(
+        4, description="Open WebSocket streams per device; another handshake gets 429 (too_many_streams)."
+    )
+    gateway_ws_idle_s: float = Field(
+        120.0, description="A WebSocket stream with no message for this long is closed (code 4408)."
+    )
+    gateway_header_timeout_s: float = Field(
+        10.0, description="A connection must complete its request headers this long after connecting or after "
+        "its previous answer (idle keep-alive too), else it is closed."
+    )
+    gateway_body_timeout_s: float = Field(
+        15.0, description="Longest time to receive one request body (slower: 408, connection closed)."
+    )
+    gateway_max_header_bytes: int = Field(
+        8190, description="Longest request line or header field in bytes (longer: 400)."
+    )
 
     # --- device clock rule (ingest/wire.py check_device_clock; gateway and worker) ---
     clock_max_future_s: float = Field(

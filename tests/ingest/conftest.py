@@ -26,9 +26,11 @@ class GatewayProc:
     def __init__(self, settings: Settings, **env: str):
         self.port = free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_port = free_loopback_port()
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"
         self.log = Path(f"/tmp/mimetic-test-gateway-{self.port}.log")
         full_env = {**os.environ, **settings.as_env(), "MIMETIC_GATEWAY_HOST": "127.0.0.1",
-                    "MIMETIC_GATEWAY_PORT": str(self.port), **env}
+                    "MIMETIC_GATEWAY_PORT": str(self.port), "MIMETIC_GATEWAY_ADMIN_PORT": str(self.admin_port), **env}
         self.proc = subprocess.Popen([MIMETIC, "gateway"], env=full_env, cwd=REPO_ROOT, stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -37,7 +39,7 @@ class GatewayProc:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
-                r = requests.get(self.url + "/healthz", timeout=2)
+                r = requests.get(self.admin_url + "/readyz", timeout=2)
                 if r.status_code == 200 or (not kafka and r.json().get("db")):
                     return
             except requests.RequestException:
@@ -57,8 +59,10 @@ class GatewayProc:
 
 @pytest.fixture(scope="session")
 def gateway(settings: Settings) -> Iterator[GatewayProc]:
+    # the whole session authenticates from 127.0.0.1: a failed-auth budget that the
+    # credential tests cannot exhaust (the limiter has its own gateway in test_gateway_limits)
     gw = GatewayProc(settings, MIMETIC_GATEWAY_RATE_PER_S="5000", MIMETIC_GATEWAY_RATE_BURST="5000",
-                     MIMETIC_GATEWAY_AUTH_CACHE_TTL_S="1")
+                     MIMETIC_GATEWAY_AUTH_CACHE_TTL_S="1", MIMETIC_GATEWAY_AUTH_FAIL_BURST="100000")
     try:
         gw.wait_healthy()
         yield gw

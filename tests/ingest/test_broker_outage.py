@@ -60,7 +60,7 @@ def test_broker_outage_503_then_no_loss(own_broker, new_device):
             outage.append(r)
         assert [r.status_code for r in outage] == [503] * 3
         assert all(r.headers.get("Retry-After") == "1" and r.json()["error"] == "kafka_unavailable" for r in outage)
-        assert requests.get(gw.url + "/healthz").json()["kafka"] is False
+        assert requests.get(gw.admin_url + "/readyz").json()["kafka"] is False
 
         # retrying clients (HTTP, and a WebSocket stream of a second device) keep sending during the
         # outage and while the broker comes back
@@ -107,7 +107,7 @@ def test_broker_outage_503_then_no_loss(own_broker, new_device):
         for seq in {q for q in received if received.count(q) > 1}:
             assert 6 <= seq < 46
             assert any(m.resent or m.dup for f, m in got if f.seq == seq)
-        assert requests.get(gw.url + "/healthz").json()["kafka"] is True
+        assert requests.get(gw.admin_url + "/readyz").json()["kafka"] is True
         assert ws_stats.sent == len(ws_seqs) and ws_stats.rejected == 0 and ws_stats.retries > 0
         ws_got = [wire.decode_frame_record(v, hd) for _, v, hd in read_topic(s2, "frame", ws_dev)]
         assert {f.seq for f, _ in ws_got} == set(ws_seqs)

@@ -20,7 +20,7 @@ from ingest import registry, wire
 from tests.ingest.conftest import GatewayProc, read_topic
 
 pytestmark = pytest.mark.stack
-T0 = 1_767_225_600_000_000
+T0 = (wire.now_us() // 1_000_000 - 3600) * 1_000_000  # an hour ago: inside the device-clock rule
 CMAP = [{"channel": 0, "muscle": "zygomaticus", "side": "L"}, {"channel": 1, "muscle": "zygomaticus", "side": "R"}]
 
 
@@ -126,13 +126,15 @@ def test_credentials(gateway, settings, new_device):
     assert r.status_code == 401 and r.json()["error"] == "missing_credentials" and "Bearer" in r.headers["WWW-Authenticate"]
     for bad in ("wrong", secret[:-1], secret + "x"):
         r = post(gateway, dev, bad, "frames", body, wire.CT_FRAME)
-        assert r.status_code == 401 and r.json()["error"] == "bad_credentials"
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
     r = requests.post(f"{gateway.url}/v1/devices/{dev}/frames", data=body,
                       headers={"Authorization": f"Basic {secret}", "Content-Type": wire.CT_FRAME})
     assert r.status_code == 401
     other, other_secret = new_device()
     assert post(gateway, dev, other_secret, "frames", body, wire.CT_FRAME).status_code == 401
-    assert post(gateway, "nosuch-device", secret, "frames", body, wire.CT_FRAME).status_code == 404
+    wrong = post(gateway, dev, other_secret, "frames", body, wire.CT_FRAME)
+    unknown = post(gateway, "nosuch-device", secret, "frames", body, wire.CT_FRAME)
+    assert (unknown.status_code, unknown.json()) == (wrong.status_code, wrong.json())  # ids cannot be probed
     with pytest.raises(aiohttp.WSServerHandshakeError) as ei:
         asyncio.run(_ws_session(gateway.url, dev, "wrong", [body]))
     assert ei.value.status == 401
@@ -197,10 +199,10 @@ def test_malformed_inputs_produce_nothing(gateway, settings, new_device):
         r = post(gateway, dev, secret, path, body, ct)
         assert (r.status_code, r.json()["error"]) == (status, reason), (path, reason, r.text)
     # unknown device with an otherwise valid frame
-    assert post(gateway, "unknown-dev-x", secret, "frames", good, wire.CT_FRAME).status_code == 404
+    assert post(gateway, "unknown-dev-x", secret, "frames", good, wire.CT_FRAME).status_code == 401
     for kind in ("frame", "telemetry", "event"):
         assert read_topic(settings, kind, dev) == []
-    metrics = requests.get(gateway.url + "/metrics").text
+    metrics = requests.get(gateway.admin_url + "/metrics").text
     assert 'mimetic_gateway_rejected_total{reason="truncated"}' in metrics
 
 
@@ -216,9 +218,9 @@ def test_duplicates_and_resends_are_marked(gateway, settings, new_device):
 
 
 def test_health_and_metrics(gateway):
-    h = requests.get(gateway.url + "/healthz").json()
+    h = requests.get(gateway.admin_url + "/readyz").json()
     assert h["status"] == "ok" and h["kafka"] and h["db"]
-    m = requests.get(gateway.url + "/metrics")
+    m = requests.get(gateway.admin_url + "/metrics")
     assert m.status_code == 200
     for name in ("mimetic_gateway_requests_total", "mimetic_gateway_request_seconds_bucket",
                  "mimetic_gateway_records_total", "mimetic_gateway_kafka_up"):
@@ -350,4 +352,4 @@ def test_frame_under_body_limit_but_over_kafka_limit_is_413(gateway, settings, n
     assert r.status_code in (202, 413), r.text
     if r.status_code == 413:
         assert r.json()["error"] == "body_too_large" and read_topic(settings, "frame", dev) == []
-    assert requests.get(gateway.url + "/healthz").json()["kafka"] is True
+    assert requests.get(gateway.admin_url + "/readyz").json()["kafka"] is True

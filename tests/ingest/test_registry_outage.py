@@ -35,7 +35,7 @@ def test_registry_outage(settings, new_device):
         assert [send(a, sa, s).status_code for s in (2, 3)] == [202, 202]
         r = send(b, sb, 1)
         assert r.status_code == 503 and r.json()["error"] == "registry_unavailable" and "Retry-After" in r.headers
-        assert requests.get(gw.url + "/healthz").json()["db"] is False
+        assert requests.get(gw.admin_url + "/readyz").json()["db"] is False
 
         proxy = TcpProxy(settings.pg_port, port=proxy.port).start()
         deadline = time.monotonic() + 20
