@@ -78,7 +78,7 @@ def _frame_json_schema() -> dict[str, Any]:
         "properties": {
             "v": {"const": wire.WIRE_VERSION}, "kind": {"const": wire.KIND_FRAME},
             "device_id": {"type": "string", "pattern": wire.DEVICE_ID_RE.pattern},
-            "seq": {"type": "integer", "minimum": 0, "maximum": wire.UINT64_MAX},
+            "seq": {"type": "integer", "minimum": 0, "maximum": wire.SEQ_MAX},
             "t_us": {"type": "integer", "minimum": wire.T_MIN_US, "exclusiveMaximum": wire.T_MAX_US},
             "fs_hz": {"type": "integer", "minimum": wire.FS_MIN_HZ, "maximum": wire.FS_MAX_HZ},
             "scale_uv": {"type": "number", "minimum": wire.SCALE_MIN_UV, "maximum": wire.SCALE_MAX_UV},
