@@ -399,7 +399,9 @@ class Gateway:
     async def on_startup(self, app: web.Application) -> None:
         from psycopg_pool import AsyncConnectionPool
 
-        self.pool = AsyncConnectionPool(self.s.db_dsn(), min_size=1, max_size=4, open=False,
+        from processors.storage.roles import gateway_dsn
+
+        self.pool = AsyncConnectionPool(gateway_dsn(self.s), min_size=1, max_size=4, open=False,
                                         kwargs={"autocommit": True, "connect_timeout": 3}, reconnect_timeout=0,
                                         check=AsyncConnectionPool.check_connection)
         await self.pool.open(wait=False)

@@ -13,13 +13,24 @@ __all__ = ["StackError", "up", "down", "status", "reset"]
 
 def up(s: Settings) -> Iterator[str]:
     """Install what is missing and start both services; reuse running ones."""
-    s.run_dir.mkdir(parents=True, exist_ok=True)
-    s.home.chmod(0o755)
-    s.run_dir.chmod(0o755)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
-    s.data_dir.chmod(0o755)
+    restrict_home(s)
     for step in (postgres.ensure_timescaledb, postgres.start, kafka.start):
         yield step(s)
+
+
+def restrict_home(s: Settings) -> None:
+    """Home, data and run directories: traversable (the `postgres` user must reach its own
+    directories under root) but not listable by other users; secrets for the owner only."""
+    for d in (s.home, s.data_dir, s.run_dir):
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o711)
+    s.secrets_dir.mkdir(parents=True, exist_ok=True)
+    s.secrets_dir.chmod(0o700)
+    for f in s.secrets_dir.iterdir():
+        f.chmod(0o600)
+    for d in s.run_dir.iterdir():   # kafka, pg, demo logs
+        if d.is_dir():
+            d.chmod(0o700)
 
 
 def down(s: Settings) -> list[str]:

@@ -7,6 +7,7 @@ generated config and is stopped by its recorded pid.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import uuid
@@ -161,6 +162,23 @@ def format_storage(s: Settings, p: KafkaPaths) -> None:
     )
 
 
+def restrict_files(p: KafkaPaths) -> None:
+    """Log dirs (segments) and server logs: the broker's user only (older stacks made them
+    world-readable; the broker itself now runs with umask 0077)."""
+    for root in (p.data, p.config.parent):
+        if not root.exists():
+            continue
+        root.chmod(0o700)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames:
+                os.chmod(os.path.join(dirpath, name), 0o700)
+            for name in filenames:
+                try:
+                    os.chmod(os.path.join(dirpath, name), 0o600)
+                except FileNotFoundError:  # a segment deleted meanwhile
+                    pass
+
+
 def ready(s: Settings) -> bool:
     """The broker answers a metadata request."""
     host, port = host_port(s)
@@ -184,6 +202,7 @@ def start(s: Settings) -> str:
     p = KafkaPaths.of(s)
     pid = read_pid(p.pid_file)
     if pid is not None:
+        restrict_files(p)
         wait_until(lambda: ready(s), 60, "the running Kafka broker to answer")
         return f"kafka: already running (pid {pid})"
     host, port = host_port(s)
@@ -195,13 +214,16 @@ def start(s: Settings) -> str:
     ensure_jars(s)
     write_config(s)
     format_storage(s, p)
-    with open(p.log_file.with_suffix(".stdout"), "ab") as out:
+    restrict_files(p)
+    fd = os.open(p.log_file.with_suffix(".stdout"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(
             _java_cmd(s, p, "kafka.Kafka", str(p.config), heap_mb=s.kafka_heap_mb),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=0o077,   # segments, indexes and logs: the broker's user only
         )
     p.pid_file.write_text(f"{proc.pid}\n")
     try:
