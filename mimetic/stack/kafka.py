@@ -179,6 +179,17 @@ def restrict_files(p: KafkaPaths) -> None:
                     pass
 
 
+def process_umask(pid: int) -> int | None:
+    """The umask a running process creates files with (Linux /proc), None if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def ready(s: Settings) -> bool:
     """The broker answers a metadata request."""
     host, port = host_port(s)
@@ -204,6 +215,10 @@ def start(s: Settings) -> str:
     if pid is not None:
         restrict_files(p)
         wait_until(lambda: ready(s), 60, "the running Kafka broker to answer")
+        umask = process_umask(pid)
+        if umask is not None and umask & 0o077 != 0o077:
+            return (f"kafka: already running (pid {pid}) with umask {umask:04o}: its log dir is private, "
+                    "but restart it (`mimetic stack down; mimetic stack up`) so new segments are too")
         return f"kafka: already running (pid {pid})"
     host, port = host_port(s)
     if port_open(host, port):

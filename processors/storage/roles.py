@@ -24,7 +24,7 @@ from mimetic.config import Settings
 from mimetic.db import admin
 from mimetic.db.admin import GROUPS
 
-__all__ = ["GROUPS", "create_login", "drop_login", "list_logins", "login_dsn", "password_file",
+__all__ = ["GROUPS", "RoleRefused", "create_login", "ensure_login", "drop_login", "list_logins", "login_dsn", "password_file",
            "role_password", "service_dsn", "gateway_dsn", "sink_dsn"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{2,62}$")
@@ -82,6 +82,37 @@ def _refuse_reserved(s: Settings, conn: psycopg.Connection, name: str) -> bool:
     return row is not None
 
 
+def _check_request(name: str, group: str, clinic_id: str | None) -> None:
+    if not _NAME.match(name):
+        raise ValueError(f"role name {name!r}: lower-case letters, digits and _, 3-63 characters")
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {sorted(GROUPS)}")
+    if (group == "clinic") != (clinic_id is not None):
+        raise ValueError("clinic logins need --clinic, other groups must not have one")
+
+
+def _bind_clinic(s: Settings, name: str, clinic_id: str | None) -> None:
+    if clinic_id is None:
+        return
+    with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
+        conn.execute(
+            "insert into app.clinic_login (role_name, clinic_id) values (%s, %s) "
+            "on conflict (role_name) do update set clinic_id = excluded.clinic_id",
+            (name, clinic_id),
+        )
+
+
+def ensure_login(s: Settings, name: str, group: str, clinic_id: str | None = None) -> Path:
+    """A tool's login (Grafana data sources, exports): made when missing, else kept with its
+    password; member of `group` and bound to `clinic_id` in this database. Returns the password file."""
+    _check_request(name, group, clinic_id)
+    with admin.connect_admin(s) as conn:
+        _refuse_reserved(s, conn, name)
+        admin.ensure_login(conn, s, name, group)
+    _bind_clinic(s, name, clinic_id)
+    return password_file(s, name)
+
+
 def create_login(s: Settings, name: str, group: str, clinic_id: str | None = None,
                  rotate: bool = False) -> Path:
     """Create login role `name` in `group` (ingest|gateway|clinic|researcher|operator).
@@ -91,12 +122,7 @@ def create_login(s: Settings, name: str, group: str, clinic_id: str | None = Non
     and privileged roles are always refused. Clinic logins need `clinic_id` (must exist
     in `clinic`).
     """
-    if not _NAME.match(name):
-        raise ValueError(f"role name {name!r}: lower-case letters, digits and _, 3-63 characters")
-    if group not in GROUPS:
-        raise ValueError(f"group must be one of {sorted(GROUPS)}")
-    if (group == "clinic") != (clinic_id is not None):
-        raise ValueError("clinic logins need --clinic, other groups must not have one")
+    _check_request(name, group, clinic_id)
     path = password_file(s, name)
     with admin.connect_admin(s) as conn:
         exists = _refuse_reserved(s, conn, name)
@@ -108,13 +134,7 @@ def create_login(s: Settings, name: str, group: str, clinic_id: str | None = Non
             verb = "alter" if exists else "create"
             conn.execute(sql.SQL(verb + " role {} login password {}").format(ident, sql.Literal(password)))
             conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(GROUPS[group]), ident))
-    if clinic_id is not None:
-        with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
-            conn.execute(
-                "insert into app.clinic_login (role_name, clinic_id) values (%s, %s) "
-                "on conflict (role_name) do update set clinic_id = excluded.clinic_id",
-                (name, clinic_id),
-            )
+    _bind_clinic(s, name, clinic_id)
     return path
 
 

@@ -50,6 +50,9 @@ def test_data_logs_segments_and_secrets_are_private(stack_settings: Settings) ->
     # the parents may be entered (the `postgres` user reaches its own directories) but not listed
     for d in (s.home, s.data_dir, s.run_dir):
         assert d.stat().st_mode & 0o066 == 0, d
+    # what the broker creates from now on (new partitions, rolled segments) is private too
+    pid = int(kafka.pid_file.read_text().split()[0])
+    assert kafka_stack.process_umask(pid) == 0o077
 
 
 def test_stack_up_converts_a_cluster_whose_owner_is_superuser(private_pg: Settings) -> None:
