@@ -68,8 +68,12 @@ def secret_file(path: Path, rotate: bool = False) -> str:
 
 
 def _connect(s: Settings, user: str, password: str, dbname: str) -> psycopg.Connection:
-    return psycopg.connect(host=s.pg_host, port=s.pg_port, user=user, password=password, dbname=dbname,
+    conn = psycopg.connect(host=s.pg_host, port=s.pg_port, user=user, password=password, dbname=dbname,
                            autocommit=True, connect_timeout=5)
+    # statements here carry passwords: never let a failing one into the server log
+    if conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()[0]:
+        conn.execute("set log_min_error_statement = panic")
+    return conn
 
 
 def connect_admin(s: Settings, dbname: str = "postgres") -> psycopg.Connection:
@@ -128,20 +132,22 @@ def _ensure_groups(conn: psycopg.Connection) -> None:
 
 
 def ensure_login(conn: psycopg.Connection, s: Settings, name: str, group: str) -> None:
-    """Service login `name` in `group` (a GROUPS key), created when missing; the password in its
-    secrets file is kept (a lost file gets a new password)."""
+    """Login `name` in `group` (a GROUPS key), created when missing with the password in its
+    secrets file. An existing login keeps its password: one whose file is missing here (another
+    $MIMETIC_HOME on the same cluster) is refused, never silently given a new password that
+    would lock out the processes using the old one."""
     path = login_password_file(s, name)
-    had_file = path.exists()
-    password = secret_file(path)
     ident = sql.Identifier(name)
-    row = conn.execute("select rolsuper or rolcreaterole or rolcreatedb or rolbypassrls from pg_roles "
-                       "where rolname = %s", (name,)).fetchone()
+    row = conn.execute("select rolsuper or rolcreaterole or rolcreatedb or rolbypassrls or rolreplication "
+                       "from pg_roles where rolname = %s", (name,)).fetchone()
     if row is None:
+        password = secret_file(path)
         conn.execute(sql.SQL("create role {} login password {}").format(ident, sql.Literal(password)))
     elif row[0]:
-        raise RuntimeError(f"service login {name} is a privileged role: pick another name")
-    elif not had_file:
-        conn.execute(sql.SQL("alter role {} login password {}").format(ident, sql.Literal(password)))
+        raise RuntimeError(f"login {name} is a privileged role: pick another name")
+    elif not path.exists():
+        raise RuntimeError(f"login {name} exists but {path} is missing: copy it from the home that made "
+                           f"it, or `mimetic roles create {name} --group {group} --rotate`")
     conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(GROUPS[group]), ident))
 
 
