@@ -10,8 +10,8 @@ migrations and the jobs. What it may not do is done here as MIMETIC_PG_ADMIN_USE
 3. create the database, owned by the owner, and the timescaledb extension in it
    (not a trusted extension: it needs a superuser);
 4. database ACL: nothing for PUBLIC; CONNECT for the groups, TEMPORARY for the
-   ingest group (the sink's COPY staging tables); the `postgres` maintenance
-   database gets no PUBLIC CONNECT either.
+   ingest group (the sink's COPY staging tables), for every database the owner
+   has; the `postgres` and `template1` databases get no PUBLIC CONNECT either.
 
 Every step is idempotent. Concurrent runs (several test sessions) are serialised
 by an advisory lock taken in the `postgres` database.
@@ -157,30 +157,46 @@ def service_logins(s: Settings) -> dict[str, str]:
     return {name: group for name, group in wanted.items() if name != s.pg_user}
 
 
+def _restrict_database(conn: psycopg.Connection, s: Settings, dbname: str) -> None:
+    """Step 4: nothing for PUBLIC; CONNECT for the owner and the groups; TEMPORARY for the owner
+    and the ingest group."""
+    db = sql.Identifier(dbname)
+    conn.execute(sql.SQL("revoke all on database {} from public").format(db))
+    conn.execute(sql.SQL("grant connect, temporary on database {} to {}").format(db, sql.Identifier(s.pg_user)))
+    conn.execute(sql.SQL("grant connect on database {} to {}").format(
+        db, sql.SQL(", ").join(sql.Identifier(g) for g in GROUPS.values())))
+    conn.execute(sql.SQL("grant temporary on database {} to {}").format(db, sql.Identifier(GROUPS["ingest"])))
+
+
 def bootstrap_cluster(s: Settings) -> None:
-    """Steps 1-2: admin role, owner without superuser powers, group roles, service logins."""
+    """Steps 1-2, and step 4 for every database the owner already has (older stacks gave PUBLIC
+    CONNECT to all of them); the maintenance databases get no PUBLIC CONNECT."""
     with connect_admin(s) as conn:
         conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
         _demote_owner(conn, s)
         _ensure_groups(conn)
         for name, group in service_logins(s).items():
             ensure_login(conn, s, name, group)
-        conn.execute("revoke connect, temporary on database postgres from public")
+        everyone = sql.SQL(", ").join(sql.Identifier(g) for g in ("public", *GROUPS.values()))
+        for maintenance in ("postgres", "template1"):
+            conn.execute(sql.SQL("revoke connect, temporary on database {} from {}").format(
+                sql.Identifier(maintenance), everyone))
+        owned = conn.execute("select d.datname from pg_database d join pg_roles r on r.oid = d.datdba "
+                             "where r.rolname = %s and not d.datistemplate and d.datallowconn "
+                             "and d.datname <> 'postgres'", (s.pg_user,)).fetchall()
+        for (dbname,) in owned:
+            _restrict_database(conn, s, dbname)
 
 
 def prepare_database(s: Settings) -> None:
     """Steps 1-4 for `s.pg_database`: everything the owner needs before `migrate`."""
     bootstrap_cluster(s)
-    db = sql.Identifier(s.pg_database)
     with connect_admin(s) as conn:
         conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
         if conn.execute("select 1 from pg_database where datname = %s", (s.pg_database,)).fetchone() is None:
-            conn.execute(sql.SQL("create database {} owner {}").format(db, sql.Identifier(s.pg_user)))
-        conn.execute(sql.SQL("revoke all on database {} from public").format(db))
-        conn.execute(sql.SQL("grant connect, temporary on database {} to {}").format(db, sql.Identifier(s.pg_user)))
-        conn.execute(sql.SQL("grant connect on database {} to {}").format(
-            db, sql.SQL(", ").join(sql.Identifier(g) for g in GROUPS.values())))
-        conn.execute(sql.SQL("grant temporary on database {} to {}").format(db, sql.Identifier(GROUPS["ingest"])))
+            conn.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(s.pg_database),
+                                                                        sql.Identifier(s.pg_user)))
+        _restrict_database(conn, s, s.pg_database)
     with connect_admin(s, s.pg_database) as conn:
         conn.execute("create extension if not exists timescaledb")
 

@@ -317,6 +317,9 @@ def test_connect_only_for_roles_granted_it(settings: Settings, world: dict) -> N
             acl = owner.execute("select datacl::text[] from pg_database where datname = current_database()"
                                 ).fetchone()[0]
             assert not any(item.startswith("=") for item in acl), acl   # nothing for PUBLIC
+            for db in ("postgres", "template1", settings.pg_database):
+                assert owner.execute("select has_database_privilege('public', %s, 'connect')",
+                                     (db,)).fetchone()[0] is False, db
     finally:
         with admin.connect_admin(settings) as conn:
             conn.execute(psycopg.sql.SQL("drop role {}").format(psycopg.sql.Identifier(name)))
