@@ -110,10 +110,12 @@ def _create_admin_as_owner(s: Settings) -> None:
             password = s.pg_admin_password
         else:
             password = secret_file(admin_password_file(s))
-        ident = sql.Identifier(s.pg_admin_user)
-        exists = conn.execute("select 1 from pg_roles where rolname = %s", (s.pg_admin_user,)).fetchone()
-        verb = "alter" if exists else "create"
-        conn.execute(sql.SQL(verb + " role {} superuser login password {}").format(ident, sql.Literal(password)))
+        stmt = sql.SQL(" role {} superuser login password {}").format(sql.Identifier(s.pg_admin_user),
+                                                                       sql.Literal(password))
+        try:
+            conn.execute(sql.SQL("create") + stmt)
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            conn.execute(sql.SQL("alter") + stmt)   # it exists (or a concurrent run just made it)
 
 
 def _demote_owner(conn: psycopg.Connection, s: Settings) -> None:
