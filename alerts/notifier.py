@@ -85,7 +85,7 @@ class Notifier:
             runner = await start_api(self.s, self.pool)
         self.started.set()
         log.info("notifier started (group %s, database login %s)", self.s.notify_group,
-                 self.s.notify_pg_user or self.s.pg_user)
+                 self.s.notify_pg_user)
         tasks = [asyncio.create_task(self._loop(self._intake_step), name="intake"),
                  asyncio.create_task(self._loop(self._deliver_round, self._wake), name="deliver"),
                  asyncio.create_task(self._loop(self._escalate_step, asyncio.Event()), name="escalate")]
@@ -241,11 +241,9 @@ class Notifier:
 
 
 def notifier_dsn(s: Settings) -> str:
-    if s.notify_pg_user:
-        from processors.storage.roles import login_dsn
+    from processors.storage.roles import notifier_dsn as dsn
 
-        return login_dsn(s, s.notify_pg_user)
-    return s.db_dsn()
+    return dsn(s)
 
 
 async def run_notifier(settings: Settings) -> None:

@@ -51,7 +51,7 @@ def ensure_logins(s: Settings, clinic_id: str | None) -> dict[str, DataSource]:
     """The Grafana logins (created with generated passwords when missing) by group."""
     out = {}
     for ds in datasources([clinic_id] if clinic_id else []):
-        roles.create_login(s, ds.login, ds.group, ds.clinic_id)
+        roles.ensure_login(s, ds.login, ds.group, ds.clinic_id)
         out[ds.group] = ds
     return out
 

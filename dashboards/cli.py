@@ -165,8 +165,7 @@ def query_cmd(
     from .query import Cohort, export
 
     s = get_settings()
-    if not roles.password_file(s, login).exists():
-        roles.create_login(s, login, "researcher")
+    roles.ensure_login(s, login, "researcher")
     first = last = None
     if sessions:
         a, _, b = sessions.partition("-")

@@ -119,10 +119,12 @@ def stack_check() -> None:
 @app.command("migrate")
 def migrate_cmd() -> None:
     """Apply pending database migrations in order (safe to repeat)."""
+    from mimetic.db.admin import try_prepare_database
     from mimetic.db.migrate import migrate
 
     s = get_settings()
     try:
+        console.print(try_prepare_database(s))
         done = migrate(s.db_dsn())
     except Exception as exc:
         _fail(f"{exc}\nIs the stack up? Try `mimetic stack up`.")

@@ -88,11 +88,25 @@ class Settings(BaseSettings):
     pg_host: str = Field("127.0.0.1", description="PostgreSQL host.")
     pg_port: int = Field(15432, description="PostgreSQL port (the local stack's private cluster).")
     pg_database: str = Field("mimetic", description="Database name.")
-    pg_user: str = Field("mimetic", description="Owner role used by migrations and the sink.")
+    pg_user: str = Field(
+        "mimetic",
+        description="Owner role (no superuser): owns the schema, runs migrations and jobs.",
+    )
     pg_password: str | None = Field(
         None,
         description="Password of MIMETIC_PG_USER; unset means the one `stack up` generated "
         "in $MIMETIC_HOME/secrets/pg-password.",
+    )
+    pg_admin_user: str = Field(
+        "mimetic_admin",
+        description="Superuser for administration only: creates databases, the timescaledb "
+        "extension and roles. No service logs in with it.",
+    )
+    pg_admin_password: str | None = Field(
+        None,
+        description="Password of MIMETIC_PG_ADMIN_USER; unset means $MIMETIC_HOME/secrets/"
+        "pg-admin-password (made by `stack up`). Without either, set-up steps that need "
+        "it are skipped (a DBA made the database, extension and roles).",
     )
     pg_bin: Path | None = Field(
         None,
@@ -111,10 +125,10 @@ class Settings(BaseSettings):
     sink_retry_max_s: float = Field(
         10.0, description="Sink: longest back-off between retries while the database is down."
     )
-    sink_pg_user: str | None = Field(
-        None,
-        description="Sink: database login (e.g. a `mimetic_ingest` member made by `mimetic roles create`); "
-        "unset means the owner role. Its password is read from $MIMETIC_HOME/secrets/pg-role-<user>.",
+    sink_pg_user: str = Field(
+        "mimetic_sink",
+        description="Sink: database login, a member of `mimetic_ingest` (made when missing); "
+        "its password is in $MIMETIC_HOME/secrets/pg-role-<user>. The owner's name means the owner.",
     )
     sink_metrics_port: int | None = Field(
         None, description="Sink: serve Prometheus metrics on 127.0.0.1:PORT when standalone (unset: off)."
@@ -146,6 +160,11 @@ class Settings(BaseSettings):
     # --- ingest gateway (ingest/gateway/) -------------------------------------
     gateway_host: str = Field("127.0.0.1", description="Gateway listen address (loopback by default).")
     gateway_port: int = Field(8088, description="Gateway HTTP/WebSocket port.")
+    gateway_pg_user: str = Field(
+        "mimetic_gw",
+        description="Gateway: database login, a member of `mimetic_gateway` (reads only what device "
+        "authentication needs; made when missing); password in $MIMETIC_HOME/secrets/pg-role-<user>.",
+    )
     gateway_url: str | None = Field(
         None, description="Base URL clients (simulate, replay) use; unset means http://GATEWAY_HOST:GATEWAY_PORT."
     )
@@ -300,10 +319,10 @@ class Settings(BaseSettings):
 
     # --- alert notifier (alerts/) ------------------------------------------------
     notify_group: str = Field("mimetic-notify", description="Kafka consumer group of the alert notifier.")
-    notify_pg_user: str | None = Field(
-        None,
-        description="Notifier: database login (a member of the `mimetic_notifier` group); unset means the owner "
-        "role. Its password is read from $MIMETIC_HOME/secrets/pg-role-<user>.",
+    notify_pg_user: str = Field(
+        "mimetic_notify",
+        description="Notifier: database login, a member of `mimetic_notifier` (made when missing); its password "
+        "is in $MIMETIC_HOME/secrets/pg-role-<user>. The owner's name means the owner.",
     )
     notify_host: str = Field("127.0.0.1", description="Notifier HTTP API listen address (loopback by default).")
     notify_port: int = Field(8089, description="Notifier HTTP API port (acknowledge, resolve, list alerts).")
@@ -386,6 +405,13 @@ class Settings(BaseSettings):
             f"no database password: set MIMETIC_PG_PASSWORD or run `mimetic stack up` "
             f"(which writes {path})"
         )
+
+    def resolved_pg_admin_password(self) -> str | None:
+        """The admin superuser's password, or None where this machine has none (production)."""
+        if self.pg_admin_password is not None:
+            return self.pg_admin_password
+        path = self.secrets_dir / "pg-admin-password"
+        return path.read_text().strip() if path.exists() else None
 
     def db_dsn(self, user: str | None = None, password: str | None = None) -> str:
         """libpq URL for `user` (default: the owner role)."""

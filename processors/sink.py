@@ -438,11 +438,9 @@ def _rejection(exc: RecordRejected) -> str:
 
 
 def _sink_dsn(s: Settings) -> str:
-    if s.sink_pg_user:
-        from processors.storage.roles import login_dsn
+    from processors.storage.roles import sink_dsn
 
-        return login_dsn(s, s.sink_pg_user)
-    return s.db_dsn()
+    return sink_dsn(s)
 
 
 async def run_sink(settings: Settings, metrics_port: int | None = None,

@@ -25,10 +25,13 @@ from mimetic.config import Settings
 log = logging.getLogger("mimetic.gateway")
 
 def registry_pool(settings: Settings):
-    """The gateway's (small, unopened) connection pool to the device registry."""
+    """The gateway's (small, unopened) connection pool to the device registry, as the gateway's
+    own login (it reads device credentials and channel maps, nothing else)."""
     from psycopg_pool import AsyncConnectionPool
 
-    return AsyncConnectionPool(settings.db_dsn(), min_size=1, max_size=4, open=False,
+    from processors.storage.roles import gateway_dsn
+
+    return AsyncConnectionPool(gateway_dsn(settings), min_size=1, max_size=4, open=False,
                                kwargs={"autocommit": True, "connect_timeout": 3}, reconnect_timeout=0,
                                check=AsyncConnectionPool.check_connection)
 

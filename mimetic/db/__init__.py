@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import psycopg
-from psycopg import sql
-
 from mimetic.config import Settings
+from mimetic.db.admin import drop_database, prepare_database
 
-
-def _admin_dsn(s: Settings) -> str:
-    return s.model_copy(update={"pg_database": "postgres"}).db_dsn()
-
-
-def drop_database(s: Settings) -> None:
-    """Drop `s.pg_database` (disconnecting its sessions) if it exists."""
-    with psycopg.connect(_admin_dsn(s), autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(s.pg_database)))
+__all__ = ["drop_database", "fresh_database", "prepare_database"]
 
 
 def fresh_database(s: Settings) -> None:
-    """Drop and create `s.pg_database`: an empty database for a demo, benchmark or test run."""
+    """Drop and create `s.pg_database` (owned by the owner role, timescaledb created, CONNECT
+    only for the mimetic roles, service logins in place): an empty database for a demo,
+    benchmark or test run, ready for `migrate`."""
     drop_database(s)
-    with psycopg.connect(_admin_dsn(s), autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(s.pg_database)))
+    prepare_database(s)

@@ -13,12 +13,25 @@ __all__ = ["StackError", "up", "down", "status", "reset"]
 
 def up(s: Settings) -> Iterator[str]:
     """Install what is missing and start both services; reuse running ones."""
-    mode = postgres.stack_dir_mode()
-    for d in (s.home, s.run_dir, s.data_dir):
-        private_dirs(d, mode)
-        d.chmod(mode)
+    restrict_home(s)
     for step in (postgres.ensure_timescaledb, postgres.start, kafka.start):
         yield step(s)
+
+
+def restrict_home(s: Settings) -> None:
+    """Home, data and run directories: traversable (the `postgres` user must reach its own
+    directories under root) but not listable by other users; secrets for the owner only."""
+    mode = postgres.stack_dir_mode()
+    for d in (s.home, s.data_dir, s.run_dir):
+        private_dirs(d, mode)
+        d.chmod(mode)
+    private_dirs(s.secrets_dir)
+    s.secrets_dir.chmod(0o700)
+    for f in s.secrets_dir.iterdir():
+        f.chmod(0o600)
+    for d in s.run_dir.iterdir():   # kafka, pg, demo logs
+        if d.is_dir():
+            d.chmod(0o700)
 
 
 def down(s: Settings) -> list[str]:

@@ -7,6 +7,7 @@ generated config and is stopped by its recorded pid.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import uuid
@@ -161,6 +162,34 @@ def format_storage(s: Settings, p: KafkaPaths) -> None:
     )
 
 
+def restrict_files(p: KafkaPaths) -> None:
+    """Log dirs (segments) and server logs: the broker's user only (older stacks made them
+    world-readable; the broker itself now runs with umask 0077)."""
+    for root in (p.data, p.config.parent):
+        if not root.exists():
+            continue
+        root.chmod(0o700)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames:
+                os.chmod(os.path.join(dirpath, name), 0o700)
+            for name in filenames:
+                try:
+                    os.chmod(os.path.join(dirpath, name), 0o600)
+                except FileNotFoundError:  # a segment deleted meanwhile
+                    pass
+
+
+def process_umask(pid: int) -> int | None:
+    """The umask a running process creates files with (Linux /proc), None if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def ready(s: Settings) -> bool:
     """The broker answers a metadata request."""
     host, port = host_port(s)
@@ -184,7 +213,12 @@ def start(s: Settings) -> str:
     p = KafkaPaths.of(s)
     pid = read_pid(p.pid_file)
     if pid is not None:
+        restrict_files(p)
         wait_until(lambda: ready(s), 60, "the running Kafka broker to answer")
+        umask = process_umask(pid)
+        if umask is not None and umask & 0o077 != 0o077:
+            return (f"kafka: already running (pid {pid}) with umask {umask:04o}: its log dir is private, "
+                    "but restart it (`mimetic stack down; mimetic stack up`) so new segments are too")
         return f"kafka: already running (pid {pid})"
     host, port = host_port(s)
     if port_open(host, port):
@@ -195,13 +229,16 @@ def start(s: Settings) -> str:
     ensure_jars(s)
     write_config(s)
     format_storage(s, p)
-    with open(p.log_file.with_suffix(".stdout"), "ab") as out:
+    restrict_files(p)
+    fd = os.open(p.log_file.with_suffix(".stdout"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(
             _java_cmd(s, p, "kafka.Kafka", str(p.config), heap_mb=s.kafka_heap_mb),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=0o077,   # segments, indexes and logs: the broker's user only
         )
     p.pid_file.write_text(f"{proc.pid}\n")
     try:

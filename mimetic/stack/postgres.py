@@ -6,6 +6,12 @@ the trixie suite (private apt sources list, nothing added to the system's),
 built with cmake against the local `pg_config` (Apache-licensed edition).
 PostgreSQL refuses to run as root, so under root the cluster belongs to the
 `postgres` system user.
+
+The cluster's bootstrap superuser is the admin role (MIMETIC_PG_ADMIN_USER, password
+in $MIMETIC_HOME/secrets/pg-admin-password); the owner role and the service logins
+are made by `mimetic.db.admin` on every start, which also converts older clusters
+whose owner was the superuser. Data, logs and sockets are readable by their owner
+only (0700 directories, 0600 files).
 """
 
 from __future__ import annotations
@@ -13,13 +19,13 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from mimetic.config import PRIVATE_DIR_MODE, Settings, private_dirs
+from mimetic.db.admin import prepare_database, secret_file
 from mimetic.stack.procs import StackError, pid_alive, port_open, run, wait_until
 
 TRIXIE_SOURCES = (
@@ -35,6 +41,7 @@ class PgPaths:
     sock: Path
     log_file: Path
     password_file: Path
+    admin_password_file: Path
 
     @classmethod
     def of(cls, s: Settings) -> "PgPaths":
@@ -44,6 +51,7 @@ class PgPaths:
             sock=s.run_dir / "pg",
             log_file=s.run_dir / "pg" / "postgres.log",
             password_file=s.secrets_dir / "pg-password",
+            admin_password_file=s.secrets_dir / "pg-admin-password",
         )
 
 
@@ -201,20 +209,20 @@ def init_cluster(s: Settings, p: PgPaths) -> bool:
         return False
     for d in (s.home, s.data_dir, s.run_dir):
         private_dirs(d, stack_dir_mode())
-    os.chmod(s.private_dir("secrets"), 0o700)
-    if not p.password_file.exists():
-        p.password_file.write_text(secrets.token_urlsafe(24) + "\n")
-        os.chmod(p.password_file, 0o600)
+    secret_file(p.password_file)
+    admin_password = s.pg_admin_password or secret_file(p.admin_password_file)
     for d in (p.data, p.sock):
         d.mkdir(mode=0o700, exist_ok=True)
         _chown_owner(d)
-    os.chmod(p.data, 0o700)
+        os.chmod(d, 0o700)
+    fd = os.open(p.sock / "initdb.pw", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(admin_password + "\n")
     pwfile = p.sock / "initdb.pw"
-    pwfile.write_text(p.password_file.read_text())
     _chown_owner(pwfile)
     try:
         run(
-            _as_owner([str(p.bin / "initdb"), "-D", str(p.data), "-U", s.pg_user, f"--pwfile={pwfile}",
+            _as_owner([str(p.bin / "initdb"), "-D", str(p.data), "-U", s.pg_admin_user, f"--pwfile={pwfile}",
                        "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8",
                        "--locale=C.UTF-8"]),
             "initdb",
@@ -237,18 +245,20 @@ def running_pid(p: PgPaths) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def _can_connect(s: Settings, dbname: str = "postgres") -> bool:
-    import psycopg
+def _can_connect(s: Settings) -> bool:
+    """The server accepts connections (pg_isready: no login needed)."""
+    proc = subprocess.run([str(pg_bin(s) / "pg_isready"), "-q", "-h", s.pg_host, "-p", str(s.pg_port),
+                           "-t", "3"], capture_output=True)
+    return proc.returncode == 0
 
-    try:
-        with psycopg.connect(
-            host=s.pg_host, port=s.pg_port, user=s.pg_user, password=s.resolved_pg_password(),
-            dbname=dbname, connect_timeout=3,
-        ) as conn:
-            conn.execute("select 1")
-        return True
-    except Exception:
-        return False
+
+def restrict_files(p: PgPaths) -> None:
+    """Data directory, socket/log directory and log: the server's user only."""
+    for d in (p.data, p.sock):
+        if d.exists():
+            os.chmod(d, 0o700)
+    if p.log_file.exists():
+        os.chmod(p.log_file, 0o600)
 
 
 def start(s: Settings) -> str:
@@ -257,6 +267,7 @@ def start(s: Settings) -> str:
     # the generated settings follow the current configuration on every start
     conf = p.data / "mimetic.conf"
     conf.write_text(_server_conf(s, p))
+    conf.chmod(0o600)
     _chown_owner(conf)
     private_dirs(p.sock.parent, stack_dir_mode())
     p.sock.mkdir(mode=0o700, exist_ok=True)
@@ -272,25 +283,16 @@ def start(s: Settings) -> str:
                 "stop it or set MIMETIC_PG_PORT to a free port"
             )
         if not p.log_file.exists():
-            p.log_file.touch()
+            p.log_file.touch(mode=0o600)
         _chown_owner(p.log_file)
+        restrict_files(p)
         run(_as_owner([str(p.bin / "pg_ctl"), "-D", str(p.data), "-l", str(p.log_file), "-w", "-t", "90",
                        "start"]), f"pg_ctl start (see {p.log_file})")
         wait_until(lambda: _can_connect(s), 60, f"PostgreSQL on {s.pg_host}:{s.pg_port}")
         msg = f"postgres: started (pid {running_pid(p)}) on {s.pg_host}:{s.pg_port}"
-    _ensure_database(s)
+    restrict_files(p)
+    prepare_database(s)
     return msg + (" [new cluster]" if created else "")
-
-
-def _ensure_database(s: Settings) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                         password=s.resolved_pg_password(), dbname="postgres", autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s", (s.pg_database,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(s.pg_database)))
 
 
 def stop(s: Settings) -> str:

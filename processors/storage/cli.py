@@ -57,21 +57,28 @@ def retention_cmd() -> None:
 @roles_app.command("create")
 def roles_create(
     name: Annotated[str, typer.Argument(help="Login role name (lower case, digits, _)")],
-    group: Annotated[str, typer.Option("--group", help="ingest | clinic | researcher | operator")],
+    group: Annotated[str, typer.Option("--group",
+                                       help="ingest | gateway | clinic | researcher | operator")],
     clinic: Annotated[str | None, typer.Option("--clinic", help="Clinic id (clinic logins only)")] = None,
-    rotate: Annotated[bool, typer.Option("--rotate", help="Generate a new password")] = False,
+    rotate: Annotated[bool, typer.Option("--rotate",
+                                         help="The role exists: give it a new password")] = False,
 ) -> None:
-    """Create or update a login role; prints where its password is stored (never the password)."""
+    """Create a login role (an existing one only with --rotate; never the owner or admin);
+    prints where its password is stored (never the password)."""
     from mimetic.config import get_settings
-    from processors.storage.roles import create_login
+    from processors.storage.roles import RoleRefused, create_login
 
-    path = create_login(get_settings(), name, group, clinic_id=clinic, rotate=rotate)
+    try:
+        path = create_login(get_settings(), name, group, clinic_id=clinic, rotate=rotate)
+    except (RoleRefused, ValueError) as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"{name}: member of mimetic_{group}; password in {path}")
 
 
 @roles_app.command("list")
 def roles_list() -> None:
-    """Login roles of the four groups, with their clinic."""
+    """Login roles of the group roles, with their clinic."""
     from mimetic.config import get_settings
     from processors.storage.roles import list_logins
 

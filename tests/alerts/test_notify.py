@@ -41,20 +41,10 @@ def _webhook(s: Settings, conn, w: WebhookReceiver, name: str, path: str, clinic
 
 
 def _notifier_login(s: Settings, conn, name: str) -> None:
-    """A login in the group `mimetic_notifier` only (as the other helper's roles command will make it)."""
-    import os
-    import secrets
+    """A login in the group `mimetic_notifier` only, made by `mimetic roles create`'s function."""
+    from processors.storage.roles import create_login
 
-    from psycopg import sql
-
-    password = secrets.token_urlsafe(18)
-    conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(name)))
-    conn.execute(sql.SQL("create role {} login password {} in role mimetic_notifier").format(
-        sql.Identifier(name), sql.Literal(password)))
-    s.secrets_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(s.secrets_dir / f"pg-role-{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(password + "\n")
+    create_login(s, name, "notifier")
 
 
 def _drop_login(s: Settings, conn, name: str) -> None:

@@ -23,7 +23,7 @@ IDENTIFYING = {"code", "patient_code", "patient_id", "full_name", "birth_date", 
 
 
 def _researcher(s) -> str:
-    roles.create_login(s, "research_export", "researcher")
+    roles.ensure_login(s, "research_export", "researcher")
     return roles.login_dsn(s, "research_export")
 
 

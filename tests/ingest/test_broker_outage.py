@@ -19,6 +19,7 @@ from ingest.send import DeliveryStats, HttpSender, WsSender
 from mimetic.kafka_admin import ensure_topics
 from mimetic.stack import kafka as kafka_stack
 from mimetic.net import free_loopback_port
+from processors.storage.roles import password_file
 from tests.ingest.conftest import GatewayProc, read_topic
 from tests.ingest.test_gateway import frame
 
@@ -31,6 +32,11 @@ def own_broker(settings, stack_settings, tmp_path):
     (home / "cache").mkdir(parents=True)
     jars = stack_settings.cache_dir / f"kafka-{stack_settings.kafka_version}"
     os.symlink(jars, home / "cache" / jars.name)
+    # the shared database's gateway login: its password lives in the shared home's secrets
+    (home / "secrets").mkdir(mode=0o700)
+    gw_secret = password_file(settings, settings.gateway_pg_user)
+    (home / "secrets" / gw_secret.name).write_text(gw_secret.read_text())
+    (home / "secrets" / gw_secret.name).chmod(0o600)
     s2 = settings.model_copy(update={"home": home, "kafka_bootstrap": f"127.0.0.1:{free_loopback_port()}",
                                      "kafka_controller_port": free_loopback_port(), "kafka_heap_mb": 256,
                                      "topic_partitions": 2, "pg_password": settings.resolved_pg_password()})

@@ -46,5 +46,14 @@ def test_jobs_and_roles_commands(app, settings: Settings) -> None:
         assert f"{name}\tmimetic_operator" in out.output
         out = runner.invoke(app, ["roles", "create", name, "--group", "clinic"])   # clinic needs --clinic
         assert out.exit_code != 0
+        # an existing role keeps its password unless --rotate; the owner is never touched
+        out = runner.invoke(app, ["roles", "create", name, "--group", "operator"])
+        assert out.exit_code == 2 and "--rotate" in out.output
+        assert password_file(settings, name).read_text().strip() == secret
+        out = runner.invoke(app, ["roles", "create", name, "--group", "operator", "--rotate"])
+        assert out.exit_code == 0, out.output
+        assert password_file(settings, name).read_text().strip() != secret
+        out = runner.invoke(app, ["roles", "create", settings.pg_user, "--group", "operator", "--rotate"])
+        assert out.exit_code == 2 and "owner" in out.output
     finally:
         drop_login(settings, name)

@@ -1,15 +1,20 @@
-"""Roles: clinic isolation by row-level security, de-identified research, operator, ingest writer."""
+"""Roles: clinic isolation by row-level security, de-identified research, operator, ingest writer,
+the gateway's authentication-only reads, no superuser for any service, CONNECT only where granted."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 
 import psycopg
 import pytest
 from psycopg import errors
 
+from ingest import registry
 from mimetic.config import Settings
+from mimetic.db import admin
+from processors import records as r
 from processors.storage import roles
 from processors.storage.writer import DbWriter
 
@@ -199,3 +204,144 @@ def test_ingest_writes_but_cannot_read_identity(settings: Settings, world: dict)
                     "select * from research.patient", "select * from patient_progress"):
             with pytest.raises(errors.InsufficientPrivilege):
                 conn.execute(sql)
+
+
+# --- least privilege (issue 11) -----------------------------------------------------------------
+
+
+def service_dsns(settings: Settings, world: dict) -> dict[str, str]:
+    """Every login a service or a person uses: owner, gateway, sink and the world's group logins."""
+    dsns = {"owner": settings.db_dsn(), "gateway": roles.gateway_dsn(settings), "sink": roles.sink_dsn(settings)}
+    for key, name in world["logins"].items():
+        dsns[key] = roles.login_dsn(settings, name)
+    return dsns
+
+
+def test_no_login_used_by_a_service_is_a_superuser(settings: Settings, world: dict) -> None:
+    for key, dsn in service_dsns(settings, world).items():
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute("select rolsuper, rolcreaterole, rolcreatedb, rolbypassrls from pg_roles "
+                               "where rolname = current_user").fetchone()
+            assert row == (False, False, False, False), key
+            assert conn.execute("select pg_has_role('pg_execute_server_program', 'member')").fetchone()[0] is False
+
+
+def test_copy_to_program_is_refused_for_every_service_login(settings: Settings, world: dict) -> None:
+    for key, dsn in service_dsns(settings, world).items():
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for sql in ("copy (select 1) to program 'true'", "copy (select 1) to '/tmp/mimetic-copy-probe'"):
+                with pytest.raises(errors.InsufficientPrivilege):
+                    conn.execute(sql)
+
+
+def test_gateway_reads_only_what_authentication_needs(settings: Settings, world: dict) -> None:
+    a = world["clinics"]["a"]
+    assert settings.gateway_pg_user != settings.pg_user
+    with psycopg.connect(roles.gateway_dsn(settings), autocommit=True) as conn:
+        assert conn.execute("select current_user").fetchone()[0] == settings.gateway_pg_user
+        row = registry.row_from_tuple(conn.execute(registry.DEVICE_QUERY, (a["device"],)).fetchone())
+        assert (row.device_id, row.clinic_id, row.secret_hash, row.status) == \
+            (a["device"], a["clinic"], "hash", "active")
+        assert row.channel_map[0]["muscle"] == "zygomaticus"
+        for sql in ("select * from device", "select model from device", "select * from envelope",
+                    "select * from patient", "select * from patient_identity", "select * from therapy_session",
+                    "select * from session_summary", "select * from alert", "select * from telemetry",
+                    "select * from clinic", "select * from ops.device", "select * from research.patient",
+                    "select * from patient_progress", "select * from app.clinic_login"):
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(sql)
+        for sql in ("update device set status = 'active' where device_id = 'x'",
+                    "insert into alert_event (time, alert_id, device_id, alert_type, severity, state, raised_at) "
+                    "values (now(), 'x', 'x', 'battery_low', 'info', 'raised', now())"):
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(sql)
+
+
+def test_sink_login_is_an_ingest_member_that_cannot_read_notes(settings: Settings, world: dict) -> None:
+    a = world["clinics"]["a"]
+    with psycopg.connect(settings.db_dsn(), autocommit=True) as owner:
+        owner.execute("update therapy_session set notes = 'clinician: patient anxious' where session_id = %s",
+                      (a["session"],))
+    for dsn in (roles.sink_dsn(settings), roles.login_dsn(settings, world["logins"]["ingest"])):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("select pg_has_role('mimetic_ingest', 'member')").fetchone()[0]
+            assert conn.execute("select discomfort from therapy_session where session_id = %s",
+                                (a["session"],)).fetchone() == (2,)
+            for sql in ("select notes from therapy_session", "select * from therapy_session",
+                        "update therapy_session set notes = 'x'", "select * from patient",
+                        "select contact from patient_identity", "select secret_hash from device"):
+                with pytest.raises(errors.InsufficientPrivilege):
+                    conn.execute(sql)
+
+
+def test_operator_does_not_read_patient_reports(settings: Settings, world: dict) -> None:
+    a = world["clinics"]["a"]
+    t = datetime.now(timezone.utc)
+    aid = r.alert_id(a["device"], "discomfort", t)
+    words = "discomfort 8/10, skin: burning"
+    w = DbWriter(roles.sink_dsn(settings))   # the sink writes alerts of any device
+    try:
+        w.write([r.AlertRecord(alert_id=aid, device_id=a["device"], session_id=a["session"],
+                               alert_type="discomfort", severity="warning", state="raised", time=t,
+                               raised_at=t, value=8.0, threshold=7.0, message=words)])
+    finally:
+        w.close()
+    with connect(settings, world, "operator") as conn:
+        assert conn.execute("select count(*) from alert where alert_id = %s", (aid,)).fetchone()[0] == 0
+        assert conn.execute("select count(*) from alert_event where alert_id = %s", (aid,)).fetchone()[0] == 0
+        row = conn.execute("select alert_type, value, message from ops.active_alert where alert_id = %s",
+                           (aid,)).fetchone()
+        assert row is not None and row[0] == "discomfort" and row[1] is None and "burning" not in row[2]
+        # other alerts keep their detail
+        assert conn.execute("select count(*) from alert_event where message = 'electrode 3 off'").fetchone()[0] >= 2
+    with connect(settings, world, "clinic_a") as conn:   # the patient's clinic reads the report
+        assert conn.execute("select value, message from alert where alert_id = %s", (aid,)).fetchone() == (8.0, words)
+
+
+def test_connect_only_for_roles_granted_it(settings: Settings, world: dict) -> None:
+    name = f"t{world['tag']}_nogroup"
+    with admin.connect_admin(settings) as conn:
+        conn.execute(psycopg.sql.SQL("create role {} login password 'probe-only'").format(psycopg.sql.Identifier(name)))
+    try:
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            psycopg.connect(settings.db_dsn(user=name, password="probe-only"), connect_timeout=5)
+        # group logins reach their database, and not the maintenance database
+        for key in ("operator", "researcher"):
+            dsn = roles.login_dsn(settings, world["logins"][key])
+            psycopg.connect(dsn, connect_timeout=5).close()
+            other = settings.model_copy(update={"pg_database": "postgres"})
+            with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+                psycopg.connect(other.db_dsn(user=world["logins"][key], password=roles.role_password(
+                    settings, world["logins"][key])), connect_timeout=5)
+        with psycopg.connect(settings.db_dsn(), autocommit=True) as owner:
+            acl = owner.execute("select datacl::text[] from pg_database where datname = current_database()"
+                                ).fetchone()[0]
+            assert not any(item.startswith("=") for item in acl), acl   # nothing for PUBLIC
+            for db in ("postgres", "template1", settings.pg_database):
+                assert owner.execute("select has_database_privilege('public', %s, 'connect')",
+                                     (db,)).fetchone()[0] is False, db
+    finally:
+        with admin.connect_admin(settings) as conn:
+            conn.execute(psycopg.sql.SQL("drop role {}").format(psycopg.sql.Identifier(name)))
+
+
+def test_roles_create_refuses_an_existing_role_without_rotate(settings: Settings, world: dict) -> None:
+    name = f"t{world['tag']}_rot"
+    path = roles.create_login(settings, name, "operator")
+    try:
+        before = path.read_text()
+        with pytest.raises(roles.RoleRefused, match="--rotate"):
+            roles.create_login(settings, name, "operator")
+        assert path.read_text() == before
+        psycopg.connect(roles.login_dsn(settings, name), connect_timeout=5).close()   # password kept
+        roles.create_login(settings, name, "operator", rotate=True)
+        assert path.read_text() != before
+        psycopg.connect(roles.login_dsn(settings, name), connect_timeout=5).close()
+        for reserved in (settings.pg_user, settings.pg_admin_user, "mimetic_ingest"):
+            for rotate in (False, True):
+                with pytest.raises(roles.RoleRefused):
+                    roles.create_login(settings, reserved, "operator", rotate=rotate)
+        # the owner's password still works
+        psycopg.connect(settings.db_dsn(), connect_timeout=5).close()
+    finally:
+        roles.drop_login(settings, name)
