@@ -87,7 +87,7 @@ def _row(n_ch: int, fs_hz: int | None) -> registry.DeviceRow:
 @given(st.integers(1, 64), st.sampled_from([250, 1000, 2000, 10_000]), st.integers(1, 8192))
 def test_frame_body_limit_admits_every_valid_frame(n_ch, fs_hz, n_s):
     n_s = min(n_s, fs_hz, 300)
-    f = wire.Frame(device_id="d" * 64, seq=2**64 - 1, t_us=wire.T_MAX_US - 1, fs_hz=fs_hz, scale_uv=0.1,
+    f = wire.Frame(device_id="d" * 64, seq=wire.SEQ_MAX, t_us=wire.T_MAX_US - 1, fs_hz=fs_hz, scale_uv=0.1,
                    samples=np.full((n_ch, n_s), -32768, dtype=np.int16), session_id=None)
     row = _row(n_ch, fs_hz)
     assert len(wire.encode_frame(f)) <= frame_body_limit(row, False, 10**9)
