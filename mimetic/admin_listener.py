@@ -137,11 +137,21 @@ def admin_app(ready: ReadyCheck, registry: CollectorRegistry = REGISTRY, retry_a
     return app
 
 
-async def start_admin(app: web.Application, host: str, port: int, what: str) -> web.AppRunner:
-    """Serve `app` on host:port; returns the runner (``await runner.cleanup()`` to stop)."""
+async def start_admin(app: web.Application, host: str, port: int, what: str) -> web.AppRunner | None:
+    """Serve `app` on host:port; returns the runner (``await runner.cleanup()`` to stop).
+
+    A port that cannot be bound (taken) is logged as an error and the process goes on without
+    its admin listener: probes then fail, which shows it, but no data stops flowing.
+    """
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        log.error("%s admin listener could not listen on %s:%d (%s): running without it", what, host, port,
+                  exc)
+        await runner.cleanup()
+        return None
     log.info("%s admin listener on http://%s:%d (/livez /readyz /metrics)", what, host, port)
     return runner
 

@@ -176,7 +176,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await stop.wait()
     log.info("gateway stopping")
     await runner.cleanup()
-    await admin.cleanup()
+    if admin is not None:
+        await admin.cleanup()
 
 
 def run_gateway(settings: Settings) -> None:

@@ -90,5 +90,6 @@ class WorkerHealth:
         try:
             await asyncio.Event().wait()
         finally:
-            await runner.cleanup()
+            if runner is not None:
+                await runner.cleanup()
             await probe.close()

@@ -103,7 +103,9 @@ def services(pipeline_settings: Settings, tmp_path: Path) -> Iterator[Callable[.
 
     def start(command: str, *args: str, settings: Settings | None = None, **extra_env: str) -> Service:
         env = {**os.environ, **(settings or pipeline_settings).as_env(),
-               "MIMETIC_WORKER_WEB_PORT": str(free_loopback_port()), **extra_env}
+               **{f"MIMETIC_{name}": str(free_loopback_port())
+                  for name in ("WORKER_WEB_PORT", "WORKER_ADMIN_PORT", "SINK_ADMIN_PORT", "NOTIFY_ADMIN_PORT")},
+               **extra_env}
         svc = Service([command, *args], env, tmp_path / f"{command}-{len(started)}.log").start()
         started.append(svc)
         return svc
