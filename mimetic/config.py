@@ -450,7 +450,7 @@ class Settings(BaseSettings):
         password = password if password is not None else self.resolved_pg_password()
         return (
             f"postgresql://{quote(user)}:{quote(password)}@{self.pg_host}:{self.pg_port}/"
-            f"{quote(self.pg_database)}?{urlencode(self.pg_ssl_params())}"
+            f"{quote(self.pg_database)}?{urlencode(self.pg_ssl_params(), quote_via=quote)}"
         )
 
     def pg_ssl_params(self) -> dict[str, str]:
