@@ -35,9 +35,11 @@ import aiohttp
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
 from mimetic import topics
+from mimetic.admin_listener import CHECK_TIMEOUT_S, KafkaProbe, Readiness, admin_app, start_admin
 from mimetic.config import Settings
 from processors import records as r
 
@@ -46,6 +48,9 @@ from .payload import backoff_s
 from .send import SendError, send_email, send_webhook
 
 log = logging.getLogger("mimetic.notify")
+
+ALERTS_IN = Counter("mimetic_notify_alert_records_total", "Alert records taken from Kafka and queued")
+DELIVERIES = Counter("mimetic_notify_deliveries_total", "Notification sends by result (sent, failed)", ["result"])
 
 
 class Notifier:
@@ -149,6 +154,7 @@ class Notifier:
                     return   # uncommitted: replayed by the next notifier
                 log.warning("database unavailable (%s); retrying the batch", exc)
                 await asyncio.sleep(1.0)
+        ALERTS_IN.inc(len(recs))
         offsets: dict[TopicPartition, int] = {}                                                  # 4
         for m in msgs:
             tp = TopicPartition(m.topic, m.partition)
@@ -213,6 +219,7 @@ class Notifier:
             try:
                 detail = await self._send(d)
             except SendError as exc:
+                DELIVERIES.labels("failed").inc()
                 wait = backoff_s(d.attempts + 1, self.s.notify_retry_base_s, self.s.notify_retry_max_s)
                 at = datetime.now(timezone.utc) + timedelta(seconds=wait)
                 log.info("delivery %s:%s to %s failed (%s); retry in %.0fs", d.alert_id, d.state, d.receiver,
@@ -223,6 +230,7 @@ class Notifier:
                 return
             async with self.pool.connection() as conn:
                 await queue.record_delivered(conn, d, detail)
+            DELIVERIES.labels("sent").inc()
 
     async def _send(self, d: queue.Due) -> str:
         if d.kind == "webhook":
@@ -247,11 +255,39 @@ def notifier_dsn(s: Settings) -> str:
 
 
 async def run_notifier(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM (`mimetic notify`)."""
+    """Run until SIGINT/SIGTERM (`mimetic notify`), with its admin listener on
+    ``notify_admin_host:notify_admin_port`` (0: none)."""
     import signal
 
     n = Notifier(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, n.stop)
-    await n.run()
+    probe = KafkaProbe(settings.kafka_bootstrap, client_id="mimetic-notify-admin")
+    admin = None
+    if settings.notify_admin_port:
+        admin = await start_admin(admin_app(lambda: notifier_readiness(n, probe)), settings.notify_admin_host,
+                                  settings.notify_admin_port, "notifier")
+    try:
+        await n.run()
+    finally:
+        if admin is not None:
+            await admin.cleanup()
+        await probe.close()
+
+
+async def notifier_readiness(n: Notifier, probe: KafkaProbe) -> Readiness:
+    """Ready: started, Kafka answering, and a pooled database connection answering."""
+
+    async def db_ok() -> bool:
+        if n.pool is None:
+            return False
+        try:
+            async with n.pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+                await conn.execute("select 1")
+            return True
+        except Exception:
+            return False
+
+    kafka, db = await asyncio.gather(probe.reachable(), db_ok())
+    return Readiness({"started": n.started.is_set(), "kafka": kafka, "db": db}, {"sending": len(n._busy)})

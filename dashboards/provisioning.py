@@ -52,13 +52,28 @@ def datasources(clinics: list[str]) -> list[DataSource]:
     return out
 
 
+#: libpq sslmode -> Grafana's (which has no allow/prefer: both connect without TLS there)
+GRAFANA_SSLMODE = {"disable": "disable", "allow": "disable", "prefer": "disable", "require": "require",
+                   "verify-ca": "verify-ca", "verify-full": "verify-full"}
+
+
+def grafana_tls(s: Settings) -> dict[str, str]:
+    """A data source's TLS fields following MIMETIC_PG_SSLMODE / MIMETIC_PG_SSLROOTCERT (the CA file's
+    path must be the same on the Grafana host)."""
+    out = {"sslmode": GRAFANA_SSLMODE[s.pg_sslmode]}
+    if out["sslmode"] != "disable" and s.pg_sslrootcert is not None:
+        out |= {"tlsConfigurationMethod": "file-path", "sslRootCertFile": str(s.pg_sslrootcert)}
+    return out
+
+
 def datasource_payload(ds: DataSource, s: Settings, password: str | None = None) -> dict[str, Any]:
     """The data source as Grafana's API takes it (placeholder password unless given)."""
     return {
         "uid": ds.uid, "name": ds.name, "type": PG_TYPE, "access": "proxy",
         "url": f"{s.pg_host}:{s.pg_port}", "user": ds.login, "database": s.pg_database, "isDefault": False,
-        "jsonData": {"database": s.pg_database, "sslmode": "disable", "postgresVersion": 1500, "timescaledb": True,
-                     "maxOpenConns": 5, "maxIdleConns": 2, "connMaxLifetime": 14400, "timeInterval": "1s"},
+        "jsonData": {"database": s.pg_database, "postgresVersion": 1500, "timescaledb": True,
+                     "maxOpenConns": 5, "maxIdleConns": 2, "connMaxLifetime": 14400, "timeInterval": "1s",
+                     **grafana_tls(s)},
         "secureJsonData": {"password": password if password is not None else "${" + ds.password_env + "}"},
     }
 

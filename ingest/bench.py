@@ -19,6 +19,7 @@ import psycopg
 
 from ingest import registry, wire
 from ingest.runner import gateway_url
+from ingest.send import gateway_connector
 from ingest.simulator import DeviceStream
 from mimetic.config import Settings
 
@@ -122,7 +123,7 @@ async def _bench_gateway(s: Settings, devices: int, seconds: float, transport: s
 
         await asyncio.gather(*(one() for _ in range(window)))
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+    async with aiohttp.ClientSession(connector=gateway_connector(s.gateway_ca_file, limit=0)) as http:
         fn = ws_device if transport == "ws" else http_device
         await asyncio.gather(*(fn(http, d) for d in secrets))
     elapsed = seconds + max(0.0, time.monotonic() - stop_at)  # includes draining the last acks

@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 
 from ingest import registry, wire
-from ingest.send import DeliveryStats, HttpSender, KafkaSender, WsSender, pace
+from ingest.send import DeliveryStats, HttpSender, KafkaSender, WsSender, gateway_connector, pace
 from ingest.simulator import SimRecord, Simulation, quantize
 from mimetic.config import Settings
 from mimetic.domain import MUSCLES, parse_channel_name
@@ -29,7 +29,8 @@ def gateway_url(s: Settings) -> str:
 
 async def gateway_healthy(s: Settings) -> bool:
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        async with aiohttp.ClientSession(connector=gateway_connector(s.gateway_ca_file),
+                                         timeout=aiohttp.ClientTimeout(total=5)) as http:
             async with http.get(gateway_url(s) + "/v1/openapi.json") as r:  # the device port; no auth
                 return r.status == 200
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
@@ -81,7 +82,7 @@ async def run_simulation(sim: Simulation, s: Settings, *, via: str = "gateway", 
         if secrets is None:
             raise ValueError("via gateway needs device secrets (register_simulation)")
         base = gateway_url(s)
-        conn = aiohttp.TCPConnector(limit=0)
+        conn = gateway_connector(s.gateway_ca_file, limit=0)
         async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as http:
             async def one(i: int) -> None:
                 dev = sim.device_ids[i]
@@ -184,7 +185,7 @@ async def run_replay(records: list[SimRecord], s: Settings, device_id: str, *, v
     else:
         if not secret:
             raise ValueError("replay through the gateway needs the device secret (--secret or MIMETIC_DEVICE_SECRET)")
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(connector=gateway_connector(s.gateway_ca_file)) as http:
             snd = (WsSender(gateway_url(s), device_id, secret, http, stats) if transport == "ws"
                    else HttpSender(gateway_url(s), device_id, secret, http, stats))
             await _drive(records, snd, realtime, t0_us, wall0, speed or 1.0)

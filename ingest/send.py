@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
 import aiohttp
@@ -23,6 +25,20 @@ from ingest import wire
 log = logging.getLogger("mimetic.send")
 
 RETRYABLE = {429, 502, 503, 504}
+
+
+def client_ssl(ca_file: Path | str | None) -> ssl.SSLContext | None:
+    """TLS context of gateway clients: the system's trust store, or only `ca_file`'s CAs when given
+    (None: aiohttp's default verification, used only for https/wss URLs)."""
+    if ca_file is None:
+        return None
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+def gateway_connector(ca_file: Path | str | None, **kwargs: Any) -> aiohttp.TCPConnector:
+    """An aiohttp connector for https/wss gateways that trusts `ca_file` (unset: the system)."""
+    ctx = client_ssl(ca_file)
+    return aiohttp.TCPConnector(**kwargs) if ctx is None else aiohttp.TCPConnector(ssl=ctx, **kwargs)
 
 
 @dataclass

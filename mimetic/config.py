@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import quote
+from typing import Literal
+from urllib.parse import quote, urlencode
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +88,18 @@ class Settings(BaseSettings):
     # --- PostgreSQL / TimescaleDB -----------------------------------------
     pg_host: str = Field("127.0.0.1", description="PostgreSQL host.")
     pg_port: int = Field(15432, description="PostgreSQL port (the local stack's private cluster).")
+    pg_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="libpq sslmode of every database connection (and of Grafana's data sources, where "
+        "disable/allow/prefer all mean disable); verify-full in production."
+    )
+    pg_sslrootcert: Path | None = Field(
+        None, description="PEM CA bundle that verifies the database server (sslmode verify-ca/verify-full)."
+    )
+    pg_server_tls_cert: Path | None = Field(
+        None, description="Local stack only: the server certificate `stack up` gives PostgreSQL (with "
+        "MIMETIC_PG_SERVER_TLS_KEY: ssl = on; unset: TLS off)."
+    )
+    pg_server_tls_key: Path | None = Field(None, description="Local stack only: the server certificate's key.")
     pg_database: str = Field("mimetic", description="Database name.")
     pg_user: str = Field(
         "mimetic",
@@ -130,9 +143,10 @@ class Settings(BaseSettings):
         description="Sink: database login, a member of `mimetic_ingest` (made when missing); "
         "its password is in $MIMETIC_HOME/secrets/pg-role-<user>. The owner's name means the owner.",
     )
-    sink_metrics_port: int | None = Field(
-        None, description="Sink: serve Prometheus metrics on 127.0.0.1:PORT when standalone (unset: off)."
+    sink_admin_host: str = Field(
+        "127.0.0.1", description="Sink admin listener address (/livez, /readyz, /metrics); loopback."
     )
+    sink_admin_port: int = Field(9182, description="Sink admin listener port (`mimetic sink`; 0: off).")
     sink_refresh_interval_s: float = Field(
         5.0,
         description="Sink: every this many seconds, recompute finished sessions whose data changed "
@@ -194,6 +208,15 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Gateway admin listener address (/livez, /readyz, /healthz, /metrics); loopback."
     )
     gateway_admin_port: int = Field(9180, description="Gateway admin listener port (never the device port).")
+    gateway_tls_cert: Path | None = Field(
+        None, description="Gateway: PEM certificate chain; with MIMETIC_GATEWAY_TLS_KEY the device port serves "
+        "HTTPS/WSS only (unset: plain HTTP, for TLS ended by a proxy in front)."
+    )
+    gateway_tls_key: Path | None = Field(None, description="Gateway: PEM private key of MIMETIC_GATEWAY_TLS_CERT.")
+    gateway_ca_file: Path | None = Field(
+        None, description="Clients of the gateway (simulate, replay): PEM CA bundle to verify an https/wss "
+        "gateway with (unset: the system's trust store)."
+    )
     gateway_device_bytes_per_s: int = Field(
         4_194_304, description="Per-device byte-rate token bucket on request bodies and WebSocket messages, "
         "checked before decoding (over: 429)."
@@ -253,7 +276,11 @@ class Settings(BaseSettings):
 
     # --- stream worker (processors/worker) -----------------------------------
     worker_id: str = Field("mimetic-worker", description="Faust application id (consumer group and changelog prefix).")
-    worker_web_port: int = Field(16066, description="Worker's HTTP port on 127.0.0.1 (Faust web: health and metrics).")
+    worker_web_port: int = Field(16066, description="Worker's HTTP port on 127.0.0.1 (Faust's own web server).")
+    worker_admin_host: str = Field(
+        "127.0.0.1", description="Worker admin listener address (/livez, /readyz, /metrics); loopback."
+    )
+    worker_admin_port: int = Field(9181, description="Worker admin listener port (0: off).")
     worker_commit_interval_s: float = Field(
         1.0,
         description="How often the worker commits its input offsets (after flushing its outputs and states).",
@@ -360,6 +387,10 @@ class Settings(BaseSettings):
         description="Notifier: SMTP login (unset: none); its password is read from "
         "$MIMETIC_HOME/secrets/notify-smtp-password.",
     )
+    notify_admin_host: str = Field(
+        "127.0.0.1", description="Notifier admin listener address (/livez, /readyz, /metrics); loopback."
+    )
+    notify_admin_port: int = Field(9183, description="Notifier admin listener port (`mimetic notify`; 0: off).")
     notify_smtp_from: str = Field("mimetic-alerts@localhost", description="Notifier: sender of alert e-mails.")
 
     @property
@@ -419,8 +450,15 @@ class Settings(BaseSettings):
         password = password if password is not None else self.resolved_pg_password()
         return (
             f"postgresql://{quote(user)}:{quote(password)}@{self.pg_host}:{self.pg_port}/"
-            f"{quote(self.pg_database)}"
+            f"{quote(self.pg_database)}?{urlencode(self.pg_ssl_params(), quote_via=quote)}"
         )
+
+    def pg_ssl_params(self) -> dict[str, str]:
+        """libpq TLS parameters (for DSNs and keyword connections alike)."""
+        params = {"sslmode": self.pg_sslmode}
+        if self.pg_sslrootcert is not None:
+            params["sslrootcert"] = str(self.pg_sslrootcert)
+        return params
 
 
 #: settings given on the command line (e.g. `mimetic --database NAME ...`); they win over the

@@ -42,9 +42,10 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mimetic import topics
+from mimetic.admin_listener import KafkaProbe, Readiness, admin_app, db_reachable, start_admin
 from mimetic.config import Settings
 from processors import records as r
 from processors.storage.isolate import isolate_rejected
@@ -443,20 +444,35 @@ def _sink_dsn(s: Settings) -> str:
     return sink_dsn(s)
 
 
-async def run_sink(settings: Settings, metrics_port: int | None = None,
-                   stop_on_signals: bool = True) -> None:
-    """Run the sink until SIGINT/SIGTERM (standalone entry point: `mimetic sink`)."""
+async def run_sink(settings: Settings, stop_on_signals: bool = True) -> None:
+    """Run the sink until SIGINT/SIGTERM (standalone entry point: `mimetic sink`), with its admin
+    listener on ``sink_admin_host:sink_admin_port`` (0: none)."""
     import signal
 
     sink = Sink(settings)
-    port = metrics_port if metrics_port is not None else settings.sink_metrics_port
-    if port:
-        start_http_server(port, addr="127.0.0.1", registry=sink.metrics.registry)
+    admin = None
+    probe = KafkaProbe(settings.kafka_bootstrap, client_id="mimetic-sink-admin")
+    if settings.sink_admin_port:
+        admin = await start_admin(admin_app(lambda: sink_readiness(sink, probe), sink.metrics.registry),
+                                  settings.sink_admin_host, settings.sink_admin_port, "sink")
     if stop_on_signals:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, sink.stop)
-    await sink.run()
+    try:
+        await sink.run()
+    finally:
+        if admin is not None:
+            await admin.cleanup()
+        await probe.close()
+
+
+async def sink_readiness(sink: Sink, probe: KafkaProbe) -> Readiness:
+    """Ready: consuming, Kafka answering, and the sink's database login able to connect."""
+    kafka_ok, db_ok = await asyncio.gather(probe.reachable(), db_reachable(sink.dsn))
+    assigned = len(sink.consumer.assignment()) if sink.consumer is not None and sink.started.is_set() else 0
+    return Readiness({"started": sink.started.is_set(), "kafka": kafka_ok, "db": db_ok},
+                     {"partitions": assigned, "paused": sink._paused})
 
 
 def main() -> None:  # python -m processors.sink

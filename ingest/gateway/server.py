@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import signal
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp.web_protocol import RequestHandler
 from ingest.gateway.admin import admin_app
 from ingest.gateway.app import Gateway
 from ingest.gateway.errors import SERVER_NAME
+from mimetic.admin_listener import start_admin
 from mimetic.config import Settings
 
 log = logging.getLogger("mimetic.gateway")
@@ -107,15 +109,17 @@ class GuardedSite(web.BaseSite):
     """A TCP site whose connections use :class:`SafeRequestHandler`, at most ``max_connections`` at once."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, *, max_connections: int,
-                 handler_kwargs: dict[str, Any], retry_after_s: int = 2, backlog: int = 1024):
+                 handler_kwargs: dict[str, Any], retry_after_s: int = 2, backlog: int = 1024,
+                 ssl_context: ssl.SSLContext | None = None, handshake_timeout_s: float = 10.0):
         super().__init__(runner, backlog=backlog)
+        self.ssl_context, self.handshake_timeout_s = ssl_context, handshake_timeout_s
         self.refusal = over_capacity_answer(retry_after_s)
         self.host, self.port, self.max_connections, self.handler_kwargs = host, port, max_connections, handler_kwargs
         self.open_connections = 0  # counted at accept: aiohttp's own list lags behind a burst of accepts
 
     @property
     def name(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         await super().start()
@@ -132,8 +136,22 @@ class GuardedSite(web.BaseSite):
             self.open_connections += 1
             return SafeRequestHandler(server, loop=loop, on_lost=lost, **self.handler_kwargs)
 
+        tls: dict[str, Any] = {} if self.ssl_context is None else {
+            "ssl": self.ssl_context, "ssl_handshake_timeout": self.handshake_timeout_s}
         self._server = await loop.create_server(factory, self.host, self.port, backlog=self._backlog,
-                                                reuse_address=True)
+                                                reuse_address=True, **tls)
+
+
+def tls_context(s: Settings) -> ssl.SSLContext | None:
+    """The device port's TLS context (TLS 1.2 or later), or None when no certificate is set."""
+    if s.gateway_tls_cert is None and s.gateway_tls_key is None:
+        return None
+    if s.gateway_tls_cert is None or s.gateway_tls_key is None:
+        raise ValueError("set both MIMETIC_GATEWAY_TLS_CERT and MIMETIC_GATEWAY_TLS_KEY, or neither")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(s.gateway_tls_cert), str(s.gateway_tls_key))
+    return ctx
 
 
 def handler_kwargs(s: Settings) -> dict[str, Any]:
@@ -150,17 +168,16 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await runner.setup()
     site = GuardedSite(runner, settings.gateway_host, settings.gateway_port,
                        max_connections=settings.gateway_max_connections, handler_kwargs=kwargs,
-                       retry_after_s=settings.gateway_retry_after_s)
+                       retry_after_s=settings.gateway_retry_after_s, ssl_context=tls_context(settings),
+                       handshake_timeout_s=settings.gateway_header_timeout_s)
     await site.start()
-    admin = web.AppRunner(admin_app(gw), access_log=None, handle_signals=False)
-    await admin.setup()
-    await web.TCPSite(admin, settings.gateway_admin_host, settings.gateway_admin_port).start()
-    log.info("gateway listening on http://%s:%d (admin http://%s:%d)", settings.gateway_host,
-             settings.gateway_port, settings.gateway_admin_host, settings.gateway_admin_port)
+    admin = await start_admin(admin_app(gw), settings.gateway_admin_host, settings.gateway_admin_port, "gateway")
+    log.info("gateway listening on %s", site.name)
     await stop.wait()
     log.info("gateway stopping")
     await runner.cleanup()
-    await admin.cleanup()
+    if admin is not None:
+        await admin.cleanup()
 
 
 def run_gateway(settings: Settings) -> None:

@@ -70,7 +70,7 @@ def secret_file(path: Path, rotate: bool = False) -> str:
 
 def _connect(s: Settings, user: str, password: str, dbname: str) -> psycopg.Connection:
     conn = psycopg.connect(host=s.pg_host, port=s.pg_port, user=user, password=password, dbname=dbname,
-                           autocommit=True, connect_timeout=5)
+                           autocommit=True, connect_timeout=5, **s.pg_ssl_params())
     # statements here carry passwords: never let a failing one into the server log
     if conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()[0]:
         conn.execute("set log_min_error_statement = panic")

@@ -198,9 +198,26 @@ def _server_conf(s: Settings, p: PgPaths) -> str:
             # durability is part of the product's promise: keep fsync and synchronous commit on
             "fsync = on",
             "synchronous_commit = on",
+            *_tls_conf(s, p),
             "",
         ]
     )
+
+
+def _tls_conf(s: Settings, p: PgPaths) -> list[str]:
+    """ssl = on with the configured server certificate (copied into the data directory, owned by the
+    server, key mode 0600 as PostgreSQL requires), else ssl = off."""
+    if s.pg_server_tls_cert is None or s.pg_server_tls_key is None:
+        return ["ssl = off"]
+    for src, name, mode in ((s.pg_server_tls_cert, "server.crt", 0o644), (s.pg_server_tls_key, "server.key", 0o600)):
+        dst = p.data / name
+        dst.unlink(missing_ok=True)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(Path(src).read_bytes())
+        _chown_owner(dst)
+    return ["ssl = on", "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'",
+            "ssl_min_protocol_version = 'TLSv1.2'"]
 
 
 def init_cluster(s: Settings, p: PgPaths) -> bool:

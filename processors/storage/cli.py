@@ -20,7 +20,8 @@ def _print(obj) -> None:
 
 
 def sink_cmd(
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT")] = None,
+    admin_port: Annotated[int | None, typer.Option(
+        "--admin-port", help="Override MIMETIC_SINK_ADMIN_PORT (/livez /readyz /metrics; 0: off)")] = None,
 ) -> None:
     """Run the database sink (derived topics -> TimescaleDB) until SIGINT/SIGTERM."""
     import asyncio
@@ -30,7 +31,10 @@ def sink_cmd(
     from processors.sink import run_sink
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_sink(get_settings(), metrics_port=metrics_port))
+    s = get_settings()
+    if admin_port is not None:
+        s = s.model_copy(update={"sink_admin_port": admin_port})
+    asyncio.run(run_sink(s))
 
 
 @jobs_app.command("rollup")

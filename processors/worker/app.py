@@ -63,6 +63,7 @@ from mimetic import topics as T
 from mimetic.config import Settings
 from processors import records as R
 from processors.worker.cursors import Admit, InputCursors
+from processors.worker.health import WorkerHealth
 from processors.worker.device import DeviceProcessor, WorkerParams, state_revision
 from processors.worker.faust_internals import (WorkerApp, hold_reference, install_consumer_patches,
                                                never_commit, release, save_to_changelog)
@@ -544,5 +545,13 @@ def make_app(s: Settings) -> faust.App:
             remember(dp)
             if dp.session is not None or dp.closing is not None or any(dp.stats.values()):
                 await ticks.send(key=key, value=now, partition=p)
+
+    health = WorkerHealth(s, lambda: app.consumer, cursors, lambda: held.since_s,
+                          lambda: progress["last_event_s"] if progress["armed"] else None)
+
+    @app.task
+    async def admin_listener() -> None:
+        """/livez, /readyz and /metrics on the worker's admin port (`health.py`)."""
+        await health.serve()
 
     return app

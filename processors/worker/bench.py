@@ -228,7 +228,9 @@ def _start(s: Settings, names: list[str], tag: str) -> dict[str, subprocess.Pope
     env = {**os.environ, **s.as_env()}
     return {name: subprocess.Popen(
         [sys.executable, "-m", "mimetic.cli", name.rstrip("0123456789")],
-        env=env | {"MIMETIC_WORKER_WEB_PORT": str(free_loopback_port())},
+        env=env | {"MIMETIC_WORKER_WEB_PORT": str(free_loopback_port()),
+                   "MIMETIC_WORKER_ADMIN_PORT": str(free_loopback_port()),
+                   "MIMETIC_SINK_ADMIN_PORT": str(free_loopback_port())},
         stdout=open(log_dir / f"{name}-{tag}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         for name in names}
 

@@ -93,10 +93,11 @@ class NotifierProcess:
         self.s = s
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen] = []
+        self.admin_port = free_loopback_port()  # /livez /readyz /metrics of every process started here
 
     def start(self) -> subprocess.Popen:
         log = open(self.log_dir / f"notifier-{len(self.procs)}.log", "wb")
-        env = {**os.environ, **self.s.as_env()}
+        env = {**os.environ, **self.s.as_env(), "MIMETIC_NOTIFY_ADMIN_PORT": str(self.admin_port)}
         p = subprocess.Popen([sys.executable, "-m", "mimetic.cli", "notify"], cwd=REPO_ROOT, env=env,
                              stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(p)

@@ -10,15 +10,10 @@ import yaml
 from mimetic.config import REPO_ROOT, Settings
 from mimetic.deploy import CONFIG_ENV, K8S_DIR
 
-#: proposed for the code (README "Deployment"): admin listeners, Kafka SASL/TLS, PostgreSQL TLS
-#: (this branch), and the notifier's and gateway's logins (other branches)
+#: proposed for the code (README "Deployment"): Kafka SASL/TLS (another branch)
 PENDING_SETTINGS = {
-    "MIMETIC_WORKER_ADMIN_HOST",
-    "MIMETIC_WORKER_ADMIN_PORT", "MIMETIC_SINK_ADMIN_HOST", "MIMETIC_SINK_ADMIN_PORT", "MIMETIC_NOTIFY_ADMIN_HOST",
-    "MIMETIC_NOTIFY_ADMIN_PORT",
     "MIMETIC_KAFKA_SECURITY_PROTOCOL", "MIMETIC_KAFKA_SASL_MECHANISM", "MIMETIC_KAFKA_SASL_USERNAME",
     "MIMETIC_KAFKA_SASL_PASSWORD_FILE", "MIMETIC_KAFKA_SSL_CAFILE",
-    "MIMETIC_PG_SSLMODE", "MIMETIC_PG_SSLROOTCERT",
 }
 
 

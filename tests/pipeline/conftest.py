@@ -92,6 +92,9 @@ def pipeline_settings(settings: Settings) -> Iterator[Settings]:
         warnings.warn(f"could not delete the topics of this test: {exc!r}")
 
 
+_PORTS = ("worker_web_port", "worker_admin_port", "sink_admin_port", "notify_admin_port")
+
+
 @pytest.fixture
 def services(pipeline_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Service]]:
     """Factory: services("worker") / services("sink") start real subprocesses; all stopped at the end.
@@ -102,8 +105,11 @@ def services(pipeline_settings: Settings, tmp_path: Path) -> Iterator[Callable[.
     started: list[Service] = []
 
     def start(command: str, *args: str, settings: Settings | None = None, **extra_env: str) -> Service:
-        env = {**os.environ, **(settings or pipeline_settings).as_env(),
-               "MIMETIC_WORKER_WEB_PORT": str(free_loopback_port()), **extra_env}
+        s = settings or pipeline_settings
+        # ports left at their defaults get free ones (processes of parallel tests never collide)
+        ports = {f"MIMETIC_{name.upper()}": str(free_loopback_port()) for name in _PORTS
+                 if getattr(s, name) == Settings.model_fields[name].default}
+        env = {**os.environ, **s.as_env(), **ports, **extra_env}
         svc = Service([command, *args], env, tmp_path / f"{command}-{len(started)}.log").start()
         started.append(svc)
         return svc

@@ -54,7 +54,7 @@ def test_database_stopped_30s_mid_stream_gives_exactly_the_undisturbed_rows(
     features = T.FEATURES.name(s)
 
     sink = services("sink", settings=db.model_copy(update={"sink_retry_max_s": 2.0,
-                                                           "sink_metrics_port": metrics_port}))
+                                                           "sink_admin_port": metrics_port}))
     worker = services("worker")
     with streaming(sim, s, realtime=True) as stream:
 
