@@ -48,10 +48,9 @@ def _notifier_login(s: Settings, conn, name: str) -> None:
 
 
 def _drop_login(s: Settings, conn, name: str) -> None:
-    from psycopg import sql
+    from processors.storage.roles import drop_login
 
-    conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(name)))
-    (s.secrets_dir / f"pg-role-{name}").unlink(missing_ok=True)
+    drop_login(s, name)
 
 
 def _deliveries(conn, alert_ids: list[str]) -> list[tuple]:
