@@ -168,11 +168,14 @@ def test_heavy_json_from_one_device_does_not_stall_others(limited, settings, new
     # 50 ms on a quiet machine; on a loaded shared one, at most 3x this run's own baseline
     # (before the limits: 9 ms -> 532 ms)
     assert p50 < max(0.05, 3 * base) and p50_loop < max(0.05, 3 * base_loop)
-    assert set(codes["big"]) <= {202, 429} and 429 in codes["big"]
+    assert set(codes["big"]) <= {202, 429}
     assert set(codes["small"]) <= {413, 0} and 413 in codes["small"]
     accepted = codes["big"].count(202)
-    # the byte budget: 8 MiB burst + 4 MiB/s (the defaults)
-    assert 0 < accepted * len(big) <= (8 + 4 * attack_s) * 1_048_576
+    # the byte budget: 8 MiB burst + 4 MiB/s (the defaults); a loaded machine may send less
+    budget = (8 + 4 * attack_s) * 1_048_576
+    assert 0 < accepted * len(big) <= budget
+    if len(codes["big"]) * len(big) > budget + len(big):
+        assert 429 in codes["big"], "offered more than the byte budget, yet nothing was refused"
 
 
 def _raw(gw: GatewayProc) -> socket.socket:

@@ -275,8 +275,10 @@ def test_hostile_devices_harm_no_honest_device(pipeline_settings: Settings, serv
         gw.wait_healthy()
         hostile = Hostile(s, gw, f"{prefix}-bad")
 
+        via_gw = s.model_copy(update={"gateway_url": gw.url})
+
         async def honest() -> dict:
-            return await run_simulation(sim, s, via="gateway", secrets=secrets, transport="ws",
+            return await run_simulation(sim, via_gw, via="gateway", secrets=secrets, transport="ws",
                                         realtime=True, speed=2.0)
 
         with ThreadPoolExecutor(1) as pool:

@@ -129,11 +129,17 @@ create trigger alert_audit_no_truncate before truncate on app.alert_audit
 
 -- --- operators' view: active alerts with their handling -------------------------------------
 create or replace view ops.active_alert as
-select a.alert_id, a.device_id, a.alert_type, a.severity, a.channel, a.raised_at, a.value, a.threshold,
-       a.message, h.acknowledged_at, h.acknowledged_by, h.resolved_at, h.escalated_order
+select a.alert_id, a.device_id, a.alert_type, a.severity, a.channel, a.raised_at,
+       case when app.patient_reported_alert(a.alert_type) then null else a.value end as value,
+       a.threshold,
+       case when app.patient_reported_alert(a.alert_type) then 'patient report (clinic only)'
+            else a.message end as message,
+       h.acknowledged_at, h.acknowledged_by, h.resolved_at, h.escalated_order
 from alert a left join alert_handling h using (alert_id)
 where a.cleared_at is null;
-comment on view ops.active_alert is 'Alerts raised and not yet cleared, with acknowledgement and escalation.';
+comment on view ops.active_alert is
+    'Alerts raised and not yet cleared, with acknowledgement and escalation; patient-reported ones '
+    '(discomfort, skin reaction) without their value and words (0010).';
 
 create view ops.alert_delivery_backlog as
 select d.alert_id, d.state, v.name as receiver, v.kind, d.attempts, d.created_at, d.next_attempt_at, d.last_error
