@@ -14,13 +14,13 @@ SQL and a test keeps the two equal.
 from processors.measures.activation import (ActivationFeatures, TaskSpan, activation_features, onset_latency_s,
                                             task_of)
 from processors.measures.balance import (activity_level_uv, affected_ratio, asymmetry_index, optional,
-                                         ratio_from_ai, rest_level_uv, window_level_uv)
+                                         pair_active, ratio_from_ai, rest_level_uv, window_level_uv)
 from processors.measures.normalisation import mvc_reference_uv, pct_mvc
 from processors.measures.synkinesis import DEFAULT_FLAG_THRESHOLD, synkinesis_flag, synkinesis_index
 
 __all__ = [
     "ActivationFeatures", "TaskSpan", "activation_features", "onset_latency_s", "task_of",
-    "activity_level_uv", "affected_ratio", "asymmetry_index", "optional", "ratio_from_ai", "rest_level_uv",
+    "activity_level_uv", "affected_ratio", "asymmetry_index", "optional", "pair_active", "ratio_from_ai", "rest_level_uv",
     "window_level_uv", "mvc_reference_uv", "pct_mvc", "DEFAULT_FLAG_THRESHOLD", "synkinesis_flag",
     "synkinesis_index",
 ]

@@ -28,8 +28,12 @@ Asymmetry index (dimensionless, in [-1, 1], 0 = symmetric, > 0 = left stronger):
 
     AI = (L - R) / (L + R)
 
-undefined (NaN / None) when L + R = 0 or when neither side is active (below
-`min_level_uv`): a silent pair has no asymmetry, it is not symmetric.
+undefined (NaN / None) when neither side is active: a silent pair has no
+asymmetry, it is not symmetric. A side is active in a window when its activity
+level exceeds its rest level (A > r: the activity's power is above the rest
+power, the envelope RMS above sqrt(2) r); with no rest reference (r = 0), when
+A > 0. `pair_active` is that rule; `asymmetry_index` takes levels and applies
+only L + R > 0 and an optional floor, so callers gate with `pair_active`.
 
 Ratio affected / healthy (dimensionless, [0, inf), 1 = symmetric): A_aff / A_healthy,
 undefined when the healthy side's level is 0. With AI oriented left-minus-right::
@@ -47,6 +51,7 @@ import numpy as np
 from mimetic.domain import Side
 
 ArrayOrFloat = np.ndarray | float
+REL_TOL = 1e-9  # powers closer than this (relative) are equal: the level is 0
 
 
 def rest_level_uv(rest_envelope_uv: np.ndarray) -> float:
@@ -59,8 +64,10 @@ def rest_level_uv(rest_envelope_uv: np.ndarray) -> float:
 def activity_level_uv(mean_square_uv2: ArrayOrFloat, rest_uv: ArrayOrFloat = 0.0) -> np.ndarray:
     """A = sqrt(max(P - r^2, 0)) from the window's mean squared envelope P (µV^2) and rest level r (µV)."""
     p = np.asarray(mean_square_uv2, dtype=np.float64)
-    r = np.asarray(rest_uv, dtype=np.float64)
-    return np.sqrt(np.maximum(p - r * r, 0.0))
+    r2 = np.asarray(rest_uv, dtype=np.float64) ** 2
+    excess = p - r2
+    # below float rounding of the two powers: exactly at rest (no 1e-8 µV "activity" with an AI of +-1)
+    return np.sqrt(np.where(excess > REL_TOL * np.maximum(p, r2), excess, 0.0))
 
 
 def window_level_uv(envelope_uv: np.ndarray, rest_uv: float = 0.0) -> float:
@@ -70,6 +77,13 @@ def window_level_uv(envelope_uv: np.ndarray, rest_uv: float = 0.0) -> float:
     if e.size == 0:
         return float("nan")
     return float(activity_level_uv(np.mean(e * e), rest_uv))
+
+
+def pair_active(left: ArrayOrFloat, right: ArrayOrFloat, rest_left_uv: ArrayOrFloat = 0.0,
+                rest_right_uv: ArrayOrFloat = 0.0) -> np.ndarray:
+    """True where at least one side's activity level exceeds its rest level (A > r)."""
+    return (np.asarray(left, dtype=np.float64) > np.asarray(rest_left_uv, dtype=np.float64)) | \
+        (np.asarray(right, dtype=np.float64) > np.asarray(rest_right_uv, dtype=np.float64))
 
 
 def asymmetry_index(left: ArrayOrFloat, right: ArrayOrFloat, min_level_uv: float = 0.0) -> np.ndarray:

@@ -8,7 +8,8 @@ A_side = activity level of N on that side (`balance.activity_level_uv`, rest
 removed in the power domain) over all of T's task windows pooled. 0 = the same
 co-activation on both sides; > 0 = more on the affected side, the synkinesis
 signature; flagged above a threshold (default 0.25, `DEFAULT_FLAG_THRESHOLD`).
-Undefined when both levels are 0.
+Undefined when neither side of N is active (`balance.pair_active`: no
+co-activation at all is no synkinesis, not an index of +-1 from noise).
 
 Choice: the comparison is against the patient's own healthy side rather than
 a population norm (no normative co-activation data exist for every montage),
@@ -23,18 +24,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from processors.measures.balance import ArrayOrFloat
+from processors.measures.balance import ArrayOrFloat, pair_active
 
 DEFAULT_FLAG_THRESHOLD = 0.25
 
 
-def synkinesis_index(affected_uv: ArrayOrFloat, healthy_uv: ArrayOrFloat) -> np.ndarray:
-    """(A_aff - A_healthy) / (A_aff + A_healthy); NaN where both are 0."""
+def synkinesis_index(affected_uv: ArrayOrFloat, healthy_uv: ArrayOrFloat, rest_affected_uv: ArrayOrFloat = 0.0,
+                     rest_healthy_uv: ArrayOrFloat = 0.0) -> np.ndarray:
+    """(A_aff - A_healthy) / (A_aff + A_healthy); NaN where neither side is active (A > its rest level)."""
     a = np.asarray(affected_uv, dtype=np.float64)
     h = np.asarray(healthy_uv, dtype=np.float64)
     total = a + h
+    ok = pair_active(a, h, rest_affected_uv, rest_healthy_uv) & (total > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, (a - h) / np.where(total > 0, total, 1.0), np.nan)
+        return np.where(ok, (a - h) / np.where(ok, total, 1.0), np.nan)
 
 
 def synkinesis_flag(index: float, threshold: float = DEFAULT_FLAG_THRESHOLD) -> bool:

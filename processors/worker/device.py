@@ -40,6 +40,8 @@ from processors import records as R
 from processors.alerting import AlertEvent, AlertTracker
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.stim_pulses import remove_biphasic_pulses
+from processors.measures.balance import (activity_level_uv, affected_ratio, asymmetry_index, optional,
+                                         pair_active)
 from processors.sequencing import Delivery, SequenceState, accept, flush
 
 STATE_VERSION = 4
@@ -311,11 +313,14 @@ class DeviceProcessor:
         t0 = self.t0_us / 1e6 + self.win_index * BALANCE_WINDOW_S
         by_site = {(c["muscle"], c["side"]): c["channel"] for c in self.channel_map if c["channel"] < len(means)}
         affected = self.session.get("affected_side") if self.session else None
+        if self.rest_mean is None or len(self.rest_mean) != len(means) or self.windows_seen < MIN_REST_WINDOWS:
+            return out  # no rest level yet: activity cannot be told from rest
+        rms = [math.sqrt(q / self.win_n) for q in self.win_sq]
         for muscle in sorted({m for m, _s in by_site}):
             if (muscle, "L") not in by_site or (muscle, "R") not in by_site:
                 continue
-            left, right = means[by_site[(muscle, "L")]], means[by_site[(muscle, "R")]]
-            ai, ratio = balance(left, right, affected)
+            cl, cr = by_site[(muscle, "L")], by_site[(muscle, "R")]
+            left, right, ai, ratio = balance(rms[cl], rms[cr], affected, self._rest_level(cl), self._rest_level(cr))
             if ai is None:
                 continue
             out.append(R.BalanceRecord(
@@ -339,10 +344,19 @@ class DeviceProcessor:
         if self.windows_seen >= MIN_REST_WINDOWS:
             self._arm_detectors()
 
+    def _threshold(self, ch: int) -> float:
+        """Activity threshold of a channel's envelope: rest mean + k * SD (SD at least 5 % of the mean)."""
+        m, s = self.rest_mean[ch], self.rest_sd[ch]
+        return m + ACTIVATION_K * max(s, 0.05 * m)
+
+    def _rest_level(self, ch: int) -> float:
+        """The channel's rest level (µV): the RMS of its quietest window's envelope."""
+        return math.hypot(self.rest_mean[ch], self.rest_sd[ch])
+
     def _arm_detectors(self) -> None:
         if self.chain is None or self.rest_mean is None:
             return
-        thr = [m + ACTIVATION_K * max(s, 0.05 * m) for m, s in zip(self.rest_mean, self.rest_sd)]
+        thr = [self._threshold(ch) for ch in range(len(self.rest_mean))]
         if self.chain.detectors is None:
             self.chain.set_baselines(thr)
         else:  # keep open activations; tighten thresholds only
@@ -454,7 +468,7 @@ class DeviceProcessor:
                     "session_id": str(ev.session_id), "therapy_type": ev.therapy_type, "started_us": ev.t_us,
                     "last_us": ev.t_us, "frames": self.early_frames.pop(str(ev.session_id), 0), "missing0": self.seq.n_missing, "dups0": self.seq.n_duplicates,
                     "alerts": 0, "max_current": None, "discomfort": None, "skin_reaction": None, "tasks": {},
-                    "affected_side": None,
+                    "affected_side": _side_or_none(getattr(ev, "affected_side", None)),
                 }
             self.channel_map = [{"channel": c.channel, "muscle": c.muscle, "side": c.side.value
                                  if hasattr(c.side, "value") else str(c.side)} for c in ev.channel_map]
@@ -632,15 +646,23 @@ def _set(flags: list[bool], i: int, value: bool) -> list[bool]:
 ALERT_TYPE_OF = {"impedance_out_of_range": "impedance", "low_battery": "battery_low"}
 
 
-def balance(left: float, right: float, affected_side: str | None, floor_uv: float = 1e-6
-            ) -> tuple[float | None, float | None]:
-    """(AI, ratio affected/healthy); AI undefined when both sides are silent."""
-    total = left + right
-    if not (total > floor_uv) or not math.isfinite(total):
-        return None, None
-    ai = (left - right) / total
-    ratio = None
-    if affected_side in ("L", "R"):
-        aff, healthy = (left, right) if affected_side == "L" else (right, left)
-        ratio = aff / healthy if healthy > floor_uv else None
-    return ai, ratio
+def balance(left_rms_uv: float, right_rms_uv: float, affected_side: str | None, rest_left_uv: float = 0.0,
+            rest_right_uv: float = 0.0) -> tuple[float, float, float | None, float | None]:
+    """(left level, right level, AI, ratio affected/healthy) of one pair over a window, by the
+    definitions of `processors.measures.balance`: each side's envelope RMS with its rest level
+    removed in the power domain. AI and ratio are None when neither side is active (level above
+    its rest level) or they are undefined; the ratio also when the affected side is unknown."""
+    left = float(activity_level_uv(left_rms_uv * left_rms_uv, rest_left_uv))
+    right = float(activity_level_uv(right_rms_uv * right_rms_uv, rest_right_uv))
+    if not (math.isfinite(left) and math.isfinite(right)) or not pair_active(left, right, rest_left_uv,
+                                                                              rest_right_uv):
+        return left, right, None, None
+    ai = optional(asymmetry_index(left, right))
+    ratio = optional(affected_ratio(left, right, affected_side)) if affected_side in ("L", "R") else None
+    return left, right, ai, ratio
+
+
+def _side_or_none(v: Any) -> str | None:
+    """The session's affected side as "L"/"R" (a Side or a string), None when not given."""
+    v = getattr(v, "value", v)
+    return v if v in ("L", "R") else None
