@@ -36,10 +36,12 @@ import numpy as np
 from ingest.wire import (Frame, PatientReport, SessionEnd, SessionStart, TaskMarker, Telemetry, WireError,
                          check_device_clock, decode_frame)
 from mimetic.config import Settings
+from mimetic.domain import MUSCLES
 from processors import records as R
 from processors.alerting import AlertEvent, AlertTracker
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.stim_pulses import remove_biphasic_pulses
+from processors.measures.activation import TaskSpan, onset_latency_s, task_of
 from processors.measures.balance import (activity_level_uv, affected_ratio, asymmetry_index, optional,
                                          pair_active)
 from processors.sequencing import Delivery, SequenceState, accept, flush
@@ -112,6 +114,8 @@ class DeviceProcessor:
         self.stats = {"frames": 0, "samples": 0, "gaps": 0, "missing_frames": 0, "duplicates": 0, "late": 0,
                       "dead_lettered": 0, "restarts": 0, "clock_refused": 0}
         self.open_task: dict[str, Any] | None = None
+        #: the last task windows seen (open or closed, device-clock µs), for attributing activations
+        self.recent_tasks: list[dict[str, Any]] = []
         self.last_arrival_s: float | None = None  # gateway receive time of the last frame (record header)
         self.rev = 0
         self.signal_off: list[bool] = []  # per channel, from the last quality window
@@ -371,13 +375,26 @@ class DeviceProcessor:
                 return c["muscle"], c["side"]
         return f"channel{channel}", "L" if channel % 2 == 0 else "R"
 
+    def _remember_task(self, task: str, rep: int, start_us: int, stop_us: int | None) -> None:
+        """Keep the last few task windows (a stop replaces its open start) for `_activation`."""
+        kept = [w for w in self.recent_tasks if (w["task"], w["rep"], w["start_us"]) != (task, rep, start_us)]
+        self.recent_tasks = (kept + [{"task": task, "rep": rep, "start_us": start_us, "stop_us": stop_us}])[-8:]
+
     def _activation(self, act, session_id) -> R.ActivationRecord:
         muscle, side = self._site(act.channel)
         t0 = self.t0_us / 1e6
+        onset_s = t0 + act.onset_s
+        # the task repetition whose window holds the onset, if its markers are already here
+        spans = [TaskSpan(w["task"], w["rep"], w["start_us"] / 1e6,
+                          w["stop_us"] / 1e6 if w["stop_us"] is not None else math.inf) for w in self.recent_tasks]
+        span = task_of(onset_s, spans)
         return R.ActivationRecord(
             device_id=self.device_id, session_id=session_id, channel=act.channel, muscle=muscle, side=side,
-            onset=utc(t0 + act.onset_s), offset=utc(t0 + act.offset_s), peak_uv=float(act.peak),
-            mean_uv=float(act.mean), area_uv_s=float(act.area))
+            onset=utc(onset_s), offset=utc(t0 + act.offset_s), peak_uv=float(act.peak),
+            mean_uv=float(act.mean), area_uv_s=float(act.area),
+            task=span.task if span else None, repetition=span.repetition if span else None,
+            onset_latency_s=onset_latency_s(onset_s, span),
+            target=(MUSCLES.get(muscle) == span.task) if span else None)
 
     def _quality(self, q, session_id) -> list[R.Record]:
         out: list[R.Record] = []
@@ -484,12 +501,14 @@ class DeviceProcessor:
             if ev.type == "task_start":
                 self.open_task = {"task": ev.task, "rep": ev.repetition, "start_us": ev.t_us,
                                   "session_id": str(ev.session_id)}
+                self._remember_task(ev.task, ev.repetition, ev.t_us, None)
             elif self.open_task and self.open_task["task"] == ev.task and self.open_task["rep"] == ev.repetition:
                 out.append(R.TaskWindowRecord(
                     device_id=self.device_id, session_id=ev.session_id, task=ev.task, repetition=ev.repetition,
                     time=utc(self.open_task["start_us"] / 1e6), time_end=utc(t_s)))
                 if self.session is not None:
                     self.session["tasks"][ev.task] = max(self.session["tasks"].get(ev.task, 0), ev.repetition)
+                self._remember_task(ev.task, ev.repetition, self.open_task["start_us"], ev.t_us)
                 self.open_task = None
         elif isinstance(ev, PatientReport):
             if self.session is not None:
@@ -598,7 +617,7 @@ class DeviceProcessor:
             "channel_map": self.channel_map, "limit_ua": self.limit_ua, "win_index": self.win_index,
             "win_sum": self.win_sum, "win_sq": self.win_sq, "win_n": self.win_n, "rest_mean": self.rest_mean,
             "rest_sd": self.rest_sd, "windows_seen": self.windows_seen, "stats": self.stats,
-            "open_task": self.open_task, "last_arrival_s": self.last_arrival_s,
+            "open_task": self.open_task, "recent_tasks": self.recent_tasks, "last_arrival_s": self.last_arrival_s,
             "signal_off": self.signal_off, "contact_lost": self.contact_lost, "prev_last_uv": self.prev_last_uv,
             "applied": self.applied, "early_frames": self.early_frames,
             "closing": self.closing,
@@ -623,6 +642,7 @@ class DeviceProcessor:
         p.rest_mean, p.rest_sd, p.windows_seen = d["rest_mean"], d["rest_sd"], d["windows_seen"]
         p.stats = {**p.stats, **{k: v for k, v in d["stats"].items() if k in p.stats}}
         p.open_task, p.last_arrival_s = d["open_task"], d["last_arrival_s"]
+        p.recent_tasks = d.get("recent_tasks", [])
         p.signal_off, p.contact_lost, p.prev_last_uv = d["signal_off"], d["contact_lost"], d["prev_last_uv"]
         p.applied, p.early_frames, p.closing = d["applied"], d["early_frames"], d["closing"]
         return p
