@@ -183,12 +183,6 @@ def markdown(data_dir: Path) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    print(markdown(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DATA_DIR))
-
-
 def simulator_agreement(patients: int = 4, seed: int = 11, duration_s: float = 60.0) -> dict[str, Any]:
     """End to end against the ingest simulator's ground truth (facial channels, both sides):
     frames -> µV -> `process_signals` -> per-task asymmetry index and synkinesis index,
@@ -254,3 +248,9 @@ def simulator_agreement(patients: int = 4, seed: int = 11, duration_s: float = 6
     return {"ai": ai_rows, "synkinesis": syn_rows, "ai_max_abs_error": float(errs.max()),
             "ai_median_abs_error": float(np.median(errs)),
             "synkinesis_max_abs_error": float(serrs.max()) if serrs.size else None}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    print(markdown(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DATA_DIR))

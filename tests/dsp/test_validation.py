@@ -15,7 +15,7 @@ from .synth import DATA_DIR
 def test_synthetic_truth_onsets_and_envelopes() -> None:
     syn = synthetic_truth(seeds=range(3))
     assert syn["found_within_200ms"]["mimetic"] == syn["bursts"]
-    assert syn["median_abs_error_ms"]["mimetic"] < 15.0  # measured 6.6 ms (5 seeds)
+    assert syn["median_abs_error_ms"]["mimetic"] < 15.0  # measured 7.4 ms (5 seeds), p90 16.4
     assert syn["p90_abs_error_ms"]["mimetic"] < 25.0
     # ours is at least as close to the truth as either reference
     assert syn["median_abs_error_ms"]["mimetic"] <= syn["median_abs_error_ms"]["neurokit2"]
