@@ -52,6 +52,15 @@ def records(device: str, session: uuid.UUID) -> list[r.Record]:
         env = np.array([envelope(2 * j), envelope(2 * j + 1)], dtype=np.float32).T
         recs.append(r.EnvelopeFrame.from_array(env, device_id=device, session_id=session, seq=j,
                                                time=T0 + timedelta(seconds=2 * j / FS_HZ), fs_hz=FS_HZ))
+    # two activations of zygomaticus L in the first smile (onset 0.3 s after the cue): one the worker could
+    # not attribute (no markers yet), one it did; and one of zygomaticus R outside every task window
+    for ch, side, on_s, task in ((0, "L", 6.3, None), (0, "L", 9.25, "smile"), (1, "R", 5.5, None)):
+        recs.append(r.ActivationRecord(
+            device_id=device, session_id=session, channel=ch, muscle="zygomaticus", side=side,
+            onset=T0 + timedelta(seconds=on_s), offset=T0 + timedelta(seconds=on_s + 1.0),
+            peak_uv=float(math.hypot(120.0, math.sqrt(17.0))), mean_uv=80.0, area_uv_s=80.0,
+            task=task, repetition=2 if task else None, onset_latency_s=0.25 if task else None,
+            target=True if task else None))
     for task, rep, a, b in WINDOWS:
         recs.append(r.TaskWindowRecord(device_id=device, session_id=session, task=task, repetition=rep,
                                        time=T0 + timedelta(seconds=a), time_end=T0 + timedelta(seconds=b)))
@@ -139,3 +148,15 @@ def test_sql_session_measures_equal_the_python_definitions(settings: Settings, d
     kinds = {(m, t) for m, t in db.execute("select muscle, task from balance where session_id = %s", (session,))}
     assert ("zygomaticus", "rest") not in kinds and ("zygomaticus", "eye_closure_tight") not in kinds
     assert ("zygomaticus", "smile") in kinds and ("orbicularis_oculi", "smile") in kinds
+    # activations: attributed where the worker could not, left alone where it did; peak as %MVC of
+    # the healthy side's (L) calibration level: 120 µV of activity over 200 µV * rms(ramp)
+    acts = {(c, round((o - T0).total_seconds(), 3)): (t, rep, lat, tg, pct)
+            for c, o, t, rep, lat, tg, pct in db.execute(
+        "select channel, onset, task, repetition, onset_latency_s, target, peak_pct_mvc from activation "
+        "where session_id = %s", (session,))}
+    ref = M.mvc_reference_uv(level("mvc_calibration", 0), level("mvc_calibration", 1), "R")
+    t_, rep_, lat_, tg_, pct_ = acts[(0, 6.3)]
+    assert (t_, rep_, tg_) == ("smile", 1, True) and lat_ == pytest.approx(0.3, abs=1e-4)
+    assert pct_ == pytest.approx(100 * 120.0 / ref, rel=1e-4)
+    assert acts[(0, 9.25)][:4] == ("smile", 2, pytest.approx(0.25), True)
+    assert acts[(1, 5.5)][:4] == (None, None, None, None)

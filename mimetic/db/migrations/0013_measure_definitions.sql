@@ -15,6 +15,8 @@
 --                   HEALTHY side's level over the session's `mvc_calibration` windows (the stronger
 --                   side's when the affected side is unknown), one reference for both sides so the
 --                   asymmetry survives normalisation.
+--   activations   task / repetition / onset_latency_s / target filled where the worker had no task
+--                 window yet (the window holding the onset); peak_pct_mvc = 100 * A(peak) / A_ref.
 -- balance.left_value / right_value and session_muscle_summary.left_uv / right_uv hold the levels A.
 -- tests/storage/test_measures_sql.py recomputes a session with the Python definitions and compares.
 
@@ -220,6 +222,33 @@ begin
                  from session_synkinesis where session_id = p_session group by muscle) syn
            on syn.muscle = m.muscle;
     get diagnostics v_n = row_count;
+
+    -- activations: the task repetition whose [time, time_end) holds the onset, where the worker did not
+    -- have the markers yet (markers and frames travel unordered), with the latency from the cue and
+    -- whether the muscle is that task's own (processors.measures.activation.task_of)
+    update activation a
+       set task = w.task, repetition = w.repetition,
+           onset_latency_s = extract(epoch from a.onset - w.t_start),
+           target = coalesce(w.own_task = w.task, false)
+      from (select a2.device_id, a2.channel, a2.onset, tw.task, tw.repetition, tw.time as t_start,
+                   mt.task as own_task
+              from activation a2
+              cross join lateral (select t.task, t.repetition, t.time from task_window t
+                                   where t.session_id = p_session and t.time <= a2.onset and a2.onset < t.time_end
+                                   order by t.time desc limit 1) tw
+              left join app.muscle_task mt on mt.muscle = a2.muscle
+             where a2.session_id = p_session and a2.task is null) w
+     where a.session_id = p_session and a.device_id = w.device_id and a.channel = w.channel
+       and a.onset = w.onset;
+    -- the peak as %MVC: the peak's activity level over the pair's reference (normalisation above)
+    update activation a
+       set peak_pct_mvc = 100 * app.activity_level(a.peak_uv::float8 * a.peak_uv,
+                                                   case when a.side = 'L' then coalesce(re.l, 0)
+                                                        else coalesce(re.r, 0) end) / m.ref
+      from (select muscle, case when v_aff = 'L' then r when v_aff = 'R' then l else greatest(l, r) end as ref
+              from _task_mu where task = 'mvc_calibration') m
+      left join _rest re on re.muscle = m.muscle
+     where a.session_id = p_session and a.muscle = m.muscle and m.ref > 0;
 
     delete from app.session_dirty where session_id = p_session;
     return v_n;
