@@ -375,18 +375,20 @@ class DeviceProcessor:
                 return c["muscle"], c["side"]
         return f"channel{channel}", "L" if channel % 2 == 0 else "R"
 
-    def _remember_task(self, task: str, rep: int, start_us: int, stop_us: int | None) -> None:
+    def _remember_task(self, session_id: str, task: str, rep: int, start_us: int, stop_us: int | None) -> None:
         """Keep the last few task windows (a stop replaces its open start) for `_activation`."""
         kept = [w for w in self.recent_tasks if (w["task"], w["rep"], w["start_us"]) != (task, rep, start_us)]
-        self.recent_tasks = (kept + [{"task": task, "rep": rep, "start_us": start_us, "stop_us": stop_us}])[-8:]
+        self.recent_tasks = (kept + [{"session_id": session_id, "task": task, "rep": rep, "start_us": start_us,
+                                      "stop_us": stop_us}])[-8:]
 
     def _activation(self, act, session_id) -> R.ActivationRecord:
         muscle, side = self._site(act.channel)
         t0 = self.t0_us / 1e6
         onset_s = t0 + act.onset_s
-        # the task repetition whose window holds the onset, if its markers are already here
+        # the task repetition of this session whose window holds the onset, if its markers are already here
         spans = [TaskSpan(w["task"], w["rep"], w["start_us"] / 1e6,
-                          w["stop_us"] / 1e6 if w["stop_us"] is not None else math.inf) for w in self.recent_tasks]
+                          w["stop_us"] / 1e6 if w["stop_us"] is not None else math.inf)
+                 for w in self.recent_tasks if w.get("session_id") == (str(session_id) if session_id else None)]
         span = task_of(onset_s, spans)
         return R.ActivationRecord(
             device_id=self.device_id, session_id=session_id, channel=act.channel, muscle=muscle, side=side,
@@ -501,14 +503,14 @@ class DeviceProcessor:
             if ev.type == "task_start":
                 self.open_task = {"task": ev.task, "rep": ev.repetition, "start_us": ev.t_us,
                                   "session_id": str(ev.session_id)}
-                self._remember_task(ev.task, ev.repetition, ev.t_us, None)
+                self._remember_task(str(ev.session_id), ev.task, ev.repetition, ev.t_us, None)
             elif self.open_task and self.open_task["task"] == ev.task and self.open_task["rep"] == ev.repetition:
                 out.append(R.TaskWindowRecord(
                     device_id=self.device_id, session_id=ev.session_id, task=ev.task, repetition=ev.repetition,
                     time=utc(self.open_task["start_us"] / 1e6), time_end=utc(t_s)))
                 if self.session is not None:
                     self.session["tasks"][ev.task] = max(self.session["tasks"].get(ev.task, 0), ev.repetition)
-                self._remember_task(ev.task, ev.repetition, self.open_task["start_us"], ev.t_us)
+                self._remember_task(str(ev.session_id), ev.task, ev.repetition, self.open_task["start_us"], ev.t_us)
                 self.open_task = None
         elif isinstance(ev, PatientReport):
             if self.session is not None:
