@@ -33,12 +33,14 @@ of a pair co-activates inside the target task's windows with activation
 
 Ground truth (the `truth` dict, see :func:`Simulation.truth`):
 
-* asymmetry index of muscle m in a session: ``AI = (L - R) / (L + R)`` where L and R are the
-  means of the clean env(t) of m's left/right channel over every sample inside the
-  windows [task_start, task_stop) of m's own task (all repetitions). That is what a
-  moving-RMS envelope of the conditioned signal estimates in those windows.
-  ``ratio_affected_healthy`` is the same two means, affected over healthy.
-* synkinesis of (target task T, muscle N): the mean clean env of N on each side inside T's
+* asymmetry index of muscle m in a session, by the one definition of
+  ``processors.measures.balance``: ``AI = (L - R) / (L + R)`` where L and R are the activity
+  levels of m's left/right channel, ``sqrt(mean(env^2) - rest^2)`` over every sample inside the
+  windows [task_start, task_stop) of m's own task (all repetitions): in this model exactly the
+  RMS of ``peak · side · a(t)``, the muscle's own activity. ``ratio_affected_healthy`` is the
+  same two levels, affected over healthy; ``left_pct_mvc``/``right_pct_mvc`` the levels as a
+  percentage of the healthy side's level in the ``mvc_calibration`` window.
+* synkinesis of (target task T, muscle N): the activity level of N on each side inside T's
   windows, ``index = (affected - healthy) / (affected + healthy)``, and the injected ``level``.
 * every fault with its start/end (device time µs and seconds into the session); network
   faults list the affected sequence numbers.
@@ -66,6 +68,8 @@ from scipy import signal as sps
 
 from ingest import wire
 from mimetic.domain import ETIOLOGIES, MUSCLES, Side, channel_name
+from processors.measures import (affected_ratio, asymmetry_index, mvc_reference_uv, pair_active, pct_mvc,
+                                 synkinesis_index, window_level_uv)
 
 #: channel pairs are filled in this order (2 channels per muscle)
 MONTAGE_ORDER: tuple[str, ...] = (
@@ -90,16 +94,15 @@ FAULT_ALERT = {"electrode_liftoff": "electrode_off", "impedance_drift": "impedan
 STIM_UV_PER_UA = 3.0
 SCALE_UV = 0.1  # µV per count: ±3.2 mV range
 EMG_BAND_HZ = (50.0, 180.0)
-AI_DEFINITION = ("ai = (L - R) / (L + R); L, R = mean clean EMG amplitude (RMS envelope, µV, rest level included) "
-                 "of the muscle's left/right channel over all samples inside [task_start, task_stop) of the "
-                 "muscle's own task (mimetic.domain.MUSCLES), all repetitions of the session. ai_active: the same "
-                 "with the activation component only (rest removed in the power domain, sqrt(env^2 - rest^2)). "
-                 "mvc_*_uv: mean clean amplitude inside the mvc_calibration window. Normalising each side by its "
-                 "OWN MVC would cancel the asymmetry (the affected side's MVC is weak too); normalise both sides "
-                 "by the same reference, or use amplitudes")
-SYNKINESIS_DEFINITION = ("for (target task T, muscle N): mean clean amplitude of N on the affected and healthy side "
-                         "over T's windows; index = (affected - healthy) / (affected + healthy); level = injected "
-                         "co-activation as a fraction of N's healthy peak")
+AI_DEFINITION = ("processors.measures.balance: ai = (L - R) / (L + R); L, R = activity level of the muscle's "
+                 "left/right channel, sqrt(mean(env^2) - rest^2), env the clean EMG amplitude (µV) at every "
+                 "sample inside [task_start, task_stop) of the muscle's own task (mimetic.domain.MUSCLES), all "
+                 "repetitions of the session, rest the channel's rest amplitude: the RMS of the muscle's own "
+                 "activity. left_pct_mvc/right_pct_mvc: 100 * level / the healthy side's level over the "
+                 "mvc_calibration window (processors.measures.normalisation); mvc_*_uv: those MVC levels")
+SYNKINESIS_DEFINITION = ("processors.measures.synkinesis: for (target task T, muscle N): activity level of N on the "
+                         "affected and healthy side over T's windows (as for ai); index = (affected - healthy) / "
+                         "(affected + healthy); level = injected co-activation as a fraction of N's healthy peak")
 
 
 _SESSION_NS = uuid.UUID("6d696d65-7469-6373-696d-756c61746f72")
@@ -643,51 +646,53 @@ class Simulation:
         synth = SessionSynth(p, plan, np.random.default_rng(0), self.frame_ms)
         fs = plan.fs_hz
 
-        def mean_env(task: str, active_only: bool = False) -> tuple[np.ndarray, int]:
+        def levels(task: str) -> tuple[np.ndarray, int]:
+            """Per channel, the activity level over all of the task's windows (NaN, 0 without any)."""
             ws = [w for w in plan.windows if w.task == task]
             if not ws:
                 return np.full(synth.C, np.nan), 0
             idx = np.concatenate([np.arange(math.ceil(w.start_s * fs), math.ceil(w.stop_s * fs)) for w in ws])
-            if active_only:  # the activation component alone (rest excluded): peak * side * a(t)
-                return (synth.peak[:, None] * synth.activation(idx / fs)).mean(axis=1), len(ws)
-            return synth.envelope(idx / fs).mean(axis=1), len(ws)
+            env = synth.envelope(idx / fs)
+            return np.array([window_level_uv(env[c], float(synth.rest_uv[c])) for c in range(synth.C)]), len(ws)
 
-        mvc_env, _ = mean_env("mvc_calibration")
+        mvc, _ = levels("mvc_calibration")
 
         chan = {(m, s): c for c, (m, s) in enumerate(zip(synth.muscles, synth.sides))}
         muscles: dict[str, Any] = {}
         for m in dict.fromkeys(synth.muscles):
             if (m, Side.LEFT) not in chan or (m, Side.RIGHT) not in chan:
                 continue
-            env, n = mean_env(MUSCLES[m])
+            lev, n = levels(MUSCLES[m])
             if n == 0:
                 continue
             cl, cr = chan[(m, Side.LEFT)], chan[(m, Side.RIGHT)]
-            left, right = float(env[cl]), float(env[cr])
-            aff = left if p.affected_side == Side.LEFT else right
-            hea = right if p.affected_side == Side.LEFT else left
-            act, _ = mean_env(MUSCLES[m], active_only=True)
-            al, ar = float(act[cl]), float(act[cr])
-            muscles[m] = {"task": MUSCLES[m], "ai": round((left - right) / (left + right), 5),
+            left, right = float(lev[cl]), float(lev[cr])
+            ref = mvc_reference_uv(float(mvc[cl]), float(mvc[cr]), p.affected_side)
+            rl, rr = float(synth.rest_uv[cl]), float(synth.rest_uv[cr])
+            ai = asymmetry_index(left, right) if pair_active(left, right, rl, rr) else np.nan
+            muscles[m] = {"task": MUSCLES[m], "ai": _round(ai, 5),
                           "left_uv": round(left, 3), "right_uv": round(right, 3),
-                          "ratio_affected_healthy": round(aff / hea, 5), "repetitions": n,
-                          "ai_active": round((al - ar) / (al + ar), 5) if al + ar > 0 else None,
-                          "left_active_uv": round(al, 3), "right_active_uv": round(ar, 3),
+                          "ratio_affected_healthy": _round(affected_ratio(left, right, p.affected_side)
+                                                            if np.isfinite(ai) else np.nan, 5),
+                          "repetitions": n,
                           "rest_left_uv": round(float(synth.rest_uv[cl]), 3),
                           "rest_right_uv": round(float(synth.rest_uv[cr]), 3),
-                          "mvc_left_uv": round(float(mvc_env[cl]), 3), "mvc_right_uv": round(float(mvc_env[cr]), 3)}
+                          "mvc_left_uv": round(float(mvc[cl]), 3), "mvc_right_uv": round(float(mvc[cr]), 3),
+                          "left_pct_mvc": _round(pct_mvc(left, ref), 3),
+                          "right_pct_mvc": _round(pct_mvc(right, ref), 3)}
         syn = []
         for task, m in SYNKINESIS_PAIRS:
             if (m, Side.LEFT) not in chan or (m, Side.RIGHT) not in chan:
                 continue
-            env, n = mean_env(task)
+            lev, n = levels(task)
             if n == 0:
                 continue
-            aff = float(env[chan[(m, p.affected_side)]])
-            hea = float(env[chan[(m, p.affected_side.other)]])
+            ca, ch = chan[(m, p.affected_side)], chan[(m, p.affected_side.other)]
+            aff, hea = float(lev[ca]), float(lev[ch])
             syn.append({"target_task": task, "muscle": m, "level": round(plan.synkinesis_level, 4),
                         "present": plan.synkinesis_level > 0, "affected_uv": round(aff, 3),
-                        "healthy_uv": round(hea, 3), "index": round((aff - hea) / (aff + hea), 5)})
+                        "healthy_uv": round(hea, 3),
+                        "index": _round(synkinesis_index(aff, hea, synth.rest_uv[ca], synth.rest_uv[ch]), 5)})
 
         def us(t_s: float) -> int:
             return plan.t0_us + int(round(t_s * 1e6))
@@ -734,6 +739,12 @@ class Simulation:
                 for i, p in enumerate(self.patients)
             ],
         }
+
+
+def _round(v: float | np.ndarray, digits: int) -> float | None:
+    """A measure for the truth document: rounded, None where undefined."""
+    f = float(v)
+    return round(f, digits) if math.isfinite(f) else None
 
 
 class DeviceStream:

@@ -69,7 +69,7 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
 
         def mean_abs(sess: dict, from_truth: bool) -> float | None:
             if from_truth:
-                vals = [abs(m["ai"]) for m in sess["muscles"].values()]
+                vals = [abs(m["ai"]) for m in sess["muscles"].values() if m["ai"] is not None]
             else:
                 vals = [abs(v[0]) for v in measured[dev].get(sess["session_id"], {}).values() if v[0] is not None]
             return sum(vals) / len(vals) if vals else None

@@ -248,6 +248,7 @@ class MultiChannelChain:
             for i, det in enumerate(self.detectors):
                 if det.open_onset is None and not any_above[i]:
                     det.n_seen += env.shape[1]
+                    det.last_value = float(env[i, -1])
                 else:
                     acts.extend(det.process(env[i]))
         q = self._quality(hs) if hs.shape[1] else []

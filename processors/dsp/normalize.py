@@ -1,6 +1,12 @@
-"""%MVC normalisation: envelope / (envelope reference of a maximal voluntary
-contraction) x 100, per channel. The reference is plain data (a dict), so it can
-live in a stream table or a database row and be applied to any later session.
+"""Envelope scaling per channel: envelope / (envelope reference of a maximal voluntary
+contraction) x 100. The reference is plain data (a dict), so it can live in a stream
+table or a database row and be applied to any later session.
+
+This is a signal-level helper (plots, per-channel displays). The clinical %MVC of a
+muscle pair is `processors.measures.normalisation`: activity levels against ONE
+reference per pair, the healthy side's MVC. Scaling each side by its own MVC, as this
+module does when given both sides' references, cancels the asymmetry the clinic
+measures (the affected side's MVC is weak too); do not compute AI from its output.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import numpy as np
 
 from mimetic.domain import Side, parse_channel_name
 from processors.dsp.activation import Activation, Baseline, detect_activations, estimate_baseline
-from processors.dsp.balance import none_if_nan, pair_balance
+from processors.dsp.balance import none_if_nan, pair_balance, window_rms
+from processors.measures.balance import activity_level_uv
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.envelope import DEFAULT_HOP_S, DEFAULT_WINDOW_S, EnvelopeTiming
 from processors.dsp.fatigue import fatigue_slope, frequency_track
@@ -134,14 +135,16 @@ def _pairs(names: list[str], env: np.ndarray, timing: EnvelopeTiming, baselines:
         for a in acts[li] + acts[ri]:
             mask[a.onset_index:min(a.offset_index, n)] = True
         bl, br = baselines[li], baselines[ri]
-        if mask.any():
-            lm, rm = float(env[li][:n][mask].mean()), float(env[ri][:n][mask].mean())
-        else:
-            lm, rm = float(env[li].mean()) if n else 0.0, float(env[ri].mean()) if n else 0.0
+        sel = mask if mask.any() else slice(None)
+        lm = window_rms(env[li][:n][sel]) if n else 0.0
+        rm = window_rms(env[ri][:n][sel]) if n else 0.0
+        # rest level of each side: the RMS of its rest envelope, sqrt(mean^2 + SD^2)
+        rest_l, rest_r = float(np.hypot(bl.mean, bl.sd)), float(np.hypot(br.mean, br.sd))
         aff = affected
         if aff is None:  # unknown: the weaker side counts as affected, so ratio <= 1
-            aff = Side.LEFT.value if (lm - bl.mean) <= (rm - br.mean) else Side.RIGHT.value
-        pb = pair_balance(muscle, lm, rm, aff, bl.mean, br.mean, bl.threshold, br.threshold)
+            lev_l, lev_r = activity_level_uv(lm * lm, rest_l), activity_level_uv(rm * rm, rest_r)
+            aff = Side.LEFT.value if lev_l <= lev_r else Side.RIGHT.value
+        pb = pair_balance(muscle, lm, rm, aff, rest_l, rest_r, bl.threshold, br.threshold)
         d = pb.to_dict()
         d["active_s"] = float(mask.sum() / timing.envelope_fs_hz)
         out.append(d)

@@ -183,22 +183,18 @@ def markdown(data_dir: Path) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    print(markdown(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DATA_DIR))
-
-
 def simulator_agreement(patients: int = 4, seed: int = 11, duration_s: float = 60.0) -> dict[str, Any]:
     """End to end against the ingest simulator's ground truth (facial channels, both sides):
     frames -> µV -> `process_signals` -> per-task asymmetry index and synkinesis index,
-    compared with the truth's `ai` (means of the clean amplitude over the muscle's task
-    windows) and synkinesis `index`. Needs `ingest.simulator` (another package)."""
+    compared with the truth's `ai` and synkinesis `index`, both measured with the definitions of
+    `processors.measures` (rest levels from the session's rest task). An undefined truth (no
+    co-activation) counts as an error of 1 unless ours is undefined too. Needs `ingest.simulator`."""
     from ingest import wire
     from ingest.simulator import Simulation
 
     from mimetic.domain import MUSCLES, Side
     from processors.dsp.synkinesis import synkinesis
+    from processors.measures import asymmetry_index, pair_active, rest_level_uv, window_level_uv
 
     sim = Simulation(patients=patients, sessions=1, duration_s=duration_s, fs_hz=2000, channels=8, seed=seed,
                      fault_prob=0.0, therapy_types=("biofeedback_exercise",))
@@ -212,14 +208,23 @@ def simulator_agreement(patients: int = 4, seed: int = 11, duration_s: float = 6
         res = process_signals(x, 2000.0, names, mains_hz="auto")
         t = res.timing.centre_s(np.arange(res.envelope.shape[1]))
         idx = {n: k for k, n in enumerate(names)}
+        # each channel's rest level: the RMS of its envelope in the session's rest task
+        rest = np.zeros(t.size, dtype=bool)
+        for w in sess["tasks"]:
+            if w["task"] == "rest":
+                rest |= (t >= w["start_s"]) & (t < w["stop_s"])
         for m, tm in sess["muscles"].items():
             wins = [(w["start_s"], w["stop_s"]) for w in sess["tasks"] if w["task"] == MUSCLES[m]]
             # all repetitions of the muscle's task together, as the truth does
             sel = np.zeros(t.size, dtype=bool)
             for a, b in wins:
                 sel |= (t >= a) & (t < b)
-            lm, rm = res.envelope[idx[f"{m}_L"]][sel].mean(), res.envelope[idx[f"{m}_R"]][sel].mean()
-            ai = (lm - rm) / (lm + rm)
+            el, er = res.envelope[idx[f"{m}_L"]], res.envelope[idx[f"{m}_R"]]
+            rl, rr = rest_level_uv(el[rest]), rest_level_uv(er[rest])
+            lm, rm = window_level_uv(el[sel], rl), window_level_uv(er[sel], rr)
+            ai = float(asymmetry_index(lm, rm)) if pair_active(lm, rm, rl, rr) else float("nan")
+            if tm["ai"] is None:
+                continue
             ai_rows.append({"patient": i, "muscle": m, "truth": tm["ai"], "mimetic": float(ai),
                             "error": float(ai - tm["ai"])})
         aff = Side(truth["affected_side"]) if "affected_side" in truth else None
@@ -228,9 +233,14 @@ def simulator_agreement(patients: int = 4, seed: int = 11, duration_s: float = 6
                 break
             wins = [(w["start_s"], w["stop_s"]) for w in sess["tasks"] if w["task"] == s["target_task"]]
             env = {side: res.envelope[idx[f"{s['muscle']}_{side}"]] for side in ("L", "R")}
-            r = synkinesis(s["target_task"], s["muscle"], aff, t, env, {"L": wins, "R": wins})
-            la, lh = r.level_affected or 0.0, r.level_healthy or 0.0
-            ours = (la - lh) / (la + lh) if la + lh > 0 else float("nan")
+            rests = {side: rest_level_uv(env[side][rest]) for side in ("L", "R")}
+            r = synkinesis(s["target_task"], s["muscle"], aff, t, env, {"L": wins, "R": wins}, rests)
+            ours = float("nan") if r.index is None else r.index
+            if s["index"] is None:  # no co-activation: the measure must be undefined too
+                syn_rows.append({"patient": i, "task": s["target_task"], "muscle": s["muscle"],
+                                 "present": s["present"], "truth": None, "mimetic": r.index,
+                                 "error": 0.0 if r.index is None else 1.0})
+                continue
             syn_rows.append({"patient": i, "task": s["target_task"], "muscle": s["muscle"], "present": s["present"],
                              "truth": s["index"], "mimetic": ours, "error": ours - s["index"]})
     errs = np.abs([r["error"] for r in ai_rows])
@@ -238,3 +248,9 @@ def simulator_agreement(patients: int = 4, seed: int = 11, duration_s: float = 6
     return {"ai": ai_rows, "synkinesis": syn_rows, "ai_max_abs_error": float(errs.max()),
             "ai_median_abs_error": float(np.median(errs)),
             "synkinesis_max_abs_error": float(serrs.max()) if serrs.size else None}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    print(markdown(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DATA_DIR))

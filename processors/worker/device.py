@@ -36,10 +36,14 @@ import numpy as np
 from ingest.wire import (Frame, PatientReport, SessionEnd, SessionStart, TaskMarker, Telemetry, WireError,
                          check_device_clock, decode_frame)
 from mimetic.config import Settings
+from mimetic.domain import MUSCLES
 from processors import records as R
 from processors.alerting import AlertEvent, AlertTracker
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.stim_pulses import remove_biphasic_pulses
+from processors.measures.activation import TaskSpan, onset_latency_s, task_of
+from processors.measures.balance import (activity_level_uv, affected_ratio, asymmetry_index, optional,
+                                         pair_active)
 from processors.sequencing import Delivery, SequenceState, accept, flush
 
 STATE_VERSION = 4
@@ -110,6 +114,8 @@ class DeviceProcessor:
         self.stats = {"frames": 0, "samples": 0, "gaps": 0, "missing_frames": 0, "duplicates": 0, "late": 0,
                       "dead_lettered": 0, "restarts": 0, "clock_refused": 0}
         self.open_task: dict[str, Any] | None = None
+        #: the last task windows seen (open or closed, device-clock µs), for attributing activations
+        self.recent_tasks: list[dict[str, Any]] = []
         self.last_arrival_s: float | None = None  # gateway receive time of the last frame (record header)
         self.rev = 0
         self.signal_off: list[bool] = []  # per channel, from the last quality window
@@ -311,11 +317,14 @@ class DeviceProcessor:
         t0 = self.t0_us / 1e6 + self.win_index * BALANCE_WINDOW_S
         by_site = {(c["muscle"], c["side"]): c["channel"] for c in self.channel_map if c["channel"] < len(means)}
         affected = self.session.get("affected_side") if self.session else None
+        if self.rest_mean is None or len(self.rest_mean) != len(means) or self.windows_seen < MIN_REST_WINDOWS:
+            return out  # no rest level yet: activity cannot be told from rest
+        rms = [math.sqrt(q / self.win_n) for q in self.win_sq]
         for muscle in sorted({m for m, _s in by_site}):
             if (muscle, "L") not in by_site or (muscle, "R") not in by_site:
                 continue
-            left, right = means[by_site[(muscle, "L")]], means[by_site[(muscle, "R")]]
-            ai, ratio = balance(left, right, affected)
+            cl, cr = by_site[(muscle, "L")], by_site[(muscle, "R")]
+            left, right, ai, ratio = balance(rms[cl], rms[cr], affected, self._rest_level(cl), self._rest_level(cr))
             if ai is None:
                 continue
             out.append(R.BalanceRecord(
@@ -339,10 +348,19 @@ class DeviceProcessor:
         if self.windows_seen >= MIN_REST_WINDOWS:
             self._arm_detectors()
 
+    def _threshold(self, ch: int) -> float:
+        """Activity threshold of a channel's envelope: rest mean + k * SD (SD at least 5 % of the mean)."""
+        m, s = self.rest_mean[ch], self.rest_sd[ch]
+        return m + ACTIVATION_K * max(s, 0.05 * m)
+
+    def _rest_level(self, ch: int) -> float:
+        """The channel's rest level (µV): the RMS of its quietest window's envelope."""
+        return math.hypot(self.rest_mean[ch], self.rest_sd[ch])
+
     def _arm_detectors(self) -> None:
         if self.chain is None or self.rest_mean is None:
             return
-        thr = [m + ACTIVATION_K * max(s, 0.05 * m) for m, s in zip(self.rest_mean, self.rest_sd)]
+        thr = [self._threshold(ch) for ch in range(len(self.rest_mean))]
         if self.chain.detectors is None:
             self.chain.set_baselines(thr)
         else:  # keep open activations; tighten thresholds only
@@ -357,13 +375,28 @@ class DeviceProcessor:
                 return c["muscle"], c["side"]
         return f"channel{channel}", "L" if channel % 2 == 0 else "R"
 
+    def _remember_task(self, session_id: str, task: str, rep: int, start_us: int, stop_us: int | None) -> None:
+        """Keep the last few task windows (a stop replaces its open start) for `_activation`."""
+        kept = [w for w in self.recent_tasks if (w["task"], w["rep"], w["start_us"]) != (task, rep, start_us)]
+        self.recent_tasks = (kept + [{"session_id": session_id, "task": task, "rep": rep, "start_us": start_us,
+                                      "stop_us": stop_us}])[-8:]
+
     def _activation(self, act, session_id) -> R.ActivationRecord:
         muscle, side = self._site(act.channel)
         t0 = self.t0_us / 1e6
+        onset_s = t0 + act.onset_s
+        # the task repetition of this session whose window holds the onset, if its markers are already here
+        spans = [TaskSpan(w["task"], w["rep"], w["start_us"] / 1e6,
+                          w["stop_us"] / 1e6 if w["stop_us"] is not None else math.inf)
+                 for w in self.recent_tasks if w.get("session_id") == (str(session_id) if session_id else None)]
+        span = task_of(onset_s, spans)
         return R.ActivationRecord(
             device_id=self.device_id, session_id=session_id, channel=act.channel, muscle=muscle, side=side,
-            onset=utc(t0 + act.onset_s), offset=utc(t0 + act.offset_s), peak_uv=float(act.peak),
-            mean_uv=float(act.mean), area_uv_s=float(act.area))
+            onset=utc(onset_s), offset=utc(t0 + act.offset_s), peak_uv=float(act.peak),
+            mean_uv=float(act.mean), area_uv_s=float(act.area),
+            task=span.task if span else None, repetition=span.repetition if span else None,
+            onset_latency_s=onset_latency_s(onset_s, span),
+            target=(MUSCLES.get(muscle) == span.task) if span else None)
 
     def _quality(self, q, session_id) -> list[R.Record]:
         out: list[R.Record] = []
@@ -454,7 +487,7 @@ class DeviceProcessor:
                     "session_id": str(ev.session_id), "therapy_type": ev.therapy_type, "started_us": ev.t_us,
                     "last_us": ev.t_us, "frames": self.early_frames.pop(str(ev.session_id), 0), "missing0": self.seq.n_missing, "dups0": self.seq.n_duplicates,
                     "alerts": 0, "max_current": None, "discomfort": None, "skin_reaction": None, "tasks": {},
-                    "affected_side": None,
+                    "affected_side": _side_or_none(getattr(ev, "affected_side", None)),
                 }
             self.channel_map = [{"channel": c.channel, "muscle": c.muscle, "side": c.side.value
                                  if hasattr(c.side, "value") else str(c.side)} for c in ev.channel_map]
@@ -470,12 +503,14 @@ class DeviceProcessor:
             if ev.type == "task_start":
                 self.open_task = {"task": ev.task, "rep": ev.repetition, "start_us": ev.t_us,
                                   "session_id": str(ev.session_id)}
+                self._remember_task(str(ev.session_id), ev.task, ev.repetition, ev.t_us, None)
             elif self.open_task and self.open_task["task"] == ev.task and self.open_task["rep"] == ev.repetition:
                 out.append(R.TaskWindowRecord(
                     device_id=self.device_id, session_id=ev.session_id, task=ev.task, repetition=ev.repetition,
                     time=utc(self.open_task["start_us"] / 1e6), time_end=utc(t_s)))
                 if self.session is not None:
                     self.session["tasks"][ev.task] = max(self.session["tasks"].get(ev.task, 0), ev.repetition)
+                self._remember_task(str(ev.session_id), ev.task, ev.repetition, self.open_task["start_us"], ev.t_us)
                 self.open_task = None
         elif isinstance(ev, PatientReport):
             if self.session is not None:
@@ -584,7 +619,7 @@ class DeviceProcessor:
             "channel_map": self.channel_map, "limit_ua": self.limit_ua, "win_index": self.win_index,
             "win_sum": self.win_sum, "win_sq": self.win_sq, "win_n": self.win_n, "rest_mean": self.rest_mean,
             "rest_sd": self.rest_sd, "windows_seen": self.windows_seen, "stats": self.stats,
-            "open_task": self.open_task, "last_arrival_s": self.last_arrival_s,
+            "open_task": self.open_task, "recent_tasks": self.recent_tasks, "last_arrival_s": self.last_arrival_s,
             "signal_off": self.signal_off, "contact_lost": self.contact_lost, "prev_last_uv": self.prev_last_uv,
             "applied": self.applied, "early_frames": self.early_frames,
             "closing": self.closing,
@@ -609,6 +644,7 @@ class DeviceProcessor:
         p.rest_mean, p.rest_sd, p.windows_seen = d["rest_mean"], d["rest_sd"], d["windows_seen"]
         p.stats = {**p.stats, **{k: v for k, v in d["stats"].items() if k in p.stats}}
         p.open_task, p.last_arrival_s = d["open_task"], d["last_arrival_s"]
+        p.recent_tasks = d.get("recent_tasks", [])
         p.signal_off, p.contact_lost, p.prev_last_uv = d["signal_off"], d["contact_lost"], d["prev_last_uv"]
         p.applied, p.early_frames, p.closing = d["applied"], d["early_frames"], d["closing"]
         return p
@@ -632,15 +668,23 @@ def _set(flags: list[bool], i: int, value: bool) -> list[bool]:
 ALERT_TYPE_OF = {"impedance_out_of_range": "impedance", "low_battery": "battery_low"}
 
 
-def balance(left: float, right: float, affected_side: str | None, floor_uv: float = 1e-6
-            ) -> tuple[float | None, float | None]:
-    """(AI, ratio affected/healthy); AI undefined when both sides are silent."""
-    total = left + right
-    if not (total > floor_uv) or not math.isfinite(total):
-        return None, None
-    ai = (left - right) / total
-    ratio = None
-    if affected_side in ("L", "R"):
-        aff, healthy = (left, right) if affected_side == "L" else (right, left)
-        ratio = aff / healthy if healthy > floor_uv else None
-    return ai, ratio
+def balance(left_rms_uv: float, right_rms_uv: float, affected_side: str | None, rest_left_uv: float = 0.0,
+            rest_right_uv: float = 0.0) -> tuple[float, float, float | None, float | None]:
+    """(left level, right level, AI, ratio affected/healthy) of one pair over a window, by the
+    definitions of `processors.measures.balance`: each side's envelope RMS with its rest level
+    removed in the power domain. AI and ratio are None when neither side is active (level above
+    its rest level) or they are undefined; the ratio also when the affected side is unknown."""
+    left = float(activity_level_uv(left_rms_uv * left_rms_uv, rest_left_uv))
+    right = float(activity_level_uv(right_rms_uv * right_rms_uv, rest_right_uv))
+    if not (math.isfinite(left) and math.isfinite(right)) or not pair_active(left, right, rest_left_uv,
+                                                                              rest_right_uv):
+        return left, right, None, None
+    ai = optional(asymmetry_index(left, right))
+    ratio = optional(affected_ratio(left, right, affected_side)) if affected_side in ("L", "R") else None
+    return left, right, ai, ratio
+
+
+def _side_or_none(v: Any) -> str | None:
+    """The session's affected side as "L"/"R" (a Side or a string), None when not given."""
+    v = getattr(v, "value", v)
+    return v if v in ("L", "R") else None

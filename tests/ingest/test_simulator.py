@@ -7,6 +7,7 @@ from scipy import signal as sps
 
 from ingest import wire
 from ingest.simulator import DeviceStream, Simulation
+from processors.measures import asymmetry_index, rest_level_uv, window_level_uv
 
 
 def _collect(sim: Simulation, i: int):
@@ -40,6 +41,8 @@ def _measure_ai(records, fs, truth_session, muscles, chmap):
         y = sps.filtfilt(b, a, y, axis=1)
     win = int(0.1 * fs)
     env = np.sqrt(sps.fftconvolve(y**2, np.ones((1, win)) / win, mode="same", axes=1))
+    rest = np.concatenate([np.arange((w["start_us"] - t0) * fs // 1_000_000, (w["stop_us"] - t0) * fs // 1_000_000)
+                           for w in truth_session["tasks"] if w["task"] == "rest"])
     out = {}
     for m in muscles:
         task = truth_session["muscles"][m]["task"]
@@ -47,8 +50,9 @@ def _measure_ai(records, fs, truth_session, muscles, chmap):
                               for w in truth_session["tasks"] if w["task"] == task])
         left = [c["channel"] for c in chmap if c["muscle"] == m and c["side"] == "L"][0]
         right = [c["channel"] for c in chmap if c["muscle"] == m and c["side"] == "R"][0]
-        L, R = env[left, idx].mean(), env[right, idx].mean()
-        out[m] = (L - R) / (L + R)
+        # the definition (processors.measures): activity levels over rest, rest from the rest task
+        rl, rr = rest_level_uv(env[left, rest]), rest_level_uv(env[right, rest])
+        out[m] = float(asymmetry_index(window_level_uv(env[left, idx], rl), window_level_uv(env[right, idx], rr)))
     return out, y, env
 
 
@@ -84,7 +88,8 @@ def test_affected_side_and_recovery():
             assert abs(ais[-1] - ais[0]) < 0.06
         for s in p["sessions"]:
             for sk in s["synkinesis"]:
-                assert (sk["index"] > 0.3) == sk["present"]
+                # no co-activation at all: undefined (None), not an index
+                assert (sk["index"] is not None and sk["index"] > 0.3) == sk["present"]
 
 
 def test_rest_and_contraction_amplitudes():
