@@ -7,6 +7,30 @@ nothing. Thresholds with hysteresis (battery: raise below 15 %, clear above 20 %
 are expressed by the caller passing the right condition for the current state
 (`AlertTracker.is_active`). The alert id is deterministic, so a replay after a
 crash produces the same ids and the sink writes each alert once.
+
+What each alert type means (`semantics_table()`, also in the README; a test keeps
+both equal to `RULES`). Audience: `audience_of`. Latencies are device time from
+the condition starting (ending) to the raised (cleared) record, measured by
+`mimetic bench alerts` against the simulator's truth.
+
+Two rules hold for every type: `device_silent` means a device went quiet *during*
+an open session (a device between sessions is not an alert), and a session's end
+clears every alert still active, dated at the end, so no alert stays open between
+sessions, is back-dated before its session, or is attached to a session it did
+not happen in.
+
+| alert type | severity | audience | raised when | cleared when | raised within | cleared within |
+|---|---|---|---|---|---|---|
+| `over_current` | critical | clinic | one telemetry reading above the session's current limit | 5 s of readings at or below the limit; at the latest the session's end | 1.5 s | 7 s |
+| `electrode_off` | warning | operators | impedance above MIMETIC_WORKER_ELECTRODE_OFF_KOHM, or a flat/railing 1 s quality window, for 1 s | 2 s of contact and signal back; at the latest the session's end | 3 s | 5 s |
+| `impedance` | warning | operators | impedance above MIMETIC_WORKER_IMPEDANCE_MAX_KOHM (not electrode-off) for 5 s | 5 s back in range; at the latest the session's end | 7 s | 7 s |
+| `battery_low` | warning | operators | a reading below MIMETIC_WORKER_BATTERY_LOW_PCT | a reading above MIMETIC_WORKER_BATTERY_CLEAR_PCT; at the latest the session's end | 1.5 s | 1.5 s |
+| `device_silent` | warning | operators | no frame for MIMETIC_WORKER_SILENT_AFTER_S inside an open session (worker tick, or a device-clock jump between two frames of the session); dated silence start + that delay; a device between sessions is never silent | the next frame; at the latest the session's end | 9 s | 2 s |
+| `data_gap` | warning | operators | a sequence gap declared lost (MIMETIC_WORKER_HOLD_FRAMES later frames, or the tick); the latency is for frames of 250 ms, it grows with the frame length | 10 s of frames without a new gap; at the latest the session's end | 3 s | 12 s |
+| `clipping` | warning | operators | over 1 % of a 1 s window's samples at the ADC rails, for 1 s | 5 s without; at the latest the session's end | 3 s | 7 s |
+| `mains_noise` | info | operators | the session's mains lines (stated in session_start, else detected in its first 2 s) above MIMETIC_WORKER_MAINS_ALERT_UV RMS over the EMG floor beside them, for 5 s | 5 s below; at the latest the session's end | 7 s | 7 s |
+| `discomfort` | warning | clinic | a patient report with discomfort >= 7/10 or a skin reaction | the session's end | 0 s | 0 s |
+| `sequence_restart` | info | operators | a frame opening a new sequence epoch | at once (an event, not a state) | 0 s | 0 s |
 """
 
 from __future__ import annotations
@@ -51,7 +75,7 @@ RULES: dict[str, AlertRule] = {
         AlertRule("impedance_out_of_range", "warning", 5.0, 5.0,
                   "electrode-skin impedance outside the usable range: poor contact or skin trouble",
                   "impedance above MIMETIC_WORKER_IMPEDANCE_MAX_KOHM (not electrode-off) for 5 s",
-                  "5 s back in range" + _AT_END, 30.0, 7.0),
+                  "5 s back in range" + _AT_END, 7.0, 7.0),
         AlertRule("low_battery", "warning", 0.0, 0.0, "battery below the warning level",
                   "a reading below MIMETIC_WORKER_BATTERY_LOW_PCT",
                   "a reading above MIMETIC_WORKER_BATTERY_CLEAR_PCT" + _AT_END, 1.5, 1.5),
@@ -59,9 +83,10 @@ RULES: dict[str, AlertRule] = {
                   "no frame for MIMETIC_WORKER_SILENT_AFTER_S inside an open session (worker tick, or a "
                   "device-clock jump between two frames of the session); dated silence start + that delay; "
                   "a device between sessions is never silent",
-                  "the next frame" + _AT_END, 9.0, 1.5),
+                  "the next frame" + _AT_END, 9.0, 2.0),
         AlertRule("data_gap", "warning", 0.0, 10.0, "frames lost between device and pipeline",
-                  "a sequence gap declared lost (MIMETIC_WORKER_HOLD_FRAMES later frames, or the tick)",
+                  "a sequence gap declared lost (MIMETIC_WORKER_HOLD_FRAMES later frames, or the tick); "
+                  "the latency is for frames of 250 ms, it grows with the frame length",
                   "10 s of frames without a new gap" + _AT_END, 3.0, 12.0),
         AlertRule("clipping", "warning", 1.0, 5.0, "amplifier saturation: samples at the converter's limits",
                   "over 1 % of a 1 s window's samples at the ADC rails, for 1 s",

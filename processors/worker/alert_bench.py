@@ -14,8 +14,9 @@ For every alert type the report gives:
 * recall: injected faults (`ingest.simulator.FAULT_ALERT`) whose alert was raised
   (on the fault's channel, for channel faults);
 * raise latency: device time from the condition starting (the fault's start; for
-  `impedance_drift` the first reading above the range, as the drift is slow) to
-  the raised record being emitted; clear latency: from the fault's end (or the
+  `impedance_drift` the first reading above the range, as the drift is slow; for
+  `packet_loss` the arrival time of the first frame lost) to the raised record
+  being emitted; clear latency: from the fault's end (or the
   session's end, for faults lasting to it) to the cleared record;
 * false alerts: raised records no injected fault explains, per 100 session-hours.
   A lifted electrode picks up mains hum and rails, so mains_noise and clipping on
@@ -176,9 +177,15 @@ def _simulate(shape: BenchShape, plan: list[tuple[float, str | None]], duration_
         emitted = run_device(sim, i, params, tick_s)
         for run in dev_runs:
             run.alerts = [e for e in emitted if run.start_s - 1.0 <= e.rec.raised_at.timestamp() <= run.end_s + 1.0]
+            k = 0 if run is dev_runs[0] else 1
             for f in run.faults:
                 if f["type"] == "impedance_drift":
                     f["onset_s"] = _impedance_onset(sim, i, run, f, params.impedance_max_kohm)
+                elif f["type"] == "packet_loss":  # the first frame lost, when it would have arrived
+                    sent = sim._sent[(i, k)]
+                    if sent["dropped_seqs"]:
+                        lost = min(sent["dropped_seqs"]) - sent["first_seq"] + 1
+                        f["onset_s"] = run.start_s + lost * frame_ms / 1000.0
         runs += dev_runs[:len(pair)]  # an odd count: the last device's second session is not scored
         progress(i + 1, len(pairs))
     return runs

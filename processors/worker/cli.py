@@ -82,6 +82,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         fault_free: Annotated[int, typer.Option(help="Fault-free sessions per mains frequency.")] = 120,
         fault_free_s: Annotated[float, typer.Option(help="Seconds per fault-free session.")] = 600.0,
         channels: Annotated[int, typer.Option(help="Channels per device (even).")] = 2,
+        fs: Annotated[int, typer.Option(help="Sampling rate (Hz); the cost is about per sample and frame.")] = 2000,
         seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
         out: Annotated[str, typer.Option(help="Where to write the JSON report.")] = "bench/results/alerts.json",
     ) -> None:
@@ -94,7 +95,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         s = get_settings()
         shape = BenchShape(sessions=sessions, duration_s=duration, fault_free_sessions=fault_free,
-                           fault_free_s=fault_free_s, channels=channels, seed=seed)
+                           fault_free_s=fault_free_s, channels=channels, fs_hz=fs, seed=seed)
         path = Path(out) if Path(out).is_absolute() else REPO_ROOT / out
         report = run_alert_bench(shape, WorkerParams.from_settings(s), s.worker_tick_interval_s, path,
                                  log=typer.echo)
