@@ -13,11 +13,11 @@ both equal to `RULES`). Audience: `audience_of`. Latencies are device time from
 the condition starting (ending) to the raised (cleared) record, measured by
 `mimetic bench alerts` against the simulator's truth.
 
-Two rules hold for every type: `device_silent` means a device went quiet *during*
-an open session (a device between sessions is not an alert), and a session's end
-clears every alert still active, dated at the end, so no alert stays open between
-sessions, is back-dated before its session, or is attached to a session it did
-not happen in.
+Two rules hold for every type: alerts are about open sessions (`device_silent`
+means a device went quiet *during* one; a device between sessions, or a reading of
+no open session, raises nothing), and a session's end clears every alert still
+active, dated at the end, so no alert stays open between sessions, is back-dated
+before its session, or is attached to a session it did not happen in.
 
 | alert type | severity | audience | raised when | cleared when | raised within | cleared within |
 |---|---|---|---|---|---|---|

@@ -459,6 +459,9 @@ class DeviceProcessor:
             device_id=self.device_id, time=utc(t_s), seq=t.seq, battery_pct=t.battery_pct,
             temperature_c=t.temperature_c, impedance_kohm=t.impedance_kohm, stim_current_ua=t.stim_current_ua,
             signal_strength_dbm=t.signal_strength_dbm, firmware_errors=list(t.firmware_errors) or None)]
+        s = self.session
+        if s is None or (t.session_id is not None and str(t.session_id) != s["session_id"]):
+            return out  # alerts are about open sessions: a reading of none, or of another, is only stored
         if t.stim_current_ua is not None:
             over = t.stim_current_ua > self.limit_ua
             if self.session is not None:
@@ -559,6 +562,7 @@ class DeviceProcessor:
         observed again in the next session, so no alert stays open between sessions or is
         attached to a session it did not happen in (`processors.alerting`, alert semantics)."""
         out: list[R.Record] = []
+        self.contact_lost, self.signal_off = [], []  # observed afresh in the next session
         for kind, channel in self.alerts.active():
             for a in self.alerts.force_clear(kind, t_s, channel):
                 out.append(self._alert(a, session_id))
