@@ -140,6 +140,8 @@ class PatientProfile:
     peak_scale: dict[str, float]
     branch_factor: dict[str, float]  # per-muscle impairment spread around the patient's strength
     seed: int
+    #: whether the device states its mains frequency in session_start (else the worker detects it)
+    states_mains: bool = False
 
     def muscle_strength(self, muscle: str, k: int) -> float:
         return float(np.clip(self.strength(k) * self.branch_factor[muscle], 0.05, 1.0))
@@ -168,6 +170,7 @@ class PatientProfile:
             natural_asym=float(rng.uniform(0.97, 1.03)), mains_hz=50.0 if rng.random() < 0.7 else 60.0,
             peak_scale={m: float(rng.uniform(0.8, 1.2)) for m in MUSCLES},
             branch_factor={m: float(rng.uniform(0.8, 1.15)) for m in MUSCLES}, seed=seed,
+            states_mains=index % 2 == 0,
         )
 
     def as_truth(self) -> dict[str, Any]:
@@ -243,6 +246,8 @@ class SessionPlan:
     skin_reaction: str
     strength: float
     synkinesis_level: float
+    #: the mains frequency stated in session_start, None when the device does not state it
+    stated_mains_hz: int | None = None
 
 
 class SessionSynth:
@@ -483,6 +488,7 @@ class Simulation:
             discomfort=int(rng.integers(0, 4)) + (3 if any(f.type == "over_current" for f in faults) else 0),
             skin_reaction="redness" if any(f.type == "over_current" for f in faults) else "none",
             strength=p.strength(k), synkinesis_level=p.synkinesis(k),
+            stated_mains_hz=int(p.mains_hz) if p.states_mains else None,
         )
 
     def _faults(self, rng: np.random.Generator, therapy: str, windows: list[TaskWindow]) -> list[Fault]:
@@ -609,7 +615,8 @@ class Simulation:
         sid = str(plan.session_id)
         ev: list[tuple[float, dict[str, Any]]] = [(0.0, {
             "type": "session_start", "session_id": sid, "therapy_type": plan.therapy_type, "fs_hz": plan.fs_hz,
-            "channel_map": plan.channel_map, "stimulation": plan.stimulation, "protocol": "mimetic-sim-v1"})]
+            "channel_map": plan.channel_map, "stimulation": plan.stimulation, "protocol": "mimetic-sim-v1",
+            **({"mains_hz": plan.stated_mains_hz} if plan.stated_mains_hz else {})})]
         for w in plan.windows:
             ev.append((w.start_s, {"type": "task_start", "session_id": sid, "task": w.task, "repetition": w.repetition}))
             ev.append((w.stop_s, {"type": "task_stop", "session_id": sid, "task": w.task, "repetition": w.repetition}))

@@ -75,6 +75,9 @@ field                      accepted
 ``signal_strength_dbm``    -150..20 dBm
 ``firmware_errors``        at most 32 strings of 1..64 characters
 ``fs_hz`` (session_start)  integer 250..10000 Hz
+``mains_hz`` (session_st.) optional, 50 or 60: the mains frequency where
+                           the device is used (the worker notches it; left
+                           out, it is detected in the session's first 2 s)
 ``channel_map``            1..64 entries, channels 0..n-1 once each
 ``stimulation``            current_limit_ua (0, 5000], current_ua
                            [0, current_limit_ua], frequency_hz (0, 1000],
@@ -593,6 +596,8 @@ class SessionStart(_SessionRecord):
     channel_map: ChannelMap
     stimulation: Stimulation | None = None
     protocol: str | None = Field(None, max_length=64)
+    #: the mains frequency where the device is used; None: the worker detects it
+    mains_hz: Literal[50, 60] | None = None
 
     @field_validator("therapy_type")
     @classmethod

@@ -320,7 +320,10 @@ class Settings(BaseSettings):
     worker_hold_frames: int = Field(
         4, description="Out-of-order frames held per device while waiting for a missing one before a gap is declared."
     )
-    worker_mains_hz: float = Field(50.0, description="Mains frequency notched with its harmonics (50 or 60).")
+    worker_mains_hz: float = Field(
+        50.0, description="Mains frequency notched with its harmonics (50 or 60) until a session states it "
+        "(`mains_hz` in session_start) or shows it in its first 2 s."
+    )
     worker_envelope_window_s: float = Field(0.1, description="Moving-RMS envelope window in seconds.")
     worker_envelope_hop_s: float = Field(0.025, description="Envelope hop in seconds (envelope rate = 1/hop).")
     worker_silent_after_s: float = Field(
@@ -338,7 +341,8 @@ class Settings(BaseSettings):
     worker_battery_low_pct: float = Field(15.0, description="Battery below this raises `battery_low`.")
     worker_battery_clear_pct: float = Field(20.0, description="Battery above this clears `battery_low` (hysteresis).")
     worker_mains_alert_uv: float = Field(
-        20.0, description="Mains interference (RMS µV removed by the notch) above which `mains_noise` is raised."
+        20.0, description="Mains interference (RMS µV of the mains lines above the EMG floor beside them, "
+        "per 1 s window) above which, for 5 s, `mains_noise` is raised."
     )
     worker_electrode_off_kohm: float = Field(
         1000.0, description="Electrode impedance above this (kΩ) means no skin contact: `electrode_off`."

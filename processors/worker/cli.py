@@ -74,3 +74,30 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                        f"{c['first_row_after_s']} s, then drained in {c['drain_s']} s: {c['frames_per_s']} frames/s, "
                        f"{c['backlog_s_per_wall_s']}x real time")
         typer.echo(f"wrote {path}")
+
+    @bench_app.command("alerts")
+    def bench_alerts_cmd(
+        sessions: Annotated[int, typer.Option(help="Sessions per fault kind and mains frequency.")] = 6,
+        duration: Annotated[float, typer.Option(help="Seconds per session with a fault.")] = 120.0,
+        fault_free: Annotated[int, typer.Option(help="Fault-free sessions per mains frequency.")] = 120,
+        fault_free_s: Annotated[float, typer.Option(help="Seconds per fault-free session.")] = 600.0,
+        channels: Annotated[int, typer.Option(help="Channels per device (even).")] = 2,
+        fs: Annotated[int, typer.Option(help="Sampling rate (Hz); the cost is about per sample and frame.")] = 2000,
+        seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+        out: Annotated[str, typer.Option(help="Where to write the JSON report.")] = "bench/results/alerts.json",
+    ) -> None:
+        """Alert quality against the simulator's truth: recall, false alerts, raise/clear latency."""
+        from pathlib import Path
+
+        from mimetic.config import REPO_ROOT, get_settings
+        from processors.worker.alert_bench import BenchShape, markdown, run_alert_bench
+        from processors.worker.device import WorkerParams
+
+        s = get_settings()
+        shape = BenchShape(sessions=sessions, duration_s=duration, fault_free_sessions=fault_free,
+                           fault_free_s=fault_free_s, channels=channels, fs_hz=fs, seed=seed)
+        path = Path(out) if Path(out).is_absolute() else REPO_ROOT / out
+        report = run_alert_bench(shape, WorkerParams.from_settings(s), s.worker_tick_interval_s, path,
+                                 log=typer.echo)
+        typer.echo(markdown(report))
+        typer.echo(f"{report['cpu_s']} s CPU; wrote {path}")

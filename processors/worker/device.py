@@ -38,8 +38,9 @@ from ingest.wire import (Frame, PatientReport, SessionEnd, SessionStart, TaskMar
 from mimetic.config import Settings
 from mimetic.domain import MUSCLES
 from processors import records as R
-from processors.alerting import AlertEvent, AlertTracker
+from processors.alerting import ALERT_TYPE_OF, AlertEvent, AlertTracker
 from processors.dsp.chain import ChainConfig, MultiChannelChain
+from processors.dsp.mains import LineMeter, decide, detector
 from processors.dsp.stim_pulses import remove_biphasic_pulses
 from processors.measures.activation import TaskSpan, onset_latency_s, task_of
 from processors.measures.balance import (activity_level_uv, affected_ratio, asymmetry_index, optional,
@@ -128,6 +129,13 @@ class DeviceProcessor:
         self.early_frames: dict[str, int] = {}
         #: a session whose end event came, and the next session's start after it, before its last frames
         self.closing: dict[str, Any] | None = None
+        #: the mains frequency notched: stated by the last session_start or detected in its first
+        #: seconds (None: the configured default); the detector runs while it is being detected
+        self.mains_hz: float | None = None
+        self.detect_mains = False
+        self.mains_det: LineMeter | None = None
+        #: strength of the notched mains lines per 1 s window (the `mains_noise` alert)
+        self.mains_meter: LineMeter | None = None
 
     # --- raw inputs -------------------------------------------------------------
 
@@ -218,28 +226,57 @@ class DeviceProcessor:
 
     def _reset_chain(self) -> None:
         self.chain = None
+        self.mains_meter = None
         self.prev_last_uv = None
         self.t0_us = None
         self.win_index = None
 
+    def _detect_mains(self, frame: Frame, x_uv: np.ndarray) -> None:
+        """Feed the session's first seconds to the mains detector; at its end, notch what it found
+        (the chain is rebuilt when that differs: a one-window transient, in the rest period)."""
+        if not self.detect_mains or self.session is None:
+            return
+        if frame.session_id is not None and str(frame.session_id) != self.session["session_id"]:
+            return
+        det = self.mains_det
+        if det is None or det.fs_hz != frame.fs_hz or det.n_channels != frame.n_channels:
+            det = self.mains_det = detector(float(frame.fs_hz), frame.n_channels)
+        for w in det.feed(x_uv):
+            self.mains_hz = decide(w) or self.mains_hz
+            self.detect_mains, self.mains_det = False, None
+
+    def _silence_in_session(self, frame: Frame) -> bool:
+        """Whether the gap before `frame` lies inside the open session: a device between sessions
+        (its previous frame before the session started, or the frame of another session) is not silent."""
+        s = self.session
+        if s is None or self.last_end_us is None or self.last_end_us < s["started_us"]:
+            return False
+        return frame.session_id is None or str(frame.session_id) == s["session_id"]
+
     def _process(self, frame: Frame) -> list[R.Record]:
         out: list[R.Record] = []
         t_start_s = frame.t_us / 1e6
-        # silence detected from the data itself: the device clock jumped
+        # silence detected from the data itself: the device clock jumped inside one open session
         if self.last_end_us is not None and frame.t_us - self.last_end_us > self.p.silent_after_s * 1e6:
-            for ev in self.alerts.observe("device_silent", True, self.last_end_us / 1e6 + self.p.silent_after_s,
-                                          detail="no frames from the device"):
-                out.append(self._alert(ev))
+            if self._silence_in_session(frame):
+                for ev in self.alerts.observe("device_silent", True, self.last_end_us / 1e6 + self.p.silent_after_s,
+                                              detail="no frames from the device"):
+                    out.append(self._alert(ev))
             self._reset_chain()
         elif self.last_end_us is not None and abs(frame.t_us - self.last_end_us) > 1e6 * 0.5 * frame.n_samples / frame.fs_hz:
             self._reset_chain()  # a discontinuity in the device clock: restart the filters
         for kind in ("device_silent", "data_gap"):
             for ev in self.alerts.observe(kind, False, t_start_s):
                 out.append(self._alert(ev))
+        x_uv = frame.microvolts()
+        if frame.stim_active:  # pulses at 10-30 Hz have harmonics on the mains lines: remove them first
+            x_uv, _n_pulses = remove_biphasic_pulses(x_uv, prev_uv=self.prev_last_uv)
+        self._detect_mains(frame, x_uv)
+        mains_hz = self.mains_hz or self.p.mains_hz
         if (self.chain is None or self.chain.cfg.fs_hz != frame.fs_hz
-                or self.chain.cfg.n_channels != frame.n_channels):
+                or self.chain.cfg.n_channels != frame.n_channels or self.chain.cfg.mains_hz != mains_hz):
             self.chain = MultiChannelChain(ChainConfig(
-                fs_hz=float(frame.fs_hz), n_channels=frame.n_channels, mains_hz=self.p.mains_hz,
+                fs_hz=float(frame.fs_hz), n_channels=frame.n_channels, mains_hz=mains_hz,
                 window_s=self.p.window_s, hop_s=self.p.hop_s,
                 full_scale_uv=(-32768 * float(np.float32(frame.scale_uv)), 32767 * float(np.float32(frame.scale_uv))),
                 stim_slope_uv=self.p.stim_slope_uv))
@@ -250,9 +287,6 @@ class DeviceProcessor:
         # blank stimulation pulses only while the device says stimulation is on
         if self.chain.blanker is not None:
             self.chain.blanker.slope_uv = self.p.stim_slope_uv if frame.stim_active else math.inf
-        x_uv = frame.microvolts()
-        if frame.stim_active:
-            x_uv, _n_pulses = remove_biphasic_pulses(x_uv, prev_uv=self.prev_last_uv)
         self.prev_last_uv = x_uv[:, -1].tolist()
         res = self.chain.process(x_uv)
         self.last_end_us = frame.t_us + frame.duration_us
@@ -273,6 +307,24 @@ class DeviceProcessor:
             out.append(self._activation(act, session_id))
         for q in res.quality:
             out += self._quality(q, session_id)
+        out += self._mains_noise(frame, x_uv, mains_hz, session_id)
+        return out
+
+    def _mains_noise(self, frame: Frame, x_uv: np.ndarray, mains_hz: float, session_id) -> list[R.Record]:
+        """`mains_noise` per channel from the notched mains lines' strength over the EMG floor beside
+        them (`processors.dsp.mains`), one observation per 1 s window, dated at its end."""
+        m = self.mains_meter
+        if (m is None or m.fs_hz != frame.fs_hz or m.n_channels != frame.n_channels
+                or m.fundamentals_hz != (mains_hz,)):
+            m = self.mains_meter = LineMeter(float(frame.fs_hz), frame.n_channels, (mains_hz,))
+        out: list[R.Record] = []
+        for w in m.feed(x_uv):
+            t_s = (frame.t_us + w.end_index * 1e6 / frame.fs_hz) / 1e6
+            for ch in range(frame.n_channels):
+                uv = float(w.excess_uv[ch, 0])
+                for ev in self.alerts.observe("mains_noise", uv > self.p.mains_alert_uv, t_s, value=uv, channel=ch,
+                                              detail=f"{uv:.0f} µV RMS at {mains_hz:g} Hz and harmonics"):
+                    out.append(self._alert(ev, session_id, threshold=self.p.mains_alert_uv))
         return out
 
     # --- sliding balance and rest baseline -----------------------------------------
@@ -409,7 +461,6 @@ class DeviceProcessor:
             clip = None if q.clipping_fraction is None else float(q.clipping_fraction[ch])
             off = bool(q.electrode_off[ch])
             mains = float(q.mains_power_ratio[ch])
-            mains_uv = rms * math.sqrt(mains / (1.0 - mains)) if mains < 1.0 else float("inf")
             self.signal_off = _set(self.signal_off, ch, off)
             contact_lost = ch < len(self.contact_lost) and self.contact_lost[ch]
             score = 1.0
@@ -424,8 +475,7 @@ class DeviceProcessor:
                 snr_db=snr, mains_ratio=mains, clipping_frac=clip, flatline_frac=float(q.flat_fraction[ch]),
                 contact_ok=not off, score=max(0.0, score)))
             for kind, cond, value in (("electrode_off", off or contact_lost, float(q.raw_sd_uv[ch])),
-                                      ("clipping", (clip or 0.0) > 0.01, clip),
-                                      ("mains_noise", mains_uv > self.p.mains_alert_uv, mains_uv)):
+                                      ("clipping", (clip or 0.0) > 0.01, clip)):
                 for ev in self.alerts.observe(kind, cond, t0 + q.duration_s, value=value, channel=ch):
                     out.append(self._alert(ev, session_id))
         return out
@@ -442,6 +492,9 @@ class DeviceProcessor:
             device_id=self.device_id, time=utc(t_s), seq=t.seq, battery_pct=t.battery_pct,
             temperature_c=t.temperature_c, impedance_kohm=t.impedance_kohm, stim_current_ua=t.stim_current_ua,
             signal_strength_dbm=t.signal_strength_dbm, firmware_errors=list(t.firmware_errors) or None)]
+        s = self.session
+        if s is None or (t.session_id is not None and str(t.session_id) != s["session_id"]):
+            return out  # alerts are about open sessions: a reading of none, or of another, is only stored
         if t.stim_current_ua is not None:
             over = t.stim_current_ua > self.limit_ua
             if self.session is not None:
@@ -478,20 +531,27 @@ class DeviceProcessor:
             if self.session is not None and self.session["session_id"] != str(ev.session_id):
                 if self.session.get("ending_us") is not None:  # ended, its last frames still to come
                     out += self._finish_closing()
-                    out += self._clear_discomfort(t_s)
+                    out += self._clear_session_alerts(self.session["ending_us"] / 1e6, self._session_uuid())
                     self.closing, self.session, self.open_task = self.session, None, None
                 else:
                     out += self._close_session(t_s, "ended")
-            if self.session is None or self.session["session_id"] != str(ev.session_id):
+            new = self.session is None or self.session["session_id"] != str(ev.session_id)
+            if new:
                 self.session = {
                     "session_id": str(ev.session_id), "therapy_type": ev.therapy_type, "started_us": ev.t_us,
                     "last_us": ev.t_us, "frames": self.early_frames.pop(str(ev.session_id), 0), "missing0": self.seq.n_missing, "dups0": self.seq.n_duplicates,
                     "alerts": 0, "max_current": None, "discomfort": None, "skin_reaction": None, "tasks": {},
                     "affected_side": _side_or_none(getattr(ev, "affected_side", None)),
+                    # when the session was opened, on the clock of `on_tick`'s liveness (receive time)
+                    "opened_s": (received_at_us if received_at_us is not None else ev.t_us) / 1e6,
                 }
             self.channel_map = [{"channel": c.channel, "muscle": c.muscle, "side": c.side.value
                                  if hasattr(c.side, "value") else str(c.side)} for c in ev.channel_map]
             self.limit_ua = ev.stimulation.current_limit_ua if ev.stimulation else self.p.current_limit_ua
+            if ev.mains_hz is not None:  # stated: notched from the next frame on
+                self.mains_hz, self.detect_mains, self.mains_det = float(ev.mains_hz), False, None
+            elif new:  # not stated: detected from the session's first frames
+                self.detect_mains, self.mains_det = True, None
             out.append(self._summary("open", t_s))
         elif isinstance(ev, SessionEnd):
             if self.session is not None and self.session["session_id"] == str(ev.session_id):
@@ -526,16 +586,22 @@ class DeviceProcessor:
     def _close_session(self, t_s: float, status: str) -> list[R.Record]:
         if self.session is None:
             return []
-        out = self._clear_discomfort(t_s)
+        out = self._clear_session_alerts(t_s, self._session_uuid())
         out.append(self._summary(status, t_s))
         self.session = None
         self.open_task = None
         return out
 
-    def _clear_discomfort(self, t_s: float) -> list[R.Record]:
-        if not self.alerts.is_active("discomfort"):
-            return []
-        return [self._alert(a) for a in self.alerts.observe("discomfort", False, t_s)]
+    def _clear_session_alerts(self, t_s: float, session_id) -> list[R.Record]:
+        """A session's end clears every alert still active, dated at the end: each condition is
+        observed again in the next session, so no alert stays open between sessions or is
+        attached to a session it did not happen in (`processors.alerting`, alert semantics)."""
+        out: list[R.Record] = []
+        self.contact_lost, self.signal_off = [], []  # observed afresh in the next session
+        for kind, channel in self.alerts.active():
+            for a in self.alerts.force_clear(kind, t_s, channel):
+                out.append(self._alert(a, session_id))
+        return out
 
     def _finish_closing(self) -> list[R.Record]:
         """The final summary of the session waiting for its last frames."""
@@ -564,13 +630,17 @@ class DeviceProcessor:
         out: list[R.Record] = []
         if (self.session is None and self.closing is None) or last_arrival_s is None or self.last_end_us is None:
             return out
-        quiet_s = now_s - last_arrival_s
+        # quiet since the last frame, or since the session opened (its first frame may not have come yet)
+        quiet_s = now_s - max(last_arrival_s, (self.session or {}).get("opened_s") or 0.0)
         if quiet_s > self.p.silent_after_s:
             d = flush(self.seq)  # stop waiting for frames that will not come
             out += self._deliver(d, None)
-            for ev in self.alerts.observe("device_silent", True, self.last_end_us / 1e6 + self.p.silent_after_s,
-                                          detail="no frames from the device"):
-                out.append(self._alert(ev))
+            s = self.session
+            if s is not None and s.get("ending_us") is None:  # silent during the session, not after it
+                quiet_from_s = max(self.last_end_us, s["started_us"]) / 1e6
+                for ev in self.alerts.observe("device_silent", True, quiet_from_s + self.p.silent_after_s,
+                                              detail="no frames from the device"):
+                    out.append(self._alert(ev))
             out += self._finish_closing()  # their last frames are lost
             if self.session is not None and self.session.get("ending_us") is not None:
                 out += self._close_session(self.session["ending_us"] / 1e6, "ended")
@@ -622,7 +692,9 @@ class DeviceProcessor:
             "open_task": self.open_task, "recent_tasks": self.recent_tasks, "last_arrival_s": self.last_arrival_s,
             "signal_off": self.signal_off, "contact_lost": self.contact_lost, "prev_last_uv": self.prev_last_uv,
             "applied": self.applied, "early_frames": self.early_frames,
-            "closing": self.closing,
+            "closing": self.closing, "mains_hz": self.mains_hz, "detect_mains": self.detect_mains,
+            "mains_det": None if self.mains_det is None else self.mains_det.to_state(),
+            "mains_meter": None if self.mains_meter is None else self.mains_meter.to_state(),
         })
 
     @classmethod
@@ -647,6 +719,9 @@ class DeviceProcessor:
         p.recent_tasks = d.get("recent_tasks", [])
         p.signal_off, p.contact_lost, p.prev_last_uv = d["signal_off"], d["contact_lost"], d["prev_last_uv"]
         p.applied, p.early_frames, p.closing = d["applied"], d["early_frames"], d["closing"]
+        p.mains_hz, p.detect_mains = d.get("mains_hz"), d.get("detect_mains", False)
+        p.mains_det = None if d.get("mains_det") is None else LineMeter.from_state(d["mains_det"])
+        p.mains_meter = None if d.get("mains_meter") is None else LineMeter.from_state(d["mains_meter"])
         return p
 
 
@@ -664,8 +739,6 @@ def _set(flags: list[bool], i: int, value: bool) -> list[bool]:
     flags[i] = value
     return flags
 
-#: alert kinds of the tracker -> alert types of the record contract
-ALERT_TYPE_OF = {"impedance_out_of_range": "impedance", "low_battery": "battery_low"}
 
 
 def balance(left_rms_uv: float, right_rms_uv: float, affected_side: str | None, rest_left_uv: float = 0.0,

@@ -178,6 +178,75 @@ def expected_envelopes(sim: Simulation, params: WorkerParams) -> dict[tuple, np.
     return out
 
 
+def _f32(x: float | None) -> float | None:
+    return None if x is None else float(np.float32(x))
+
+
+def _alert_key(r) -> tuple:
+    return (r.alert_id, r.state, r.time)
+
+
+def expected_records(sim: Simulation, params: WorkerParams) -> dict[str, dict[tuple, tuple]]:
+    """What an undisturbed worker stores besides envelopes: alert events, activations and final
+    session summaries, from every device's records (frames, telemetry, events in send order) through
+    one DeviceProcessor; keyed as the tables are, values as `stored_records` reads them."""
+    out: dict[str, dict[tuple, tuple]] = {"alert_event": {}, "activation": {}, "session_summary": {}}
+    for i, device in enumerate(sim.device_ids):
+        dp = DeviceProcessor(device, params)
+        for rec in sim.device_records(i):
+            if rec.kind == wire.KIND_FRAME:
+                recs, _late = dp.on_frame(rec.item, wire.encode_frame(rec.item))
+            elif rec.kind == wire.KIND_TELEMETRY:
+                recs = dp.on_telemetry(rec.item)
+            else:
+                recs = dp.on_event(rec.item)
+            for r in recs:
+                if isinstance(r, R.AlertRecord):
+                    out["alert_event"][(r.alert_id, r.state, r.time)] = (
+                        r.session_id, r.alert_type, r.channel, _f32(r.value))
+                elif isinstance(r, R.ActivationRecord):
+                    out["activation"][(r.device_id, r.channel, r.onset)] = (
+                        r.offset, _f32(r.peak_uv), _f32(r.mean_uv), _f32(r.area_uv_s))
+                elif isinstance(r, R.SessionSummary):
+                    key = (r.session_id,)
+                    if key not in out["session_summary"] or r.revision >= out["session_summary"][key][-1]:
+                        out["session_summary"][key] = (
+                            r.status, r.started_at, r.ended_at, r.frames, r.missing_frames, r.duplicates, r.alerts,
+                            r.tasks, r.discomfort, r.skin_reaction, _f32(r.max_stim_current_ua), r.revision)
+    return out
+
+
+def stored_records(s: Settings, prefix: str) -> dict[str, dict[tuple, tuple]]:
+    """The alert_event, activation and session_summary rows of devices whose id starts with `prefix`."""
+    like = (prefix + "%",)
+    with psycopg.connect(s.db_dsn()) as conn:
+        alerts = conn.execute("select alert_id, state, time, session_id, alert_type, channel, value "
+                              "from alert_event where device_id like %s", like).fetchall()
+        acts = conn.execute("select device_id, channel, onset, offset_at, peak_uv, mean_uv, area_uv_s "
+                            "from activation where device_id like %s", like).fetchall()
+        sums = conn.execute("select session_id, status, started_at, ended_at, frames, missing_frames, duplicates, "
+                            "alerts, tasks, discomfort, skin_reaction, max_stim_current_ua, revision "
+                            "from session_summary where device_id like %s", like).fetchall()
+    return {"alert_event": {tuple(r[:3]): (r[3], r[4], r[5], _f32(r[6])) for r in alerts},
+            "activation": {tuple(r[:3]): (r[3], _f32(r[4]), _f32(r[5]), _f32(r[6])) for r in acts},
+            "session_summary": {(r[0],): tuple(r[1:11]) + (_f32(r[11]), r[12]) for r in sums}}
+
+
+def assert_records_as_expected(stored: dict[str, dict[tuple, tuple]], expected: dict[str, dict[tuple, tuple]],
+                               context: str = "") -> None:
+    """Per table: the same keys (no loss, no extra row) and equal values; a failure names the rows."""
+    problems = []
+    for table, want in expected.items():
+        got = stored[table]
+        missing, extra = sorted(set(want) - set(got), key=str), sorted(set(got) - set(want), key=str)
+        wrong = sorted((k for k in set(want) & set(got) if want[k] != got[k]), key=str)
+        if missing or extra or wrong:
+            problems.append(f"{table}: {len(got)} stored, {len(want)} expected; missing {missing[:5]}; "
+                            f"extra {[(k, got[k]) for k in extra[:5]]}; "
+                            f"differing {[(k, want[k], got[k]) for k in wrong[:5]]}")
+    assert not problems, f"{context}: " + "\n".join(problems)
+
+
 def stored_envelopes(s: Settings, prefix: str) -> dict[tuple, np.ndarray]:
     """The envelope rows in the database of `s` for devices whose id starts with `prefix`."""
     with psycopg.connect(s.db_dsn()) as conn:
