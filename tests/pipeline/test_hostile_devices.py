@@ -337,9 +337,12 @@ def test_hostile_devices_harm_no_honest_device(pipeline_settings: Settings, serv
             assert query(s, "select count(*) from envelope where device_id = %s", (hostile.dev(name),))[0][0] == 0
 
         # --- every service still up, within its memory bound -----------------------------------
+        peaks = {}
         for name, proc in (("gateway", gw.proc), ("worker", worker.proc), ("sink", sink.proc)):
             assert proc.poll() is None, f"{name} exited"
-            peak = _peak_rss_mib(proc.pid)
+            peaks[name] = _peak_rss_mib(proc.pid)
+        print("peak RSS MiB:", {k: round(v) for k, v in peaks.items()})
+        for name, peak in peaks.items():
             assert peak < RSS_BOUND_MIB[name], f"{name} peak RSS {peak:.0f} MiB"
     finally:
         gw.stop()
