@@ -15,7 +15,7 @@ from mimetic.topics import ALL_TOPICS, TopicSpec
 
 def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> list[str]:
     """Create missing topics; returns one line per topic saying what happened."""
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, client_id="mimetic-admin",
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers(), client_id="mimetic-admin",
                              request_timeout_ms=15000)
     try:
         existing = set(admin.list_topics())
@@ -26,10 +26,10 @@ def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> lis
                 lines.append(f"{name}: exists")
                 continue
             try:
-                admin.create_topics(
-                    [NewTopic(name, spec.partition_count(s), s.topic_replication, topic_configs=spec.configs)]
-                )
-                lines.append(f"{name}: created ({spec.partition_count(s)} partitions)")
+                admin.create_topics([NewTopic(name, spec.partition_count(s), spec.replicas(s),
+                                              topic_configs=spec.topic_configs(s))])
+                lines.append(f"{name}: created ({spec.partition_count(s)} partitions, "
+                             f"{spec.replicas(s)} replicas)")
             except TopicAlreadyExistsError:
                 lines.append(f"{name}: exists")
         return lines
@@ -40,7 +40,7 @@ def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> lis
 def delete_topics(s: Settings, *prefixes: str) -> list[str]:
     """Delete every topic whose name starts with one of `prefixes` (a test's or a demo's own topics,
     and the worker group's changelog); returns the names deleted. Each partition costs the broker heap."""
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, client_id="mimetic-admin",
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers(), client_id="mimetic-admin",
                              request_timeout_ms=15000)
     try:
         names = sorted(t for t in admin.list_topics() if prefixes and t.startswith(prefixes))
@@ -55,7 +55,7 @@ def committed_offsets(s: Settings, group: str, partitions: Iterable[tuple[str, i
                       ) -> dict[TopicPartition, int]:
     """(topic, partition) -> offset committed by consumer group `group` (all its partitions when
     `partitions` is None); partitions without a commit are left out."""
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, client_id="mimetic-admin",
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers(), client_id="mimetic-admin",
                              request_timeout_ms=15000)
     try:
         wanted = None if partitions is None else [TopicPartition(t, p) for t, p in partitions]

@@ -136,7 +136,7 @@ class Sink:
     async def run(self) -> None:
         self.consumer = AIOKafkaConsumer(
             *self.topic_names,
-            bootstrap_servers=self.s.kafka_bootstrap,
+            bootstrap_servers=self.s.bootstrap_servers(),
             group_id=self.s.sink_group,
             client_id=self.client_id,
             enable_auto_commit=False,
@@ -144,7 +144,7 @@ class Sink:
             isolation_level="read_committed",
             max_poll_interval_ms=300_000,
         )
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.s.kafka_bootstrap, acks="all",
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.s.bootstrap_servers(), acks="all",
                                          enable_idempotence=True, client_id=f"{self.client_id}-dlq")
         await self.producer.start()
         await self.consumer.start()
