@@ -3,6 +3,7 @@ offsets, with kafka-python's admin client."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient, TopicPartition
@@ -32,9 +33,24 @@ def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> lis
                              f"{spec.replicas(s)} replicas)")
             except TopicAlreadyExistsError:
                 lines.append(f"{name}: exists")
+        created = [spec.name(s) for spec, line in zip(specs, lines) if "created" in line]
+        if created:
+            _wait_for_leaders(admin, created)
         return lines
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, topics: list[str], timeout_s: float = 30.0) -> None:
+    """Return once every partition of `topics` has a leader (a client that asks for metadata right
+    after the creation would otherwise see no partitions); give up quietly after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        described = admin.describe_topics(topics)
+        if all(t.get("error_code", 0) == 0 and t["partitions"]
+               and all(p.get("leader_id", -1) >= 0 for p in t["partitions"]) for t in described):
+            return
+        time.sleep(0.2)
 
 
 def delete_topics(s: Settings, *prefixes: str) -> list[str]:
