@@ -1,8 +1,16 @@
 """A three-node Kafka cluster loses a broker mid-stream without losing data: honest simulated
-devices stream through the real gateway (WebSocket), worker and sink; one broker is SIGKILLed
-(no controlled shutdown) while they stream, stays dead for a while and is started again. Every
-frame is acknowledged (202) in the end and the database holds exactly the envelope rows an
-undisturbed run computes, bit for bit: no loss, no duplicate.
+devices stream through the real gateway (WebSocket), worker and sink; one broker is lost while
+they stream and comes back later. Every frame is acknowledged (202) in the end and the database
+holds exactly the envelope rows an undisturbed run computes, bit for bit: no loss, no duplicate.
+
+Two ways to lose it:
+
+* ``kill``: SIGKILL (no controlled shutdown; its connections are reset), started again later;
+* ``freeze``: SIGSTOP, then SIGCONT later. Its sockets stay open and nothing answers, as behind a
+  network that drops every packet, in both directions (a TCP proxy in front of its listener would
+  cut only the clients' side: the node would keep heartbeating to the controller, stay leader of
+  its partitions and hold them unavailable for as long as the cut lasts). It comes back fenced,
+  with a stale view, and must truncate and catch up.
 
 The cluster is private (`private_cluster`: free loopback ports, its own home), every topic on 3
 replicas with min.insync.replicas 2, so an acknowledged record is on two brokers before the
@@ -13,6 +21,8 @@ started again and counted.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -74,13 +84,6 @@ def _replication(s: Settings, topic: str) -> tuple[int, int, str]:
             configs["topic"][topic]["min.insync.replicas"]["value"])
 
 
-def _timed(fn, *args, **kwargs) -> float:
-    """Seconds `fn(*args, **kwargs)` took."""
-    t0 = time.monotonic()
-    fn(*args, **kwargs)
-    return time.monotonic() - t0
-
-
 def _supervise(services: list[Service], restarts: dict[str, int]) -> None:
     """Start again any service that exited (what a deployment's supervisor does)."""
     for svc in services:
@@ -89,8 +92,28 @@ def _supervise(services: list[Service], restarts: dict[str, int]) -> None:
             svc.start()
 
 
-def test_a_broker_killed_mid_stream_loses_nothing(pipeline_settings: Settings, private_cluster: Settings,
-                                                  services) -> None:
+def _lose(cluster: Settings, fault: str) -> int:
+    """Take node VICTIM away; returns its pid."""
+    if fault == "kill":
+        return kafka.kill(cluster, VICTIM)
+    pid = kafka.node_pid(cluster, VICTIM)
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def _bring_back(cluster: Settings, fault: str, pid: int) -> float:
+    """Start (or thaw) node VICTIM and wait until it answers and sees the cluster; returns seconds."""
+    t0 = time.monotonic()
+    if fault == "freeze":
+        os.kill(pid, signal.SIGCONT)
+    kafka.start(cluster, only=VICTIM)
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("fault", ["kill", "freeze"])
+def test_a_broker_lost_mid_stream_loses_nothing(fault: str, pipeline_settings: Settings,
+                                                private_cluster: Settings, services) -> None:
     s, cluster = pipeline_settings, private_cluster
     raw = RAW_FRAMES.name(s)
     assert _replication(s, raw) == (3, 3, "2")
@@ -105,6 +128,7 @@ def test_a_broker_killed_mid_stream_loses_nothing(pipeline_settings: Settings, p
     s = s.model_copy(update={"gateway_url": gw.url})
     restarts: dict[str, int] = {}
     procs = [services("sink"), services("worker", "--loglevel", "info")]
+    pid: int | None = None
 
     def supervise() -> None:
         _supervise(procs, restarts)
@@ -118,20 +142,22 @@ def test_a_broker_killed_mid_stream_loses_nothing(pipeline_settings: Settings, p
             wait_for(lambda: envelope_count(s, PREFIX) > 0 and time.monotonic() - t0 >= KILL_AT_S, 120,
                      "the first envelope rows", procs, supervise)
             before = envelope_count(s, PREFIX)
-            pid = kafka.kill(cluster, VICTIM)
+            pid = _lose(cluster, fault)
             down_at = time.monotonic()
-            assert not stream.done() and before < n, "the broker must die mid-stream"
+            assert not stream.done() and before < n, "the broker must be lost mid-stream"
             wait_for(lambda: time.monotonic() - down_at >= OUTAGE_S, 2 * OUTAGE_S, "the outage", procs, supervise)
             during = envelope_count(s, PREFIX)
             restart_at_s = time.monotonic() - t0
-            restart = pool.submit(_timed, kafka.start, cluster, only=VICTIM)
-            assert not stream.done(), f"the broker must restart mid-stream ({restart_at_s:.0f} s of {STREAM_S})"
+            restart = pool.submit(_bring_back, cluster, fault, pid)
+            assert not stream.done(), f"the broker must come back mid-stream ({restart_at_s:.0f} s of {STREAM_S})"
             wait_for(stream.done, 180, "the devices to finish streaming", procs, supervise)
             stats = stream.result(timeout=10)
             restart_s = restart.result(timeout=120)   # answering, and the cluster sees all three nodes
         assert gw.proc.poll() is None, "the gateway exited"
     finally:
         gw.stop()
+        if fault == "freeze" and pid is not None:
+            os.kill(pid, signal.SIGCONT)   # a stopped node would not stop at the teardown
 
     acked = sum(d["by_kind"].get(wire.KIND_FRAME, 0) for d in stats["devices"].values())
     refused = {dev: d["reasons"] for dev, d in stats["devices"].items() if d["rejected"]}
@@ -143,7 +169,7 @@ def test_a_broker_killed_mid_stream_loses_nothing(pipeline_settings: Settings, p
     # the restarted broker caught up: every replica of the raw frames back in sync
     wait_for(lambda: _replication(s, raw)[1] == 3, 60, "the restarted broker to rejoin the ISR")
     retries = sum(d["retries"] for d in stats["devices"].values())
-    print(f"\n{before} of {n} rows before node {VICTIM} (pid {pid}) was killed, {during} when it "
-          f"restarted {restart_at_s:.0f} s into the stream (answering {restart_s:.0f} s later); "
+    print(f"\n{fault}: {before} of {n} rows before node {VICTIM} (pid {pid}) was lost, {during} when it "
+          f"came back {restart_at_s:.0f} s into the stream (answering {restart_s:.0f} s later); "
           f"{acked} frames acknowledged, {retries} resent after 503/disconnect; {how}; process "
           f"restarts {restarts or 'none'}")
