@@ -76,7 +76,7 @@ def write_config(s: Settings, node: Node, cluster: list[Node]) -> KafkaPaths:
                 f"node.id={node.node_id}",
                 f"controller.quorum.voters={voters}",
                 f"listeners=PLAINTEXT://{node.host}:{node.port},CONTROLLER://{node.host}:{node.controller_port}",
-                f"advertised.listeners=PLAINTEXT://{node.host}:{node.advertised_port}",
+                f"advertised.listeners=PLAINTEXT://{node.host}:{node.port}",
                 "controller.listener.names=CONTROLLER",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                 "inter.broker.listener.name=PLAINTEXT",
@@ -229,10 +229,10 @@ def _launch(s: Settings, node: Node, cluster: list[Node]) -> int:
     return proc.pid
 
 
-def start(s: Settings, only: int | None = None, advertised: dict[int, int] | None = None) -> str:
+def start(s: Settings, only: int | None = None) -> str:
     """Start every node (or node `only`) not already running, then wait until each answers and
-    sees the whole cluster; returns what happened. `advertised`: see `nodes`."""
-    cluster = nodes(s, advertised=advertised)
+    sees the whole cluster; returns what happened."""
+    cluster = nodes(s)
     check_node_count(s, len(cluster))
     wanted = [n for n in cluster if only is None or n.node_id == only]
     started: list[tuple[Node, int]] = []

@@ -43,7 +43,6 @@ class Node:
     host: str
     port: int               # PLAINTEXT listener (clients and replication)
     controller_port: int    # KRaft quorum
-    advertised_port: int    # what clients are told to connect to (a test's proxy may sit in front)
 
     @property
     def address(self) -> str:
@@ -55,16 +54,14 @@ def host_port(s: Settings) -> tuple[str, int]:
     return host, int(port)
 
 
-def nodes(s: Settings, n: int | None = None, advertised: dict[int, int] | None = None) -> list[Node]:
-    """The cluster's nodes (MIMETIC_KAFKA_BROKERS unless `n`); `advertised` maps a node id to the
-    port its clients should use instead of its own (a proxy in front of it)."""
+def nodes(s: Settings, n: int | None = None) -> list[Node]:
+    """The cluster's nodes (MIMETIC_KAFKA_BROKERS unless `n`), their ports checked for collisions."""
     host, port = host_port(s)
     count = s.kafka_brokers if n is None else n
     out = []
     for i in range(1, count + 1):
         step = KAFKA_NODE_PORT_STEP * (i - 1)
-        out.append(Node(i, host, port + step, s.kafka_controller_port + step,
-                        (advertised or {}).get(i, port + step)))
+        out.append(Node(i, host, port + step, s.kafka_controller_port + step))
     ports = [p for nd in out for p in (nd.port, nd.controller_port)]
     if len(set(ports)) != len(ports):
         raise StackError(f"kafka: node ports collide ({sorted(ports)}): choose MIMETIC_KAFKA_CONTROLLER_PORT "

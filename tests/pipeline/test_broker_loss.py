@@ -115,10 +115,11 @@ def _bring_back(cluster: Settings, fault: str, pid: int) -> float:
 def test_a_broker_lost_mid_stream_loses_nothing(fault: str, pipeline_settings: Settings,
                                                 private_cluster: Settings, services) -> None:
     s, cluster = pipeline_settings, private_cluster
+    prefix = f"{PREFIX}-{fault}"   # the session's database keeps the other case's rows
     raw = RAW_FRAMES.name(s)
     assert _replication(s, raw) == (3, 3, "2")
 
-    sim = Simulation(patients=3, sessions=1, duration_s=STREAM_S, seed=45, fault_prob=0.0, device_prefix=PREFIX)
+    sim = Simulation(patients=3, sessions=1, duration_s=STREAM_S, seed=45, fault_prob=0.0, device_prefix=prefix)
     expected = expected_envelopes(sim, WorkerParams.from_settings(s))
     n = len(expected)
     n_frames = sum(1 for i in range(len(sim.device_ids)) for r in sim.device_records(i)
@@ -139,14 +140,14 @@ def test_a_broker_lost_mid_stream_loses_nothing(fault: str, pipeline_settings: S
             stream = pool.submit(asyncio.run, run_simulation(sim, s, via="gateway", secrets=secrets,
                                                              transport="ws", realtime=True))
             t0 = time.monotonic()
-            wait_for(lambda: envelope_count(s, PREFIX) > 0 and time.monotonic() - t0 >= KILL_AT_S, 120,
+            wait_for(lambda: envelope_count(s, prefix) > 0 and time.monotonic() - t0 >= KILL_AT_S, 120,
                      "the first envelope rows", procs, supervise)
-            before = envelope_count(s, PREFIX)
+            before = envelope_count(s, prefix)
             pid = _lose(cluster, fault)
             down_at = time.monotonic()
             assert not stream.done() and before < n, "the broker must be lost mid-stream"
             wait_for(lambda: time.monotonic() - down_at >= OUTAGE_S, 2 * OUTAGE_S, "the outage", procs, supervise)
-            during = envelope_count(s, PREFIX)
+            during = envelope_count(s, prefix)
             restart_at_s = time.monotonic() - t0
             restart = pool.submit(_bring_back, cluster, fault, pid)
             assert not stream.done(), f"the broker must come back mid-stream ({restart_at_s:.0f} s of {STREAM_S})"
@@ -162,9 +163,9 @@ def test_a_broker_lost_mid_stream_loses_nothing(fault: str, pipeline_settings: S
     acked = sum(d["by_kind"].get(wire.KIND_FRAME, 0) for d in stats["devices"].values())
     refused = {dev: d["reasons"] for dev, d in stats["devices"].items() if d["rejected"]}
     assert acked == n_frames and not refused, f"{acked} of {n_frames} frames acknowledged; refused {refused}"
-    how = wait_for_rows(s, PREFIX, n, 120, stall_s=30, each_poll=supervise)
+    how = wait_for_rows(s, prefix, n, 120, stall_s=30, each_poll=supervise)
     time.sleep(3)  # anything extra would show up now
-    assert_exactly_expected(stored_envelopes(s, PREFIX), expected, f"{how} (process restarts {restarts})")
+    assert_exactly_expected(stored_envelopes(s, prefix), expected, f"{how} (process restarts {restarts})")
 
     # the restarted broker caught up: every replica of the raw frames back in sync
     wait_for(lambda: _replication(s, raw)[1] == 3, 60, "the restarted broker to rejoin the ISR")
