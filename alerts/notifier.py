@@ -78,7 +78,7 @@ class Notifier:
                                         kwargs={"autocommit": True})
         await self.pool.open()
         self.consumer = AIOKafkaConsumer(
-            topics.ALERTS.name(self.s), bootstrap_servers=self.s.kafka_bootstrap, group_id=self.s.notify_group,
+            topics.ALERTS.name(self.s), bootstrap_servers=self.s.bootstrap_servers(), group_id=self.s.notify_group,
             client_id="mimetic-notify", enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed")
         await self.consumer.start()

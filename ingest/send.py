@@ -257,7 +257,7 @@ class KafkaSender:
     def __init__(self, settings, source: str = "simulator", stats: DeliveryStats | None = None):
         from aiokafka import AIOKafkaProducer
 
-        self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+        self.producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers(), acks="all",
                                          enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024,
                                          client_id="mimetic-simulator")
         self.topics = {k: wire.topic_spec_for(k).name(settings) for k in wire.KINDS}

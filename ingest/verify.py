@@ -21,7 +21,7 @@ def read_raw(settings: Settings, kind: str, device_ids: set[str]) -> dict[str, l
     topic = wire.topic_spec_for(kind).name(settings)
     keys = {d.encode() for d in device_ids}
     out: dict[str, list] = defaultdict(list)
-    c = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+    c = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers(), enable_auto_commit=False, group_id=None)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
         c.assign(parts)

@@ -45,17 +45,29 @@ def _global_options(
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    brokers: Annotated[int | None, typer.Option(
+        "--brokers", min=1, max=9,
+        help="Kafka KRaft nodes to run (default MIMETIC_KAFKA_BROKERS); the services need "
+             "MIMETIC_KAFKA_BROKERS set to the same number.")] = None,
+) -> None:
     """Install what is missing, then start Kafka and PostgreSQL + TimescaleDB (reusing running ones)."""
     from mimetic import stack
 
+    from mimetic.config import override_settings
+
+    override_settings(kafka_brokers=brokers)
+    s = get_settings()
     t0 = time.monotonic()
     try:
-        for line in stack.up(get_settings()):
+        for line in stack.up(s):
             console.print(line)
     except stack.StackError as exc:
         _fail(str(exc))
     console.print(f"stack up in {time.monotonic() - t0:.1f}s")
+    if s.kafka_brokers > 1:
+        console.print(f"Kafka: {s.kafka_brokers} nodes at {','.join(s.bootstrap_servers())}; "
+                      f"export MIMETIC_KAFKA_BROKERS={s.kafka_brokers} for the other commands")
 
 
 @stack_app.command("down")
@@ -92,7 +104,7 @@ def stack_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
             version = r["version"] or "-"
             if r.get("timescaledb"):
                 version = f"PostgreSQL {version}, TimescaleDB {r['timescaledb']}"
-            elif r["service"] == "kafka" and r["version"]:
+            elif r["service"].startswith("kafka") and r["version"]:
                 version = f"Apache Kafka {version} ({r['mode']})"
             health = "[green]healthy[/]" if r["healthy"] else f"[red]down[/] {r.get('error', '')}"
             table.add_row(r["service"], version, r["address"], str(r["pid"] or "-"), health)

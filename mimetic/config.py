@@ -46,6 +46,10 @@ def private_dirs(path: Path, mode: int = PRIVATE_DIR_MODE) -> Path:
     return path
 
 
+#: local stack: node i (1-based) listens on the configured ports + KAFKA_NODE_PORT_STEP * (i - 1)
+KAFKA_NODE_PORT_STEP = 10
+
+
 def _default_home() -> Path:
     """Root runs the private PostgreSQL as the `postgres` user, which cannot enter /root."""
     if os.geteuid() == 0:
@@ -74,15 +78,24 @@ class Settings(BaseSettings):
     kafka_version: str = Field(
         "4.1.1", description="Local stack only: Apache Kafka version resolved from Maven Central."
     )
-    kafka_heap_mb: int = Field(1024, description="Local stack only: broker JVM heap in MiB.")
+    kafka_heap_mb: int = Field(1024, description="Local stack only: JVM heap of each Kafka node in MiB.")
+    kafka_brokers: int = Field(
+        1, ge=1, le=9,
+        description="Local stack: KRaft nodes (broker + controller each) `stack up` runs; node i "
+        f"(1-based) listens on the bootstrap port + {KAFKA_NODE_PORT_STEP}*(i-1) and the controller "
+        f"port + {KAFKA_NODE_PORT_STEP}*(i-1). Clients add those addresses to a one-address "
+        "MIMETIC_KAFKA_BOOTSTRAP.",
+    )
     topic_prefix: str = Field(
         "mimetic", description="Prefix of every Kafka topic name (isolates deployments and tests)."
     )
     topic_partitions: int = Field(
         6, description="Partitions of the device-keyed topics (upper bound on worker parallelism)."
     )
-    topic_replication: int = Field(
-        1, description="Replication factor of created topics (1 for the local single broker)."
+    topic_replication: int | None = Field(
+        None, ge=1,
+        description="Replication factor of created topics (the worker's changelogs too); unset: "
+        "min(3, MIMETIC_KAFKA_BROKERS). min.insync.replicas is 2 from 3 replicas on, else 1.",
     )
 
     # --- PostgreSQL / TimescaleDB -----------------------------------------
@@ -420,6 +433,25 @@ class Settings(BaseSettings):
     def private_dir(self, *parts: str) -> Path:
         """``home/parts...``, made if missing (home included), every new directory mode 0700."""
         return private_dirs(self.home.joinpath(*parts))
+
+    def bootstrap_servers(self) -> list[str]:
+        """Every Kafka bootstrap address: those of MIMETIC_KAFKA_BOOTSTRAP; a single one is
+        completed with the local stack's other nodes when MIMETIC_KAFKA_BROKERS > 1, so a client
+        still connects while the first node is down."""
+        listed = [a.strip() for a in self.kafka_bootstrap.split(",") if a.strip()]
+        if len(listed) != 1 or self.kafka_brokers == 1:
+            return listed
+        host, port = listed[0].rsplit(":", 1)
+        return [f"{host}:{int(port) + KAFKA_NODE_PORT_STEP * i}" for i in range(self.kafka_brokers)]
+
+    def replication_factor(self) -> int:
+        """Replicas of every topic the project creates (MIMETIC_TOPIC_REPLICATION, else up to 3)."""
+        return self.topic_replication or min(3, self.kafka_brokers)
+
+    def min_insync_replicas(self) -> int:
+        """Replicas that must have a record before acks=all answers: 2 of 3 survives one broker
+        loss without acknowledging a record only one broker holds; 1 below 3 replicas."""
+        return 2 if self.replication_factor() >= 3 else 1
 
     def as_env(self) -> dict[str, str]:
         """These settings as MIMETIC_* variables, for starting a subprocess with them."""

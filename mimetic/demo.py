@@ -87,7 +87,7 @@ def _drop_old_demo_topics(s: Settings, database: str, keep_prefix: str) -> None:
     mine = topic_prefix(database, "")
     stamp = re.compile(r"^demo-(?:.*-)?(\d{14})[.-]")
     now = time.time()
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers())
     try:
         old = []
         for t in admin.list_topics():

@@ -19,10 +19,10 @@ def smoke_check(s: Settings) -> list[str]:
     topic = DEAD_LETTERS.name(s)
     marker = f"smoke-{uuid.uuid4()}".encode()
     t0 = time.monotonic()
-    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers(), acks="all")
     md = producer.send(topic, key=b"smoke", value=marker, headers=[("reason", b"smoke-check")]).get(timeout=30)
     producer.close()
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False,
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers(), enable_auto_commit=False,
                              consumer_timeout_ms=10000)
     tp = TopicPartition(topic, md.partition)
     consumer.assign([tp])

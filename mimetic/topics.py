@@ -33,6 +33,16 @@ class TopicSpec:
         s = settings or get_settings()
         return self.partitions if self.partitions is not None else s.topic_partitions
 
+    def replicas(self, settings: Settings | None = None) -> int:
+        """Replication factor: min(3, brokers) unless MIMETIC_TOPIC_REPLICATION says otherwise."""
+        return (settings or get_settings()).replication_factor()
+
+    def topic_configs(self, settings: Settings | None = None) -> dict[str, str]:
+        """The topic's own configs plus min.insync.replicas (2 with 3 replicas), so an acks=all
+        write is acknowledged only once a second broker has it."""
+        s = settings or get_settings()
+        return {**self.configs, "min.insync.replicas": str(s.min_insync_replicas())}
+
 
 _RAW_RETENTION = {"retention.ms": str(7 * DAY_MS), "compression.type": "producer"}
 _DERIVED_RETENTION = {"retention.ms": str(7 * DAY_MS)}

@@ -137,15 +137,19 @@ class Sink:
     async def run(self) -> None:
         self.consumer = AIOKafkaConsumer(
             *self.topic_names,
-            bootstrap_servers=self.s.kafka_bootstrap,
+            bootstrap_servers=self.s.bootstrap_servers(),
             group_id=self.s.sink_group,
             client_id=self.client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_interval_ms=300_000,
+            # aiokafka 0.14 retries an offset reset (a partition without a commit) against the leader
+            # its metadata names without refreshing it on NotLeaderForPartition; a broker that came
+            # back stale then holds the partition until the next refresh (default 5 min, measured)
+            metadata_max_age_ms=10_000,
         )
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.s.kafka_bootstrap, acks="all",
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.s.bootstrap_servers(), acks="all",
                                          enable_idempotence=True, client_id=f"{self.client_id}-dlq")
         await self.producer.start()
         await self.consumer.start()

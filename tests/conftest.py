@@ -107,3 +107,46 @@ def private_pg(settings: Settings, private_stack: Settings) -> Iterator[Settings
     postgres.start(s)
     migrate(s.db_dsn())
     yield s
+
+
+def _free_cluster_ports(n_nodes: int) -> tuple[int, int]:
+    """A bootstrap and a controller port such that every node's derived ports
+    (`mimetic.config.KAFKA_NODE_PORT_STEP` apart) are free on 127.0.0.1 right now."""
+    import random
+    import socket
+
+    from mimetic.config import KAFKA_NODE_PORT_STEP
+
+    span = KAFKA_NODE_PORT_STEP * n_nodes
+    for _ in range(200):
+        kport = random.randrange(30000, 60000 - span)
+        ports = [kport + KAFKA_NODE_PORT_STEP * i + d for i in range(n_nodes) for d in (0, 1)]
+        try:
+            socks = []
+            for p in ports:
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", p))
+            return kport, kport + 1
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free block of loopback ports for a Kafka cluster")
+
+
+@pytest.fixture
+def private_cluster(private_stack: Settings) -> Iterator[Settings]:
+    """Settings of a private, running 3-node Kafka cluster (broker + controller each, 320 MiB
+    heap per node) in `private_stack`'s home, which a test may kill and restart node by node
+    with `mimetic.stack.kafka.kill(s, node)` / `.start(s, only=node)`. PostgreSQL is not
+    started: a test moves only its Kafka settings (`kafka_bootstrap`, `kafka_brokers`) over."""
+    from mimetic.stack import kafka
+
+    kport, cport = _free_cluster_ports(3)
+    s = private_stack.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{kport}",
+                                         "kafka_controller_port": cport, "kafka_brokers": 3,
+                                         "kafka_heap_mb": 320})
+    kafka.start(s)
+    yield s   # private_stack stops every node and wipes the home

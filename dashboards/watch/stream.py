@@ -91,7 +91,7 @@ class DeviceFeed:
         self.state = state
         self.key = state.device_id.encode()
         self.events_topic = topics.SESSION_EVENTS.name(s)
-        self.consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+        self.consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers(), group_id=None, enable_auto_commit=False,
                                       client_id=f"mimetic-watch-{state.device_id}", fetch_max_wait_ms=POLL_MS)
         now_ms = int(time.time() * 1000)
         starts: dict = {}

@@ -36,7 +36,7 @@ class KafkaOut:
         from aiokafka import AIOKafkaProducer
 
         return AIOKafkaProducer(
-            bootstrap_servers=self.s.kafka_bootstrap, client_id="mimetic-gateway", acks="all",
+            bootstrap_servers=self.s.bootstrap_servers(), client_id="mimetic-gateway", acks="all",
             enable_idempotence=True, linger_ms=self.s.gateway_linger_ms,
             max_request_size=max(1_048_576, self.s.gateway_max_body_bytes + 65_536),
             request_timeout_ms=int(max(2.0, self.s.gateway_kafka_timeout_s) * 1000),
@@ -53,7 +53,7 @@ class KafkaOut:
                 await asyncio.wait_for(p.start(), timeout=max(5.0, self.s.gateway_kafka_timeout_s))
                 self.producer = p
                 self.metrics.kafka_up.set(1)
-                log.info("kafka producer connected to %s", self.s.kafka_bootstrap)
+                log.info("kafka producer connected to %s", ",".join(self.s.bootstrap_servers()))
                 return
             except Exception as exc:  # broker down at start: keep trying, answer 503 meanwhile
                 log.warning("kafka not reachable (%s); retrying in %.1fs", exc, delay)

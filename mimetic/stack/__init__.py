@@ -39,7 +39,7 @@ def down(s: Settings) -> list[str]:
 
 
 def status(s: Settings) -> list[dict]:
-    return [kafka.status(s), postgres.status(s)]
+    return [*kafka.status(s), postgres.status(s)]
 
 
 def reset(s: Settings) -> list[str]:

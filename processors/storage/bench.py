@@ -154,7 +154,7 @@ def bench_sink(s: Settings, devices: int = 100, seconds: float = 10.0, fps: int 
         async def go() -> None:
             from aiokafka import AIOKafkaProducer
 
-            p = AIOKafkaProducer(bootstrap_servers=bs.kafka_bootstrap, acks="all", linger_ms=5,
+            p = AIOKafkaProducer(bootstrap_servers=bs.bootstrap_servers(), acks="all", linger_ms=5,
                                  max_batch_size=512 * 1024)
             await p.start()
             t0 = time.perf_counter()
@@ -188,7 +188,7 @@ def bench_sink(s: Settings, devices: int = 100, seconds: float = 10.0, fps: int 
         try:
             from kafka import KafkaAdminClient
 
-            ka = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+            ka = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers())
             ka.delete_topics([t.name(bs) for t in (*SINK_TOPICS, topics.DEAD_LETTERS)])
             ka.close()
         except Exception:

@@ -137,7 +137,7 @@ def make_app(s: Settings) -> faust.App:
     install_consumer_patches()
     app = WorkerApp(
         s.worker_id,
-        broker=f"kafka://{s.kafka_bootstrap}",
+        broker=";".join(f"kafka://{addr}" for addr in s.bootstrap_servers()),
         store="memory://",
         # Faust's own files (by default it writes to the current directory); Faust makes only the last level
         datadir=str(s.private_dir("run", "faust")),
@@ -145,7 +145,7 @@ def make_app(s: Settings) -> faust.App:
         # flushes the producer (outputs and states) before every offset commit
         processing_guarantee="at_least_once",
         topic_partitions=s.topic_partitions,
-        topic_replication_factor=s.topic_replication,
+        topic_replication_factor=s.replication_factor(),
         web_host="127.0.0.1",
         web_bind="127.0.0.1",  # loopback only (Faust binds 0.0.0.0 by default)
         web_port=s.worker_web_port,

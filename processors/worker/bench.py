@@ -177,7 +177,7 @@ async def _produce(s: Settings, per_device: list[list[tuple]], frame_s: float,
     """Real-time producers: each device sends one 50 ms frame (and what goes with it) every 50 ms."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True,
+    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers(), acks="all", enable_idempotence=True,
                                 linger_ms=5, max_batch_size=512 * 1024)
     await producer.start()
     try:
