@@ -263,7 +263,7 @@ async def run_notifier(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, n.stop)
-    probe = KafkaProbe(settings.kafka_bootstrap, client_id="mimetic-notify-admin")
+    probe = KafkaProbe(settings.bootstrap_servers(), client_id="mimetic-notify-admin")
     admin = None
     if settings.notify_admin_port:
         admin = await start_admin(admin_app(lambda: notifier_readiness(n, probe)), settings.notify_admin_host,

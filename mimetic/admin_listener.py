@@ -175,7 +175,7 @@ async def db_reachable(dsn: str, timeout_s: float = CHECK_TIMEOUT_S) -> bool:
 class KafkaProbe:
     """A metadata request through a client of its own: is any broker answering?"""
 
-    def __init__(self, bootstrap: str, client_id: str = "mimetic-admin"):
+    def __init__(self, bootstrap: str | list[str], client_id: str = "mimetic-admin"):
         self.bootstrap = bootstrap
         self.client_id = client_id
         self._client = None

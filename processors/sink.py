@@ -455,7 +455,7 @@ async def run_sink(settings: Settings, stop_on_signals: bool = True) -> None:
 
     sink = Sink(settings)
     admin = None
-    probe = KafkaProbe(settings.kafka_bootstrap, client_id="mimetic-sink-admin")
+    probe = KafkaProbe(settings.bootstrap_servers(), client_id="mimetic-sink-admin")
     if settings.sink_admin_port:
         admin = await start_admin(admin_app(lambda: sink_readiness(sink, probe), sink.metrics.registry),
                                   settings.sink_admin_host, settings.sink_admin_port, "sink")

@@ -84,7 +84,7 @@ class WorkerHealth:
         s = self.settings
         if not s.worker_admin_port:
             return
-        probe = KafkaProbe(s.kafka_bootstrap, client_id=f"{s.worker_id}-admin")
+        probe = KafkaProbe(s.bootstrap_servers(), client_id=f"{s.worker_id}-admin")
         runner = await start_admin(admin_app(lambda: self.readiness(probe), collect=self.collect),
                                    s.worker_admin_host, s.worker_admin_port, "worker")
         try:
