@@ -76,8 +76,10 @@ field                      accepted
 ``firmware_errors``        at most 32 strings of 1..64 characters
 ``fs_hz`` (session_start)  integer 250..10000 Hz
 ``mains_hz`` (session_st.) optional, 50 or 60: the mains frequency where
-                           the device is used (the worker notches it; left
-                           out, it is detected in the session's first 2 s)
+                           the device is used; recorded. The worker notches
+                           what it detects in the first 2 s of the session's
+                           frames, so that its output never depends on when
+                           this event arrives relative to the frames
 ``channel_map``            1..64 entries, channels 0..n-1 once each
 ``stimulation``            current_limit_ua (0, 5000], current_ua
                            [0, current_limit_ua], frequency_hz (0, 1000],

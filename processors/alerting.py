@@ -28,7 +28,7 @@ before its session, or is attached to a session it did not happen in.
 | `device_silent` | warning | operators | no frame for MIMETIC_WORKER_SILENT_AFTER_S inside an open session (worker tick, or a device-clock jump between two frames of the session); dated silence start + that delay; a device between sessions is never silent | the next frame; at the latest the session's end | 9 s | 2 s |
 | `data_gap` | warning | operators | a sequence gap declared lost (MIMETIC_WORKER_HOLD_FRAMES later frames, or the tick); the latency is for frames of 250 ms, it grows with the frame length | 10 s of frames without a new gap; at the latest the session's end | 3 s | 12 s |
 | `clipping` | warning | operators | over 1 % of a 1 s window's samples at the ADC rails, for 1 s | 5 s without; at the latest the session's end | 3 s | 7 s |
-| `mains_noise` | info | operators | the session's mains lines (stated in session_start, else detected in its first 2 s) above MIMETIC_WORKER_MAINS_ALERT_UV RMS over the EMG floor beside them, for 5 s | 5 s below; at the latest the session's end | 7 s | 7 s |
+| `mains_noise` | info | operators | the session's mains lines (detected in its frames' first 2 s) above MIMETIC_WORKER_MAINS_ALERT_UV RMS over the EMG floor beside them, for 5 s | 5 s below; at the latest the session's end | 7 s | 7 s |
 | `discomfort` | warning | clinic | a patient report with discomfort >= 7/10 or a skin reaction | the session's end | 0 s | 0 s |
 | `sequence_restart` | info | operators | a frame opening a new sequence epoch | at once (an event, not a state) | 0 s | 0 s |
 """
@@ -92,7 +92,7 @@ RULES: dict[str, AlertRule] = {
                   "over 1 % of a 1 s window's samples at the ADC rails, for 1 s",
                   "5 s without" + _AT_END, 3.0, 7.0),
         AlertRule("mains_noise", "info", 5.0, 5.0, "strong mains interference (50/60 Hz): check grounding and cables",
-                  "the session's mains lines (stated in session_start, else detected in its first 2 s) above "
+                  "the session's mains lines (detected in its frames' first 2 s) above "
                   "MIMETIC_WORKER_MAINS_ALERT_UV RMS over the EMG floor beside them, for 5 s",
                   "5 s below" + _AT_END, 7.0, 7.0),
         AlertRule("discomfort", "warning", 0.0, 0.0, "patient reported high discomfort or a skin reaction",

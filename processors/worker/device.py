@@ -129,11 +129,15 @@ class DeviceProcessor:
         self.early_frames: dict[str, int] = {}
         #: a session whose end event came, and the next session's start after it, before its last frames
         self.closing: dict[str, Any] | None = None
-        #: the mains frequency notched: stated by the last session_start or detected in its first
-        #: seconds (None: the configured default); the detector runs while it is being detected
+        #: the mains frequency notched: detected in the first seconds of each session's frames (None:
+        #: the configured default). Decided from the frames alone, never from when a session event
+        #: arrives, so the envelopes do not depend on how the event and frame topics interleave
+        #: (a replay after a crash must give the same rows)
         self.mains_hz: float | None = None
         self.detect_mains = False
         self.mains_det: LineMeter | None = None
+        #: the session whose first frames the detector has seen (frames carry their session)
+        self.mains_session: str | None = None
         #: strength of the notched mains lines per 1 s window (the `mains_noise` alert)
         self.mains_meter: LineMeter | None = None
 
@@ -234,9 +238,10 @@ class DeviceProcessor:
     def _detect_mains(self, frame: Frame, x_uv: np.ndarray) -> None:
         """Feed the session's first seconds to the mains detector; at its end, notch what it found
         (the chain is rebuilt when that differs: a one-window transient, in the rest period)."""
-        if not self.detect_mains or self.session is None:
-            return
-        if frame.session_id is not None and str(frame.session_id) != self.session["session_id"]:
+        sid = None if frame.session_id is None else str(frame.session_id)
+        if sid is not None and sid != self.mains_session:  # a session's first frame: detect anew
+            self.mains_session, self.detect_mains, self.mains_det = sid, True, None
+        if not self.detect_mains:
             return
         det = self.mains_det
         if det is None or det.fs_hz != frame.fs_hz or det.n_channels != frame.n_channels:
@@ -548,10 +553,6 @@ class DeviceProcessor:
             self.channel_map = [{"channel": c.channel, "muscle": c.muscle, "side": c.side.value
                                  if hasattr(c.side, "value") else str(c.side)} for c in ev.channel_map]
             self.limit_ua = ev.stimulation.current_limit_ua if ev.stimulation else self.p.current_limit_ua
-            if ev.mains_hz is not None:  # stated: notched from the next frame on
-                self.mains_hz, self.detect_mains, self.mains_det = float(ev.mains_hz), False, None
-            elif new:  # not stated: detected from the session's first frames
-                self.detect_mains, self.mains_det = True, None
             out.append(self._summary("open", t_s))
         elif isinstance(ev, SessionEnd):
             if self.session is not None and self.session["session_id"] == str(ev.session_id):
@@ -693,6 +694,7 @@ class DeviceProcessor:
             "signal_off": self.signal_off, "contact_lost": self.contact_lost, "prev_last_uv": self.prev_last_uv,
             "applied": self.applied, "early_frames": self.early_frames,
             "closing": self.closing, "mains_hz": self.mains_hz, "detect_mains": self.detect_mains,
+            "mains_session": self.mains_session,
             "mains_det": None if self.mains_det is None else self.mains_det.to_state(),
             "mains_meter": None if self.mains_meter is None else self.mains_meter.to_state(),
         })
@@ -720,6 +722,7 @@ class DeviceProcessor:
         p.signal_off, p.contact_lost, p.prev_last_uv = d["signal_off"], d["contact_lost"], d["prev_last_uv"]
         p.applied, p.early_frames, p.closing = d["applied"], d["early_frames"], d["closing"]
         p.mains_hz, p.detect_mains = d.get("mains_hz"), d.get("detect_mains", False)
+        p.mains_session = d.get("mains_session")
         p.mains_det = None if d.get("mains_det") is None else LineMeter.from_state(d["mains_det"])
         p.mains_meter = None if d.get("mains_meter") is None else LineMeter.from_state(d["mains_meter"])
         return p
