@@ -41,6 +41,7 @@ from psycopg_pool import AsyncConnectionPool
 from mimetic import topics
 from mimetic.admin_listener import CHECK_TIMEOUT_S, KafkaProbe, Readiness, admin_app, start_admin
 from mimetic.config import Settings
+from mimetic.kafka_security import client_kwargs
 from processors import records as r
 
 from . import queue
@@ -80,7 +81,7 @@ class Notifier:
         self.consumer = AIOKafkaConsumer(
             topics.ALERTS.name(self.s), bootstrap_servers=self.s.bootstrap_servers(), group_id=self.s.notify_group,
             client_id="mimetic-notify", enable_auto_commit=False, auto_offset_reset="earliest",
-            isolation_level="read_committed")
+            isolation_level="read_committed", **client_kwargs(self.s))
         await self.consumer.start()
         self.http = aiohttp.ClientSession()
         runner = None
@@ -263,7 +264,8 @@ async def run_notifier(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, n.stop)
-    probe = KafkaProbe(settings.bootstrap_servers(), client_id="mimetic-notify-admin")
+    probe = KafkaProbe(settings.bootstrap_servers(), client_id="mimetic-notify-admin",
+                       security=client_kwargs(settings))
     admin = None
     if settings.notify_admin_port:
         admin = await start_admin(admin_app(lambda: notifier_readiness(n, probe)), settings.notify_admin_host,

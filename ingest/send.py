@@ -257,9 +257,11 @@ class KafkaSender:
     def __init__(self, settings, source: str = "simulator", stats: DeliveryStats | None = None):
         from aiokafka import AIOKafkaProducer
 
+        from mimetic.kafka_security import client_kwargs
+
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers(), acks="all",
                                          enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024,
-                                         client_id="mimetic-simulator")
+                                         client_id="mimetic-simulator", **client_kwargs(settings))
         self.topics = {k: wire.topic_spec_for(k).name(settings) for k in wire.KINDS}
         self.source = source
         self.stats = stats or DeliveryStats()

@@ -18,10 +18,13 @@ def read_raw(settings: Settings, kind: str, device_ids: set[str]) -> dict[str, l
     """Decoded records of one raw topic up to its current end, for the given devices, in offset order."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from mimetic.kafka_security import client_kwargs
+
     topic = wire.topic_spec_for(kind).name(settings)
     keys = {d.encode() for d in device_ids}
     out: dict[str, list] = defaultdict(list)
-    c = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers(), enable_auto_commit=False, group_id=None)
+    c = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers(), enable_auto_commit=False, group_id=None,
+                      **client_kwargs(settings))
     try:
         parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
         c.assign(parts)

@@ -175,9 +175,11 @@ async def db_reachable(dsn: str, timeout_s: float = CHECK_TIMEOUT_S) -> bool:
 class KafkaProbe:
     """A metadata request through a client of its own: is any broker answering?"""
 
-    def __init__(self, bootstrap: str | list[str], client_id: str = "mimetic-admin"):
+    def __init__(self, bootstrap: str | list[str], client_id: str = "mimetic-admin",
+                 security: dict | None = None):
         self.bootstrap = bootstrap
         self.client_id = client_id
+        self.security = security or {}   # mimetic.kafka_security.client_kwargs()
         self._client = None
 
     async def reachable(self, timeout_s: float = CHECK_TIMEOUT_S) -> bool:
@@ -187,7 +189,7 @@ class KafkaProbe:
             async with asyncio.timeout(timeout_s):
                 if self._client is None:
                     client = AIOKafkaClient(bootstrap_servers=self.bootstrap, client_id=self.client_id,
-                                            request_timeout_ms=int(timeout_s * 1000))
+                                            request_timeout_ms=int(timeout_s * 1000), **self.security)
                     try:
                         await client.bootstrap()
                     except BaseException:

@@ -50,13 +50,18 @@ def stack_up(
         "--brokers", min=1, max=9,
         help="Kafka KRaft nodes to run (default MIMETIC_KAFKA_BROKERS); the services need "
              "MIMETIC_KAFKA_BROKERS set to the same number.")] = None,
+    kafka_security: Annotated[str | None, typer.Option(
+        "--kafka-security", help="plaintext or sasl_ssl (default MIMETIC_KAFKA_STACK_SECURITY): SASL_SSL "
+             "SCRAM-SHA-512 + mutual TLS listeners, ACLs per service (README \"Kafka security\").")] = None,
 ) -> None:
     """Install what is missing, then start Kafka and PostgreSQL + TimescaleDB (reusing running ones)."""
     from mimetic import stack
 
     from mimetic.config import override_settings
 
-    override_settings(kafka_brokers=brokers)
+    if kafka_security not in (None, "plaintext", "sasl_ssl"):
+        _fail("--kafka-security is plaintext or sasl_ssl")
+    override_settings(kafka_brokers=brokers, kafka_stack_security=kafka_security)
     s = get_settings()
     t0 = time.monotonic()
     try:
@@ -68,6 +73,10 @@ def stack_up(
     if s.kafka_brokers > 1:
         console.print(f"Kafka: {s.kafka_brokers} nodes at {','.join(s.bootstrap_servers())}; "
                       f"export MIMETIC_KAFKA_BROKERS={s.kafka_brokers} for the other commands")
+    if s.kafka_stack_security == "sasl_ssl":
+        console.print("Kafka clients: export MIMETIC_KAFKA_STACK_SECURITY=sasl_ssl "
+                      "MIMETIC_KAFKA_SECURITY_PROTOCOL=SASL_SSL and MIMETIC_KAFKA_SASL_USERNAME=<service> "
+                      "(mimetic-gateway, -worker, -sink, -notify; tools: mimetic-admin)")
 
 
 @stack_app.command("down")

@@ -48,6 +48,8 @@ def private_dirs(path: Path, mode: int = PRIVATE_DIR_MODE) -> Path:
 
 #: local stack: node i (1-based) listens on the configured ports + KAFKA_NODE_PORT_STEP * (i - 1)
 KAFKA_NODE_PORT_STEP = 10
+#: local secure stack: each node's mutual-TLS listener is its bootstrap port + this
+KAFKA_MTLS_PORT_OFFSET = 2
 
 
 def _default_home() -> Path:
@@ -85,6 +87,44 @@ class Settings(BaseSettings):
         f"(1-based) listens on the bootstrap port + {KAFKA_NODE_PORT_STEP}*(i-1) and the controller "
         f"port + {KAFKA_NODE_PORT_STEP}*(i-1). Clients add those addresses to a one-address "
         "MIMETIC_KAFKA_BOOTSTRAP.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client of this process connects: PLAINTEXT (the local stack's default), "
+        "SASL_SSL (TLS + SASL login: MIMETIC_KAFKA_SASL_*), SSL (TLS; with MIMETIC_KAFKA_SSL_CERTFILE/KEYFILE "
+        "a client certificate: mutual TLS, the certificate's CN is the principal).",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism with SASL_SSL / SASL_PLAINTEXT."
+    )
+    kafka_sasl_username: str | None = Field(
+        None,
+        description="SASL login of this process: each service its own principal (mimetic-gateway, "
+        "mimetic-worker, mimetic-sink, mimetic-notify; tools: mimetic-admin), whose Kafka ACLs allow "
+        "only what it needs (README \"Kafka security\").",
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        None,
+        description="File holding the SASL password (read at start, never logged); unset means "
+        "$MIMETIC_HOME/secrets/kafka-user-<MIMETIC_KAFKA_SASL_USERNAME> (made by a secure `stack up`).",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM CA bundle that verifies the brokers (SSL / SASL_SSL); unset means the secure local "
+        "stack's CA ($MIMETIC_HOME/secrets/kafka-tls/ca.crt) where it exists, else the system's trust store.",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain) for mutual TLS (with MIMETIC_KAFKA_SSL_KEYFILE)."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of MIMETIC_KAFKA_SSL_CERTFILE (a file for this service only)."
+    )
+    kafka_stack_security: Literal["plaintext", "sasl_ssl"] = Field(
+        "plaintext",
+        description="Local stack only: `plaintext` (fast, loopback, no login) or `sasl_ssl`: each node's "
+        f"bootstrap port speaks SASL_SSL (SCRAM-SHA-512), the port + {KAFKA_MTLS_PORT_OFFSET} TLS with "
+        "required client certificates, ACLs from mimetic/deploy.py access() (StandardAuthorizer; super "
+        "user: mimetic-admin). Users, passwords and certificates are made under $MIMETIC_HOME/secrets.",
     )
     topic_prefix: str = Field(
         "mimetic", description="Prefix of every Kafka topic name (isolates deployments and tests)."

@@ -84,10 +84,12 @@ def _drop_old_demo_topics(s: Settings, database: str, keep_prefix: str) -> None:
     """Earlier runs' topics of this database, and other demos' topics older than an hour."""
     from kafka import KafkaAdminClient
 
+    from mimetic.kafka_security import client_kwargs
+
     mine = topic_prefix(database, "")
     stamp = re.compile(r"^demo-(?:.*-)?(\d{14})[.-]")
     now = time.time()
-    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers())
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers(), **client_kwargs(s))
     try:
         old = []
         for t in admin.list_topics():

@@ -160,24 +160,31 @@ def _acl(kind: str, name: str, pattern: str, operations: list[str]) -> dict[str,
             "operations": operations, "host": "*"}
 
 
+def acls_of(a: Access, s: Settings) -> list[dict[str, Any]]:
+    """The ACLs (Strimzi's `simple` form) that give principal `a` what it needs and nothing more;
+    the local secure stack grants the same (mimetic/stack/kafka_acls.py)."""
+    acls: list[dict[str, Any]] = []
+    read = {spec.name(s) for spec in a.reads}
+    write = {spec.name(s) for spec in a.writes}
+    for topic in sorted(read | write):
+        ops = ["Describe"] + (["Read"] if topic in read else []) + (["Write"] if topic in write else [])
+        acls.append(_acl("topic", topic, "literal", ops))
+    for group in a.groups:
+        acls.append(_acl("group", group, "literal", ["Describe", "Read"]))
+    if a.owns_prefix:
+        acls.append(_acl("topic", a.owns_prefix, "prefix",
+                         ["Create", "Describe", "DescribeConfigs", "Read", "Write"]))
+    if a.admin:
+        acls.append(_acl("topic", f"{s.topic_prefix}.", "prefix", ["Create", "Describe", "DescribeConfigs"]))
+        acls.append(_acl("cluster", "kafka-cluster", "literal", ["Describe"]))
+    return acls
+
+
 def kafka_users(s: Settings) -> list[dict[str, Any]]:
     """A SCRAM-SHA-512 KafkaUser per service with the ACLs of `access()`."""
     docs = []
     for a in access(s):
-        acls: list[dict[str, Any]] = []
-        read = {spec.name(s) for spec in a.reads}
-        write = {spec.name(s) for spec in a.writes}
-        for topic in sorted(read | write):
-            ops = ["Describe"] + (["Read"] if topic in read else []) + (["Write"] if topic in write else [])
-            acls.append(_acl("topic", topic, "literal", ops))
-        for group in a.groups:
-            acls.append(_acl("group", group, "literal", ["Describe", "Read"]))
-        if a.owns_prefix:
-            acls.append(_acl("topic", a.owns_prefix, "prefix",
-                             ["Create", "Describe", "DescribeConfigs", "Read", "Write"]))
-        if a.admin:
-            acls.append(_acl("topic", f"{s.topic_prefix}.", "prefix", ["Create", "Describe", "DescribeConfigs"]))
-            acls.append(_acl("cluster", "kafka-cluster", "literal", ["Describe"]))
+        acls = acls_of(a, s)
         docs.append({
             "apiVersion": STRIMZI_API, "kind": "KafkaUser",
             "metadata": {"name": a.user, "labels": _labels()},

@@ -11,13 +11,14 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from mimetic.config import Settings
+from mimetic.kafka_security import client_kwargs
 from mimetic.topics import ALL_TOPICS, TopicSpec
 
 
 def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> list[str]:
     """Create missing topics; returns one line per topic saying what happened."""
     admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers(), client_id="mimetic-admin",
-                             request_timeout_ms=15000)
+                             request_timeout_ms=15000, **client_kwargs(s))
     try:
         existing = set(admin.list_topics())
         lines: list[str] = []
@@ -57,7 +58,7 @@ def delete_topics(s: Settings, *prefixes: str) -> list[str]:
     """Delete every topic whose name starts with one of `prefixes` (a test's or a demo's own topics,
     and the worker group's changelog); returns the names deleted. Each partition costs the broker heap."""
     admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers(), client_id="mimetic-admin",
-                             request_timeout_ms=15000)
+                             request_timeout_ms=15000, **client_kwargs(s))
     try:
         names = sorted(t for t in admin.list_topics() if prefixes and t.startswith(prefixes))
         if names:
@@ -72,7 +73,7 @@ def committed_offsets(s: Settings, group: str, partitions: Iterable[tuple[str, i
     """(topic, partition) -> offset committed by consumer group `group` (all its partitions when
     `partitions` is None); partitions without a commit are left out."""
     admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers(), client_id="mimetic-admin",
-                             request_timeout_ms=15000)
+                             request_timeout_ms=15000, **client_kwargs(s))
     try:
         wanted = None if partitions is None else [TopicPartition(t, p) for t, p in partitions]
         offsets = admin.list_group_offsets({group: wanted}).get(group, {})

@@ -13,16 +13,17 @@ def smoke_check(s: Settings) -> list[str]:
     import psycopg
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+    from mimetic.kafka_security import client_kwargs
     from mimetic.topics import DEAD_LETTERS
 
     lines: list[str] = []
     topic = DEAD_LETTERS.name(s)
     marker = f"smoke-{uuid.uuid4()}".encode()
     t0 = time.monotonic()
-    producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers(), acks="all")
+    producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers(), acks="all", **client_kwargs(s))
     md = producer.send(topic, key=b"smoke", value=marker, headers=[("reason", b"smoke-check")]).get(timeout=30)
     producer.close()
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers(), enable_auto_commit=False,
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers(), enable_auto_commit=False, **client_kwargs(s),
                              consumer_timeout_ms=10000)
     tp = TopicPartition(topic, md.partition)
     consumer.assign([tp])

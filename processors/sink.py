@@ -47,6 +47,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from mimetic import topics
 from mimetic.admin_listener import KafkaProbe, Readiness, admin_app, db_reachable, start_admin
 from mimetic.config import Settings
+from mimetic.kafka_security import client_kwargs
 from processors import records as r
 from processors.storage.isolate import isolate_rejected
 from processors.storage.writer import DbWriter, RecordRejected, RowEncodingError, TransientDbError, WriteResult
@@ -148,9 +149,11 @@ class Sink:
             # its metadata names without refreshing it on NotLeaderForPartition; a broker that came
             # back stale then holds the partition until the next refresh (default 5 min, measured)
             metadata_max_age_ms=10_000,
+            **client_kwargs(self.s),
         )
         self.producer = AIOKafkaProducer(bootstrap_servers=self.s.bootstrap_servers(), acks="all",
-                                         enable_idempotence=True, client_id=f"{self.client_id}-dlq")
+                                         enable_idempotence=True, client_id=f"{self.client_id}-dlq",
+                                         **client_kwargs(self.s))
         await self.producer.start()
         await self.consumer.start()
         self.started.set()
@@ -455,7 +458,8 @@ async def run_sink(settings: Settings, stop_on_signals: bool = True) -> None:
 
     sink = Sink(settings)
     admin = None
-    probe = KafkaProbe(settings.bootstrap_servers(), client_id="mimetic-sink-admin")
+    probe = KafkaProbe(settings.bootstrap_servers(), client_id="mimetic-sink-admin",
+                       security=client_kwargs(settings))
     if settings.sink_admin_port:
         admin = await start_admin(admin_app(lambda: sink_readiness(sink, probe), sink.metrics.registry),
                                   settings.sink_admin_host, settings.sink_admin_port, "sink")

@@ -88,11 +88,14 @@ class DeviceFeed:
     def __init__(self, s: Settings, state: LiveState, lookback_s: float):
         from kafka import KafkaConsumer, TopicPartition
 
+        from mimetic.kafka_security import client_kwargs
+
         self.state = state
         self.key = state.device_id.encode()
         self.events_topic = topics.SESSION_EVENTS.name(s)
         self.consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers(), group_id=None, enable_auto_commit=False,
-                                      client_id=f"mimetic-watch-{state.device_id}", fetch_max_wait_ms=POLL_MS)
+                                      client_id=f"mimetic-watch-{state.device_id}", fetch_max_wait_ms=POLL_MS,
+                                      **client_kwargs(s))
         now_ms = int(time.time() * 1000)
         starts: dict = {}
         for spec, back_s in ((topics.FEATURES, lookback_s), (topics.BALANCE, lookback_s),

@@ -10,6 +10,7 @@ from typing import Any
 from ingest.gateway.errors import Reject
 from ingest.gateway.metrics import Metrics
 from mimetic.config import Settings
+from mimetic.kafka_security import client_kwargs
 
 log = logging.getLogger("mimetic.gateway")
 
@@ -40,7 +41,7 @@ class KafkaOut:
             enable_idempotence=True, linger_ms=self.s.gateway_linger_ms,
             max_request_size=max(1_048_576, self.s.gateway_max_body_bytes + 65_536),
             request_timeout_ms=int(max(2.0, self.s.gateway_kafka_timeout_s) * 1000),
-            retry_backoff_ms=200, metadata_max_age_ms=30_000)
+            retry_backoff_ms=200, metadata_max_age_ms=30_000, **client_kwargs(self.s))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._connect_loop())

@@ -16,9 +16,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from mimetic.config import REPO_ROOT, Settings, private_dirs
+from mimetic.config import KAFKA_MTLS_PORT_OFFSET, REPO_ROOT, Settings, private_dirs
+from mimetic.kafka_security import client_kwargs
+from mimetic.stack import kafka_secure
 from mimetic.stack.kafka_layout import (KafkaPaths, Node, all_nodes, cluster_file, cluster_id, formatted_nodes,
-                                        host_port, nodes)
+                                        formatted_security, host_port, nodes)
 from mimetic.stack.procs import StackError, pid_alive, port_open, read_pid, run, stop_pid, wait_until
 
 __all__ = ["KafkaPaths", "Node", "host_port", "nodes", "start", "stop", "kill", "status", "node_pid", "wipe"]
@@ -68,6 +70,17 @@ def write_config(s: Settings, node: Node, cluster: list[Node]) -> KafkaPaths:
     rf = min(3, len(cluster))
     min_isr = 2 if rf >= 3 else 1
     voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in cluster)
+    if kafka_secure.secure(s):
+        kafka_secure.ensure_secrets(s, node.host)
+        listeners = kafka_secure.server_properties(s, node.host, node.port, node.controller_port)
+    else:
+        listeners = [
+            f"listeners=PLAINTEXT://{node.host}:{node.port},CONTROLLER://{node.host}:{node.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{node.host}:{node.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+        ]
     p.config.write_text(
         "\n".join(
             [
@@ -75,11 +88,7 @@ def write_config(s: Settings, node: Node, cluster: list[Node]) -> KafkaPaths:
                 "process.roles=broker,controller",
                 f"node.id={node.node_id}",
                 f"controller.quorum.voters={voters}",
-                f"listeners=PLAINTEXT://{node.host}:{node.port},CONTROLLER://{node.host}:{node.controller_port}",
-                f"advertised.listeners=PLAINTEXT://{node.host}:{node.port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
+                *listeners,
                 f"log.dirs={p.data}",
                 f"num.partitions={s.topic_partitions}",
                 "auto.create.topics.enable=false",
@@ -143,10 +152,22 @@ def check_node_count(s: Settings, n_nodes: int) -> None:
                          f"or use another MIMETIC_HOME")
 
 
+def check_security(s: Settings) -> None:
+    """Refuse to start formatted storage in another security mode: SCRAM users exist only in
+    storage formatted with them."""
+    done = formatted_security(s)
+    if done is not None and done != s.kafka_stack_security:
+        raise StackError(f"kafka: this stack's storage was formatted with security {done}, not "
+                         f"{s.kafka_stack_security}; set MIMETIC_KAFKA_STACK_SECURITY={done}, or "
+                         f"`mimetic stack reset` (wipes the data), or use another MIMETIC_HOME")
+
+
 def format_storage(s: Settings, n_nodes: int) -> None:
     """Format each node's KRaft metadata directory once (kept across down/up), all with one
-    cluster id; the node count is recorded, and a stack formatted for another count is refused."""
+    cluster id (and, in the secure mode, the SCRAM users); the node count and the security mode
+    are recorded, and a stack formatted otherwise is refused."""
     check_node_count(s, n_nodes)
+    check_security(s)
     cid = cluster_id(s)
     for node in range(1, n_nodes + 1):
         p = KafkaPaths.of(s, node)
@@ -156,9 +177,15 @@ def format_storage(s: Settings, n_nodes: int) -> None:
         if cid is None:
             out = run(_java_cmd(s, p, "kafka.tools.StorageTool", "random-uuid"), "kafka random-uuid").stdout.strip()
             cid = out.splitlines()[-1] if out else str(uuid.uuid4())
-        run(_java_cmd(s, p, "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(p.config)),
-            f"kafka storage format (node {node})")
-    cluster_file(s).write_text(f"nodes={n_nodes}\n")
+        args = ["format", "-t", cid, "-c", str(p.config)]
+        argfile = p.config.with_name("format.args")
+        if kafka_secure.secure(s):   # salted passwords: in a 0600 file, not on a command line
+            args.append(f"@{kafka_secure.write_scram_argfile(s, argfile)}")
+        try:
+            run(_java_cmd(s, p, "kafka.tools.StorageTool", *args), f"kafka storage format (node {node})")
+        finally:
+            argfile.unlink(missing_ok=True)
+    cluster_file(s).write_text(f"nodes={n_nodes}\nsecurity={s.kafka_stack_security}\n")
 
 
 def restrict_files(p: KafkaPaths) -> None:
@@ -197,7 +224,8 @@ def ready(s: Settings, node: Node | None = None, n_brokers: int = 1) -> bool:
     try:
         from kafka import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=3000)
+        auth = client_kwargs(kafka_secure.admin_settings(s)) if kafka_secure.secure(s) else {}
+        admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=3000, **auth)
         try:
             brokers = admin.describe_cluster().get("brokers", [])
         finally:
@@ -234,6 +262,7 @@ def start(s: Settings, only: int | None = None) -> str:
     sees the whole cluster; returns what happened."""
     cluster = nodes(s)
     check_node_count(s, len(cluster))
+    check_security(s)
     wanted = [n for n in cluster if only is None or n.node_id == only]
     started: list[tuple[Node, int]] = []
     msgs: list[str] = []
@@ -271,6 +300,11 @@ def start(s: Settings, only: int | None = None) -> str:
         except StackError as exc:
             raise StackError(f"{exc}; see {p.log_file} and {p.log_file.with_suffix('.stdout')}") from None
     msgs += [f"kafka: {_name(node, cluster)}started (pid {pid}) on {node.address}" for node, pid in started]
+    if kafka_secure.secure(s):
+        n_acls = kafka_secure.grant_acls(s)
+        msgs.append(f"kafka: SASL_SSL (SCRAM-SHA-512) on {cluster[0].address}, mutual TLS on port "
+                    f"{cluster[0].port + KAFKA_MTLS_PORT_OFFSET}; {n_acls} ACLs for topic prefix "
+                    f"{s.topic_prefix}; secrets in {s.secrets_dir}")
     return "\n".join(msgs)
 
 

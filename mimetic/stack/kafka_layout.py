@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimetic.config import KAFKA_NODE_PORT_STEP, Settings
+from mimetic.config import KAFKA_MTLS_PORT_OFFSET, KAFKA_NODE_PORT_STEP, Settings
 from mimetic.stack.procs import StackError
 
 
@@ -41,7 +41,7 @@ class Node:
 
     node_id: int
     host: str
-    port: int               # PLAINTEXT listener (clients and replication)
+    port: int               # PLAINTEXT listener, or SASL_SSL in the secure mode (+ KAFKA_MTLS_PORT_OFFSET: mTLS)
     controller_port: int    # KRaft quorum
 
     @property
@@ -63,6 +63,8 @@ def nodes(s: Settings, n: int | None = None) -> list[Node]:
         step = KAFKA_NODE_PORT_STEP * (i - 1)
         out.append(Node(i, host, port + step, s.kafka_controller_port + step))
     ports = [p for nd in out for p in (nd.port, nd.controller_port)]
+    if s.kafka_stack_security == "sasl_ssl":   # each node's mutual-TLS listener
+        ports += [nd.port + KAFKA_MTLS_PORT_OFFSET for nd in out]
     if len(set(ports)) != len(ports):
         raise StackError(f"kafka: node ports collide ({sorted(ports)}): choose MIMETIC_KAFKA_CONTROLLER_PORT "
                          f"so that it differs from the bootstrap port by other than a multiple of "
@@ -85,6 +87,18 @@ def formatted_nodes(s: Settings) -> int | None:
     except (OSError, ValueError):
         pass
     return 1 if (KafkaPaths.of(s).data / "meta.properties").exists() else None
+
+
+def formatted_security(s: Settings) -> str | None:
+    """The MIMETIC_KAFKA_STACK_SECURITY the storage was formatted with; None if never formatted
+    (storage formatted before the setting existed: plaintext)."""
+    try:
+        for line in cluster_file(s).read_text().splitlines():
+            if line.startswith("security="):
+                return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return "plaintext" if formatted_nodes(s) is not None else None
 
 
 def cluster_id(s: Settings) -> str | None:

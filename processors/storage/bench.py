@@ -154,8 +154,10 @@ def bench_sink(s: Settings, devices: int = 100, seconds: float = 10.0, fps: int 
         async def go() -> None:
             from aiokafka import AIOKafkaProducer
 
+            from mimetic.kafka_security import client_kwargs
+
             p = AIOKafkaProducer(bootstrap_servers=bs.bootstrap_servers(), acks="all", linger_ms=5,
-                                 max_batch_size=512 * 1024)
+                                 max_batch_size=512 * 1024, **client_kwargs(bs))
             await p.start()
             t0 = time.perf_counter()
             topic = topics.FEATURES.name(bs)
@@ -188,7 +190,9 @@ def bench_sink(s: Settings, devices: int = 100, seconds: float = 10.0, fps: int 
         try:
             from kafka import KafkaAdminClient
 
-            ka = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers())
+            from mimetic.kafka_security import client_kwargs
+
+            ka = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers(), **client_kwargs(s))
             ka.delete_topics([t.name(bs) for t in (*SINK_TOPICS, topics.DEAD_LETTERS)])
             ka.close()
         except Exception:

@@ -61,6 +61,7 @@ from ingest import wire
 from mimetic import kafka_admin
 from mimetic import topics as T
 from mimetic.config import Settings
+from mimetic.kafka_security import faust_credentials
 from processors import records as R
 from processors.worker.cursors import Admit, InputCursors
 from processors.worker.health import WorkerHealth
@@ -138,6 +139,7 @@ def make_app(s: Settings) -> faust.App:
     app = WorkerApp(
         s.worker_id,
         broker=";".join(f"kafka://{addr}" for addr in s.bootstrap_servers()),
+        broker_credentials=faust_credentials(s),   # SASL_SSL / mutual TLS: mimetic.kafka_security
         store="memory://",
         # Faust's own files (by default it writes to the current directory); Faust makes only the last level
         datadir=str(s.private_dir("run", "faust")),

@@ -177,8 +177,10 @@ async def _produce(s: Settings, per_device: list[list[tuple]], frame_s: float,
     """Real-time producers: each device sends one 50 ms frame (and what goes with it) every 50 ms."""
     from aiokafka import AIOKafkaProducer
 
+    from mimetic.kafka_security import client_kwargs
+
     producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers(), acks="all", enable_idempotence=True,
-                                linger_ms=5, max_batch_size=512 * 1024)
+                                linger_ms=5, max_batch_size=512 * 1024, **client_kwargs(s))
     await producer.start()
     try:
         cursors = [0] * len(per_device)

@@ -20,6 +20,7 @@ from prometheus_client import Gauge
 
 from mimetic.admin_listener import KafkaProbe, Readiness, admin_app, start_admin
 from mimetic.config import Settings
+from mimetic.kafka_security import client_kwargs
 from processors.worker.cursors import InputCursors
 
 log = logging.getLogger("mimetic.worker")
@@ -84,7 +85,7 @@ class WorkerHealth:
         s = self.settings
         if not s.worker_admin_port:
             return
-        probe = KafkaProbe(s.bootstrap_servers(), client_id=f"{s.worker_id}-admin")
+        probe = KafkaProbe(s.bootstrap_servers(), client_id=f"{s.worker_id}-admin", security=client_kwargs(s))
         runner = await start_admin(admin_app(lambda: self.readiness(probe), collect=self.collect),
                                    s.worker_admin_host, s.worker_admin_port, "worker")
         try:
