@@ -111,7 +111,8 @@ def test_worker_changelog_topics_match_the_faust_app(tmp_path: Path) -> None:
     """The KafkaTopics for the worker's Faust tables are named as the app names them."""
     from processors.worker.app import make_app
 
-    s = settings_from_env_file().model_copy(update={"home": tmp_path})
+    # the app reads its Kafka credentials when built: the pod's secret files are not here
+    s = settings_from_env_file().model_copy(update={"home": tmp_path, "kafka_security_protocol": "PLAINTEXT"})
     app = make_app(s)  # only built, never started: no broker needed
     changelogs = {t.changelog_topic.get_topic_name() for t in app.tables.values()}
     assert {t.name for t in app.tables.values()} == set(WORKER_TABLES)

@@ -10,11 +10,8 @@ import yaml
 from mimetic.config import REPO_ROOT, Settings
 from mimetic.deploy import CONFIG_ENV, K8S_DIR
 
-#: proposed for the code (README "Deployment"): Kafka SASL/TLS (another branch)
-PENDING_SETTINGS = {
-    "MIMETIC_KAFKA_SECURITY_PROTOCOL", "MIMETIC_KAFKA_SASL_MECHANISM", "MIMETIC_KAFKA_SASL_USERNAME",
-    "MIMETIC_KAFKA_SASL_PASSWORD_FILE", "MIMETIC_KAFKA_SSL_CAFILE",
-}
+#: proposed for the code by the deployment files, not settings yet (none now)
+PENDING_SETTINGS: set[str] = set()
 
 
 def _names(node: object) -> set[str]:
