@@ -41,7 +41,7 @@ from psycopg_pool import AsyncConnectionPool
 from mimetic import topics
 from mimetic.admin_listener import CHECK_TIMEOUT_S, KafkaProbe, Readiness, admin_app, start_admin
 from mimetic.config import Settings
-from mimetic.kafka_security import client_kwargs
+from mimetic.kafka_security import client_kwargs, describe
 from processors import records as r
 
 from . import queue
@@ -90,8 +90,8 @@ class Notifier:
 
             runner = await start_api(self.s, self.pool)
         self.started.set()
-        log.info("notifier started (group %s, database login %s)", self.s.notify_group,
-                 self.s.notify_pg_user)
+        log.info("notifier started (group %s, database login %s, kafka %s)", self.s.notify_group,
+                 self.s.notify_pg_user, describe(self.s))
         tasks = [asyncio.create_task(self._loop(self._intake_step), name="intake"),
                  asyncio.create_task(self._loop(self._deliver_round, self._wake), name="deliver"),
                  asyncio.create_task(self._loop(self._escalate_step, asyncio.Event()), name="escalate")]

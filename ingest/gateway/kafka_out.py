@@ -10,7 +10,7 @@ from typing import Any
 from ingest.gateway.errors import Reject
 from ingest.gateway.metrics import Metrics
 from mimetic.config import Settings
-from mimetic.kafka_security import client_kwargs
+from mimetic.kafka_security import client_kwargs, describe
 
 log = logging.getLogger("mimetic.gateway")
 
@@ -54,7 +54,8 @@ class KafkaOut:
                 await asyncio.wait_for(p.start(), timeout=max(5.0, self.s.gateway_kafka_timeout_s))
                 self.producer = p
                 self.metrics.kafka_up.set(1)
-                log.info("kafka producer connected to %s", ",".join(self.s.bootstrap_servers()))
+                log.info("kafka producer connected to %s (%s)", ",".join(self.s.bootstrap_servers()),
+                         describe(self.s))
                 return
             except Exception as exc:  # broker down at start: keep trying, answer 503 meanwhile
                 log.warning("kafka not reachable (%s); retrying in %.1fs", exc, delay)

@@ -158,6 +158,11 @@ def make_app(s: Settings) -> faust.App:
         # a revoked partition's batch in progress finishes and commits before the partition moves
         stream_wait_empty=True,
         producer_linger_ms=5,
+        # aiokafka retries some requests against the leader its metadata names without refreshing it
+        # (an offset reset after a leader change held a partition for 77 s in the sink's case, whose
+        # default refresh was 5 min): the worker refreshes every 10 s, as the sink does
+        consumer_metadata_max_age_ms=10_000,
+        producer_metadata_max_age_ms=10_000,
         producer_max_request_size=4 * 1024 * 1024,
         producer_acks=-1,
         logging_config=None,

@@ -207,6 +207,7 @@ def pipeline_settings(settings: Settings, secure_kafka: Settings) -> Iterator[Se
         warnings.warn(f"could not delete the topics of this test: {exc!r}")
 
 
+@pytest.mark.slow
 def test_pipeline_end_to_end_over_sasl_ssl(pipeline_settings: Settings, secure_kafka: Settings, services) -> None:
     s, secure = pipeline_settings, secure_kafka
     prefix = "e2e-ks"
