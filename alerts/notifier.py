@@ -90,8 +90,9 @@ class Notifier:
 
             runner = await start_api(self.s, self.pool)
         self.started.set()
-        log.info("notifier started (group %s, database login %s, kafka %s)", self.s.notify_group,
-                 self.s.notify_pg_user, describe(self.s))
+        log.info("notifier started (group %s, database login %s)", self.s.notify_group,
+                 self.s.notify_pg_user)
+        log.info("notifier reads Kafka over %s", describe(self.s))
         tasks = [asyncio.create_task(self._loop(self._intake_step), name="intake"),
                  asyncio.create_task(self._loop(self._deliver_round, self._wake), name="deliver"),
                  asyncio.create_task(self._loop(self._escalate_step, asyncio.Event()), name="escalate")]
