@@ -3,8 +3,9 @@ in its secure mode (`stack up --kafka-security sasl_ssl`), one for the whole mod
 
 * the pipeline end to end over SASL_SSL, each service as its own principal with its password file
   and the CA given explicitly (as a deployment does): gateway -> worker -> sink -> exactly the
-  envelope rows an undisturbed run computes; no password in any process's log, nor in the
-  broker's command line or logs;
+  envelope rows an undisturbed run computes; the notifier consumes as its own principal and every
+  readiness probe reaches Kafka; no password in any process's log, nor in the broker's command
+  line or logs;
 * mutual TLS: a client certificate of the stack's CA is accepted, none or one of another CA refused;
 * ACLs: only the gateway's principal writes a raw topic; the worker's, the sink's and an
   authenticated principal without ACLs are refused; a wrong password fails the login.
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import trustme
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
@@ -36,6 +38,7 @@ from ingest.simulator import Simulation
 from mimetic.config import KAFKA_MTLS_PORT_OFFSET, Settings
 from mimetic.kafka_admin import delete_topics, ensure_topics
 from mimetic.kafka_security import client_kwargs
+from mimetic.net import free_loopback_port
 from mimetic.stack import kafka
 from mimetic.stack import kafka_secure as ks
 from mimetic.stack.kafka_layout import KafkaPaths
@@ -43,7 +46,7 @@ from mimetic.topics import RAW_FRAMES, TELEMETRY
 from processors.worker.device import WorkerParams
 from tests.ingest.conftest import GatewayProc
 
-from .conftest import assert_exactly_expected, expected_envelopes, stored_envelopes, wait_for_rows
+from .conftest import assert_exactly_expected, expected_envelopes, stored_envelopes, wait_for, wait_for_rows
 
 pytestmark = [pytest.mark.stack]
 
@@ -180,6 +183,13 @@ def test_mutual_tls_needs_a_certificate_of_the_stack_ca(secure_kafka: Settings, 
 # --- the pipeline over SASL_SSL --------------------------------------------------------------
 
 
+def _kafka_ready(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).json().get("kafka") is True
+    except (requests.RequestException, ValueError):
+        return False
+
+
 def _service_env(secure: Settings, user: str) -> dict[str, str]:
     """What a deployment gives one service: its principal, its password file, the CA."""
     return {"MIMETIC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "MIMETIC_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
@@ -217,7 +227,8 @@ def test_pipeline_end_to_end_over_sasl_ssl(pipeline_settings: Settings, secure_k
     secrets = register_simulation(sim, s, kdf_n=2**10)
     gw = GatewayProc(s, **_service_env(secure, "mimetic-gateway"))
     procs = [services("sink", **_service_env(secure, "mimetic-sink")),
-             services("worker", "--loglevel", "info", **_service_env(secure, "mimetic-worker"))]
+             services("worker", "--loglevel", "info", **_service_env(secure, "mimetic-worker")),
+             services("notify", MIMETIC_NOTIFY_PORT=str(free_loopback_port()), **_service_env(secure, "mimetic-notify"))]
     try:
         gw.wait_healthy()
         stats = asyncio.run(run_simulation(sim, s.model_copy(update={"gateway_url": gw.url}), via="gateway",
@@ -227,17 +238,23 @@ def test_pipeline_end_to_end_over_sasl_ssl(pipeline_settings: Settings, secure_k
         how = wait_for_rows(s, prefix, len(expected), 120, stall_s=45)
         assert all(p.alive() for p in procs), "\n".join(p.log_tail() for p in procs)
         assert_exactly_expected(stored_envelopes(s, prefix), expected, how)
+        # every readiness probe reaches Kafka as its service's principal
+        for svc, port in zip(procs, ("SINK", "WORKER", "NOTIFY")):
+            url = f"http://127.0.0.1:{svc.env[f'MIMETIC_{port}_ADMIN_PORT']}/readyz"
+            wait_for(lambda: _kafka_ready(url), 60, f"{svc.command[0]} to reach Kafka", [svc])
+        assert _kafka_ready(gw.admin_url + "/readyz")
     finally:
         gw.stop()
         for p in procs:
             p.stop()
 
     logs = {"gateway": gw.log.read_text(errors="replace"), **{p.command[0]: p.log_text() for p in procs}}
+    assert "SASL_SSL SCRAM-SHA-512 as mimetic-notify" in logs["notify"], logs["notify"][-2000:]
     paths = KafkaPaths.of(secure)
     for f in (paths.log_file, paths.log_file.with_suffix(".stdout")):
         logs[f.name] = f.read_text(errors="replace")
     logs["broker command line"] = Path(f"/proc/{kafka.node_pid(secure, 1)}/cmdline").read_bytes().decode(errors="replace")
-    assert logs["worker"] and logs["sink"] and logs["gateway"], "a service wrote no log"
+    assert all(logs[name] for name in ("gateway", "sink", "worker", "notify", "server.log")), "no log to read"
     for user in ks.principals(secure):
         password = ks.password_path(secure, user).read_text().strip()
         leaked = [name for name, text in logs.items() if password in text]
