@@ -27,8 +27,8 @@ def restrict_home(s: Settings) -> None:
         d.chmod(mode)
     private_dirs(s.secrets_dir)
     s.secrets_dir.chmod(0o700)
-    for f in s.secrets_dir.iterdir():
-        f.chmod(0o600)
+    for f in s.secrets_dir.iterdir():   # files; kafka-tls/ (the secure Kafka mode's certificates)
+        f.chmod(0o700 if f.is_dir() else 0o600)
     for d in s.run_dir.iterdir():   # kafka, pg, demo logs
         if d.is_dir():
             d.chmod(0o700)
