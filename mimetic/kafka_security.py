@@ -135,5 +135,6 @@ def describe(s: Settings) -> str:
     if p == "PLAINTEXT":
         return "PLAINTEXT"
     if p == "SSL":
-        return f"SSL ({'client certificate ' + str(s.kafka_ssl_certfile) if s.kafka_ssl_certfile else 'no client certificate'})"
+        cert = s.kafka_ssl_certfile
+        return f"SSL (client certificate {cert})" if cert else "SSL (no client certificate)"
     return f"{p} {s.kafka_sasl_mechanism} as {s.kafka_sasl_username}"

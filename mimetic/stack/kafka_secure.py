@@ -114,6 +114,17 @@ def ensure_secrets(s: Settings, host: str) -> TlsFiles:
     return tls
 
 
+def issue_client_certificate(s: Settings, cn: str, directory: Path) -> tuple[Path, Path]:
+    """A client certificate of the stack's CA for principal `cn` (its key 0600) in `directory`:
+    (certificate, key). A principal without ACLs may connect, and do nothing."""
+    ca_key, ca_cert = _load_ca(TlsFiles.of(s))
+    key, cert = _issue(ca_key, ca_cert, cn)
+    cert_path, key_path = directory / f"{cn}.crt", directory / f"{cn}.key"
+    _write_private(key_path, _key_pem(key))
+    _write_private(cert_path, _cert_pem(cert))
+    return cert_path, key_path
+
+
 def _new_ca():
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes

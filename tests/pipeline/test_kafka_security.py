@@ -130,13 +130,9 @@ def test_only_the_gateway_writes_raw_topics(secure_kafka: Settings) -> None:
 
 def test_a_principal_without_acls_is_refused(secure_kafka: Settings, tmp_path: Path) -> None:
     """Authenticated by a certificate of the stack's own CA, but no ACL names it."""
-    tls = ks.TlsFiles.of(secure_kafka)
-    ca_key, ca_cert = ks._load_ca(tls)
-    key, cert = ks._issue(ca_key, ca_cert, "mimetic-intruder")
-    (tmp_path / "i.key").write_bytes(ks._key_pem(key))
-    (tmp_path / "i.crt").write_bytes(ks._cert_pem(cert))
+    cert, key = ks.issue_client_certificate(secure_kafka, "mimetic-intruder", tmp_path)
     intruder = ks.service_settings(secure_kafka, "mimetic-gateway", mtls=True).model_copy(
-        update={"kafka_ssl_certfile": tmp_path / "i.crt", "kafka_ssl_keyfile": tmp_path / "i.key"})
+        update={"kafka_ssl_certfile": cert, "kafka_ssl_keyfile": key})
     with pytest.raises(TopicAuthorizationFailedError):
         produce(intruder, RAW_FRAMES.name(secure_kafka))
 
@@ -149,7 +145,8 @@ def test_a_wrong_password_or_unknown_user_fails_the_login(secure_kafka: Settings
     unknown = tmp_path / "unknown"
     unknown.write_text(ks.password_path(secure_kafka, "mimetic-gateway").read_text())
     cases = [gateway.model_copy(update={"kafka_sasl_password_file": wrong}),
-             gateway.model_copy(update={"kafka_sasl_username": "mimetic-nobody", "kafka_sasl_password_file": unknown})]
+             gateway.model_copy(update={"kafka_sasl_username": "mimetic-nobody",
+                                        "kafka_sasl_password_file": unknown})]
     for s in cases:
         caplog.clear()
         with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(KafkaConnectionError):
@@ -162,13 +159,14 @@ def test_a_wrong_password_or_unknown_user_fails_the_login(secure_kafka: Settings
 
 def test_mutual_tls_needs_a_certificate_of_the_stack_ca(secure_kafka: Settings, tmp_path: Path) -> None:
     good = ks.service_settings(secure_kafka, "mimetic-gateway", mtls=True)
-    assert good.kafka_bootstrap.endswith(f":{int(secure_kafka.kafka_bootstrap.rsplit(':', 1)[1]) + KAFKA_MTLS_PORT_OFFSET}")
+    sasl_port = int(secure_kafka.kafka_bootstrap.rsplit(":", 1)[1])
+    assert good.kafka_bootstrap == f"127.0.0.1:{sasl_port + KAFKA_MTLS_PORT_OFFSET}"
     assert produce(good, TELEMETRY.name(secure_kafka)) >= 0   # the CN is the principal: the gateway's ACLs
 
     no_cert = good.model_copy(update={"kafka_ssl_certfile": None, "kafka_ssl_keyfile": None})
     other_ca = trustme.CA()
-    (tmp_path / "other.pem").write_bytes(other_ca.issue_cert("mimetic-gateway.invalid", common_name="mimetic-gateway")
-                                         .private_key_and_cert_chain_pem.bytes())
+    impostor = other_ca.issue_cert("mimetic-gateway.invalid", common_name="mimetic-gateway")
+    (tmp_path / "other.pem").write_bytes(impostor.private_key_and_cert_chain_pem.bytes())
     foreign = good.model_copy(update={"kafka_ssl_certfile": tmp_path / "other.pem",
                                       "kafka_ssl_keyfile": tmp_path / "other.pem"})
     for s in (no_cert, foreign):
@@ -177,7 +175,8 @@ def test_mutual_tls_needs_a_certificate_of_the_stack_ca(secure_kafka: Settings, 
     # and a broker whose certificate the client's CA did not sign is not trusted either
     other_ca.cert_pem.write_to_path(str(tmp_path / "other-ca.pem"))
     with pytest.raises(KafkaConnectionError):
-        produce(good.model_copy(update={"kafka_ssl_cafile": tmp_path / "other-ca.pem"}), TELEMETRY.name(secure_kafka))
+        produce(good.model_copy(update={"kafka_ssl_cafile": tmp_path / "other-ca.pem"}),
+                TELEMETRY.name(secure_kafka))
 
 
 # --- the pipeline over SASL_SSL --------------------------------------------------------------
@@ -228,7 +227,8 @@ def test_pipeline_end_to_end_over_sasl_ssl(pipeline_settings: Settings, secure_k
     gw = GatewayProc(s, **_service_env(secure, "mimetic-gateway"))
     procs = [services("sink", **_service_env(secure, "mimetic-sink")),
              services("worker", "--loglevel", "info", **_service_env(secure, "mimetic-worker")),
-             services("notify", MIMETIC_NOTIFY_PORT=str(free_loopback_port()), **_service_env(secure, "mimetic-notify"))]
+             services("notify", MIMETIC_NOTIFY_PORT=str(free_loopback_port()),
+                      **_service_env(secure, "mimetic-notify"))]
     try:
         gw.wait_healthy()
         stats = asyncio.run(run_simulation(sim, s.model_copy(update={"gateway_url": gw.url}), via="gateway",
@@ -253,7 +253,8 @@ def test_pipeline_end_to_end_over_sasl_ssl(pipeline_settings: Settings, secure_k
     paths = KafkaPaths.of(secure)
     for f in (paths.log_file, paths.log_file.with_suffix(".stdout")):
         logs[f.name] = f.read_text(errors="replace")
-    logs["broker command line"] = Path(f"/proc/{kafka.node_pid(secure, 1)}/cmdline").read_bytes().decode(errors="replace")
+    cmdline = Path(f"/proc/{kafka.node_pid(secure, 1)}/cmdline")
+    logs["broker command line"] = cmdline.read_bytes().decode(errors="replace")
     assert all(logs[name] for name in ("gateway", "sink", "worker", "notify", "server.log")), "no log to read"
     for user in ks.principals(secure):
         password = ks.password_path(secure, user).read_text().strip()
