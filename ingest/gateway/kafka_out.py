@@ -44,6 +44,7 @@ class KafkaOut:
             retry_backoff_ms=200, metadata_max_age_ms=30_000, **client_kwargs(self.s))
 
     async def start(self) -> None:
+        client_kwargs(self.s)   # a missing password file or certificate stops the start, not a retry loop
         self._task = asyncio.create_task(self._connect_loop())
 
     async def _connect_loop(self) -> None:
