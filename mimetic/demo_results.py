@@ -18,16 +18,16 @@ import psycopg
 from rich import box
 from rich.table import Table
 
+from dashboards.report.symmetry import RESPONDER_DROP_AI, Comparison, Point, compare, pct_of_healthy
 from mimetic.config import Settings
 from mimetic.where import mimetic_command, repo_relative
 
 WIDTH = 80
-RESPONDER_DROP = 0.10  # mean |AI| first -> last session, as the report's responder rule
-
 LEGEND = (
-    "aff: affected side. |AI|: mean absolute asymmetry index over the muscles, "
-    "first -> last session (0 = symmetric; ? = not measured). resp: responder (|AI| fell by at "
-    f"least {RESPONDER_DROP:.2f}). syn: synkinesis. faults: injected fault kinds "
+    "aff: affected side. |AI|: mean absolute asymmetry index over the muscles, each "
+    "muscle's first -> latest valid session, as in the progress report (0 = symmetric; "
+    "? = not measured). resp: the report's sEMG responder rule (|AI| fell by at least "
+    f"{RESPONDER_DROP_AI:.2f}). syn: synkinesis. faults: injected fault kinds "
     "raised as alerts / injected. alerts: alert episodes raised."
 )
 
@@ -48,7 +48,10 @@ class PatientRow:
 
 
 def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
-    """Measured values from the database next to the simulator's truth, per patient."""
+    """Measured values from the database next to the simulator's truth, per patient. The measured
+    |AI| and responder are the progress report's own (`dashboards.report.model.load(...).comparison`),
+    the truth goes through the same comparison."""
+    from dashboards.report.model import load
     from ingest.simulator import FAULT_ALERT
 
     with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
@@ -56,6 +59,7 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
             "select ss.device_id, ss.session_id::text, m.muscle, m.ai, m.synkinesis_flag "
             "from session_summary ss join session_muscle_summary m using (session_id)").fetchall()
         alerts = conn.execute("select device_id, alert_type from alert").fetchall()
+        reported = {p["code"]: load(conn, p["code"]).comparison for p in truth["patients"]}
     measured: dict[str, dict[str, dict[str, tuple]]] = defaultdict(lambda: defaultdict(dict))
     for device, session, muscle, ai, syn in rows:
         measured[device][session][muscle] = (ai, syn)
@@ -66,24 +70,25 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
     out = []
     for p in truth["patients"]:
         dev, sessions = p["device_id"], p["sessions"]
-
-        def mean_abs(sess: dict, from_truth: bool) -> float | None:
-            if from_truth:
-                vals = [abs(m["ai"]) for m in sess["muscles"].values() if m["ai"] is not None]
-            else:
-                vals = [abs(v[0]) for v in measured[dev].get(sess["session_id"], {}).values() if v[0] is not None]
-            return sum(vals) / len(vals) if vals else None
-
-        mf, ml = mean_abs(sessions[0], False), mean_abs(sessions[-1], False)
-        responder = None if mf is None or ml is None or len(sessions) < 2 else (mf - ml) >= RESPONDER_DROP
+        m, t = reported[p["code"]], truth_comparison(sessions, p["affected_side"])
         expected = {FAULT_ALERT[f["type"]] for sess in sessions for f in sess["faults"] if f["type"] in FAULT_ALERT}
         out.append(PatientRow(
             code=p["code"], affected_side=p["affected_side"], sessions=len(measured[dev]),
-            ai_measured=(mf, ml), ai_truth=(mean_abs(sessions[0], True), mean_abs(sessions[-1], True)),
-            responder=(responder, bool(p["responder"])),
+            ai_measured=(m.first_abs_ai, m.latest_abs_ai), ai_truth=(t.first_abs_ai, t.latest_abs_ai),
+            responder=(m.responder, bool(p["responder"])),
             synkinesis=(any(v[1] for sess in measured[dev].values() for v in sess.values()), bool(p["synkinesis"])),
             faults=(len(expected & set(raised[dev])), len(expected)), alerts=sum(raised[dev].values())))
     return out
+
+
+def truth_comparison(sessions: list[dict[str, Any]], affected_side: str) -> Comparison:
+    """The simulator's true AI per session and muscle through the report's first/latest comparison."""
+    series: dict[str, list[Point]] = defaultdict(list)
+    for i, sess in enumerate(sessions, start=1):
+        for muscle, v in sess["muscles"].items():
+            if v["ai"] is not None:
+                series[muscle].append(Point(i, float(v["ai"]), pct_of_healthy(float(v["ai"]), affected_side)))
+    return compare(series, len(sessions))
 
 
 def results_table(rows: list[PatientRow]) -> Table:

@@ -1,5 +1,5 @@
-"""`mimetic report`: PNG and PDF (and HTML) for a simulated patient; the PDF is rendered to an image
-(pypdfium2) and must not be blank."""
+"""`mimetic report`: PNG, PDF and HTML for a simulated patient; the PDF's pages are rendered to PNG
+(pypdfium2); the report's numbers are compared with the database (test_report_numbers.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def _ink(img: np.ndarray) -> float:
 
 
 def test_report_png_pdf_html(filled: Filled, tmp_path: Path, monkeypatch) -> None:
+    """The CLI writes PNG and PDF; the PDF's three A4 pages are rendered to PNG (kept in tmp_path for a
+    look) and carry ink, the legends and the caveat."""
     import matplotlib.image
     import pypdfium2 as pdfium
 
@@ -39,25 +41,29 @@ def test_report_png_pdf_html(filled: Filled, tmp_path: Path, monkeypatch) -> Non
         assert res.exit_code == 0, res.output
     get_settings.cache_clear()
     png = matplotlib.image.imread(tmp_path / "r.png")
-    assert png.shape[0] > 2 * png.shape[1] and 0.03 < _ink((png * 255).astype(np.uint8)) < 0.6
+    assert png.shape[0] > 3 * png.shape[1] and 0.03 < _ink((png * 255).astype(np.uint8)) < 0.6
     pdf = pdfium.PdfDocument(str(tmp_path / "r.pdf"))
+    texts = []
     try:
-        assert len(pdf) == 2
-        for i in range(2):
-            img = np.asarray(pdf[i].render(scale=1).to_pil().convert("RGB"))
+        assert len(pdf) == 3
+        for i in range(3):
+            page = pdf[i].render(scale=1).to_pil().convert("RGB")
+            page.save(tmp_path / f"page{i + 1}.png")
+            img = np.asarray(page)
             assert img.shape[0] > img.shape[1]          # A4 portrait
-            assert _ink(img) > 0.03, f"page {i + 1} is blank"
-            assert img.std() > 20
-        text = pdf[0].get_textpage().get_text_range()
+            assert _ink(img) > 0.02, f"page {i + 1} is blank"
+            texts.append(pdf[i].get_textpage().get_text_range())
     finally:
         pdf.close()
-    assert f"Progress report · {code}" in text and "Symmetry" in text and "Adherence" in text
+    text = "\n".join(texts)
+    assert f"Progress report · {code}" in texts[0] and "Symmetry" in texts[0] and "Adherence" in texts[0]
+    for legend in ("favourable", "needs attention", "90-110%", "100% = both sides equal",
+                   "task performed → co-activated muscle", "healthy", "hatched: not reported",
+                   "planned minutes", "not a validated clinical grade", "Device and stimulation"):
+        assert legend in text.replace("\r", "").replace("\n", " ").replace("  ", " ") or legend in text, legend
     with psycopg.connect(filled.settings.db_dsn()) as conn:
         data = report.load(conn, code)
     assert len(data.sessions) == 4 and data.muscles
-    lines = [t for _c, t in report.summary(data)]
-    assert any(t.startswith("Adherence: 4 of 4 planned sessions") for t in lines)
-    assert any(t.startswith("Comfort and safety") for t in lines)
     html = report.write(data, tmp_path / "r.html").read_text()
     assert "data:image/png;base64," in html and code in html
 
