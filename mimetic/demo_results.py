@@ -18,11 +18,13 @@ import psycopg
 from rich import box
 from rich.table import Table
 
+from clinical.service import Actor
 from dashboards.report.symmetry import RESPONDER_DROP_AI, Comparison, Point, compare, pct_of_healthy
 from mimetic.config import Settings
 from mimetic.where import mimetic_command, repo_relative
 
 WIDTH = 80
+DEMO_ACTOR = Actor(name="demo", channel="demo")  # the demo's reads of patient data, in the access audit
 LEGEND = (
     "aff: affected side. |AI|: mean absolute asymmetry index over the muscles, each "
     "muscle's first -> latest valid session, as in the progress report (0 = symmetric; "
@@ -59,7 +61,7 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
             "select ss.device_id, ss.session_id::text, m.muscle, m.ai, m.synkinesis_flag "
             "from session_summary ss join session_muscle_summary m using (session_id)").fetchall()
         alerts = conn.execute("select device_id, alert_type from alert").fetchall()
-        reported = {p["code"]: load(conn, p["code"]).comparison for p in truth["patients"]}
+        reported = {p["code"]: load(conn, p["code"], DEMO_ACTOR).comparison for p in truth["patients"]}
     measured: dict[str, dict[str, dict[str, tuple]]] = defaultdict(lambda: defaultdict(dict))
     for device, session, muscle, ai, syn in rows:
         measured[device][session][muscle] = (ai, syn)
@@ -144,7 +146,7 @@ def write_outputs(s: Settings, codes: list[str], clinic_id: str, out_dir: Path) 
     reports: list[Path] = []
     with psycopg.connect(s.db_dsn()) as conn:
         for code in codes:
-            data = load(conn, code)
+            data = load(conn, code, DEMO_ACTOR)
             for suffix in (".pdf", ".png"):
                 reports.append(write(data, out_dir / "reports" / f"{code}{suffix}"))
     grafana = out_dir / "grafana"

@@ -16,7 +16,8 @@ legend:
 
 Reads the clinic views through any connection allowed to read them: a clinic login
 (row-level security keeps it to its own patients) or the owner. `model.load` builds the
-data model every page prints from.
+data model every page prints from; every load appends a row to the access audit
+(app.access_audit, migration 0014) in the same transaction as the reads.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from pathlib import Path
 
 import psycopg
 
+from clinical.service import Actor
 from dashboards.report.model import ReportData, load
 from dashboards.report.render import figures, write
 from dashboards.report.text import summary
 
-__all__ = ["ReportData", "figures", "load", "make_report", "summary", "write"]
+__all__ = ["Actor", "ReportData", "figures", "load", "make_report", "summary", "write"]
 
 
-def make_report(dsn: str, code: str, out: Path) -> Path:
+def make_report(dsn: str, code: str, out: Path, actor: Actor) -> Path:
+    """Read the patient's data (the read is audited for `actor`) and write the report to `out`."""
     with psycopg.connect(dsn) as conn:
-        data = load(conn, code)
+        data = load(conn, code, actor)
     return write(data, out)

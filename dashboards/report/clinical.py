@@ -76,8 +76,6 @@ def _rows(conn: psycopg.Connection, sql: str, params: tuple) -> list[dict[str, A
 
 
 def load_clinical(conn: psycopg.Connection, code: str) -> Clinical:
-    if conn.execute("select to_regclass('course_adherence')").fetchone()[0] is None:  # TEMP until 0014
-        return Clinical()
     courses = [Course(
         r["course_id"], r["therapy_type"], r["start_date"], r["end_date"], r["planned_sessions"],
         r["minutes_per_session"], _f(r["current_limit_ua"]), r["sessions_done"], r["sessions_full_length"],

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from clinical.service import Actor, audit
 from dashboards.report.clinical import Clinical, load_clinical
 from dashboards.report.symmetry import Comparison, Point, compare, pct_of_healthy
 
@@ -111,12 +112,21 @@ def rows(conn: psycopg.Connection, sql: str, params: tuple) -> list[dict[str, An
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def load(conn: psycopg.Connection, code: str, syn_threshold: float = 0.25) -> ReportData:
-    """Everything the report shows for one patient; LookupError if the login cannot see it."""
-    pat = rows(conn, "select code, etiology, affected_side, onset_date, baseline_hb_grade, baseline_sunnybrook, "
-                     "planned_sessions, planned_minutes from patient where code = %s", (code,))
+def load(conn: psycopg.Connection, code: str, actor: Actor, syn_threshold: float = 0.25) -> ReportData:
+    """Everything the report shows for one patient, read in one transaction that also appends the
+    read to the access audit (`clinical.service.audit`: who, through which channel, which patient);
+    LookupError if the login cannot see the patient (nothing read, nothing audited)."""
+    with conn.transaction():
+        return _load(conn, code, actor, syn_threshold)
+
+
+def _load(conn: psycopg.Connection, code: str, actor: Actor, syn_threshold: float) -> ReportData:
+    pat = rows(conn, "select patient_id, clinic_id, code, etiology, affected_side, onset_date, baseline_hb_grade, "
+                     "baseline_sunnybrook, planned_sessions, planned_minutes from patient where code = %s", (code,))
     if not pat:
         raise LookupError(f"no patient {code!r} visible to this login")
+    audit(conn, actor, "read", "report", patient_id=pat[0].pop("patient_id"), clinic_id=pat[0].pop("clinic_id"),
+          detail="progress report")
     patient = Patient(**pat[0])
     prog = rows(conn, "select pp.session_number, pp.session_id::text, pp.session_date, pp.started_at, "
                       "pp.therapy_type, pp.minutes, pp.discomfort, pp.skin_reaction, pp.max_stim_current_ua, "

@@ -18,6 +18,14 @@ from processors.storage import roles
 from .conftest import Filled
 
 pytestmark = pytest.mark.stack
+ACTOR = report.Actor(name="report-test", channel="cli")
+
+
+def _audit_rows(filled: Filled, code: str) -> list[tuple]:
+    with psycopg.connect(filled.settings.db_dsn()) as conn:
+        return conn.execute("select a.actor, a.channel, a.action, a.object, a.clinic_id, a.db_user "
+                            "from app.access_audit a join patient p on p.patient_id = a.patient_id "
+                            "where p.code = %s and a.object = 'report' order by a.audit_id", (code,)).fetchall()
 
 
 def _ink(img: np.ndarray) -> float:
@@ -62,23 +70,30 @@ def test_report_png_pdf_html(filled: Filled, tmp_path: Path, monkeypatch) -> Non
                    "planned minutes", "not a validated clinical grade", "Device and stimulation"):
         assert legend in text.replace("\r", "").replace("\n", " ").replace("  ", " ") or legend in text, legend
     with psycopg.connect(filled.settings.db_dsn()) as conn:
-        data = report.load(conn, code)
+        data = report.load(conn, code, ACTOR)
     assert len(data.sessions) == 4 and data.muscles
     html = report.write(data, tmp_path / "r.html").read_text()
     assert "data:image/png;base64," in html and code in html
 
 
 def test_report_through_a_clinic_login_sees_only_its_patients(filled: Filled, tmp_path: Path) -> None:
+    """A clinic login reads (and audits) its own patient's report; another clinic's patient does not
+    exist for it, and that refused read leaves no audit row."""
     s = filled.settings
     login = ensure_logins(s, filled.clinic_id)["clinic"].login
     dsn = roles.login_dsn(s, login)
-    assert report.make_report(dsn, filled.codes[1], tmp_path / "ok.png").exists()
+    before = _audit_rows(filled, filled.codes[1])
+    assert report.make_report(dsn, filled.codes[1], tmp_path / "ok.png", ACTOR).exists()
+    after = _audit_rows(filled, filled.codes[1])
+    assert after[:len(before)] == before and len(after) == len(before) + 1
+    assert after[-1] == ("report-test", "cli", "read", "report", filled.clinic_id, login)
     with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
         conn.execute("insert into clinic (clinic_id, name) values ('other-clinic', 'Other') on conflict do nothing")
         conn.execute("insert into patient (clinic_id, code) values ('other-clinic', 'P-OTHER1') "
                      "on conflict do nothing")
     with pytest.raises(LookupError):
-        report.make_report(dsn, "P-OTHER1", tmp_path / "no.png")
+        report.make_report(dsn, "P-OTHER1", tmp_path / "no.png", ACTOR)
+    assert _audit_rows(filled, "P-OTHER1") == []
 
 
 def test_report_of_a_patient_without_sessions_is_one_page(filled: Filled, tmp_path: Path) -> None:
@@ -88,10 +103,11 @@ def test_report_of_a_patient_without_sessions_is_one_page(filled: Filled, tmp_pa
     with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
         conn.execute("insert into clinic (clinic_id, name) values ('other-clinic', 'Other') on conflict do nothing")
         conn.execute("insert into patient (clinic_id, code) values ('other-clinic', 'P-NEW01') on conflict do nothing")
-    out = report.make_report(s.db_dsn(), "P-NEW01", tmp_path / "new.pdf")
+    out = report.make_report(s.db_dsn(), "P-NEW01", tmp_path / "new.pdf", ACTOR)
     pdf = pdfium.PdfDocument(str(out))
     try:
         assert len(pdf) == 1
         assert "No finished session yet" in pdf[0].get_textpage().get_text_range()
+        assert _audit_rows(filled, "P-NEW01")[-1][:4] == ("report-test", "cli", "read", "report")
     finally:
         pdf.close()

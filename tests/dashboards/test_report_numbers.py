@@ -64,7 +64,7 @@ def test_report_numbers_match_the_database(filled: Filled) -> None:
     with psycopg.connect(filled.settings.db_dsn()) as conn:
         for code in filled.codes:
             t = _truth(conn, code)
-            d = report.load(conn, code)
+            d = report.load(conn, code, report.Actor(name="report-test", channel="cli"))
             c = d.comparison
             lines = [ln.text for ln in report.summary(d)]
             text = "\n".join(lines)
@@ -116,3 +116,56 @@ def test_report_numbers_match_the_database(filled: Filled) -> None:
             assert "skin" not in device and "discomfort" not in device
             assert not re.search(r"\b1 (days|sessions|muscles|assessments|alerts)\b", text), text
     assert checked_first_not_1, "the simulated clinic should have a muscle whose session 1 is not usable"
+
+
+def test_report_grades_pros_and_course_plan_match_the_database(filled: Filled) -> None:
+    """Grades and PROs entered through the clinical service, and the course plan, appear in the report
+    with the values and order of the database."""
+    from datetime import datetime, timedelta, timezone
+
+    from clinical import model as M
+    from clinical import service as S
+
+    code = filled.codes[2]
+    actor = S.Actor(name="report-test", channel="cli")
+    today = datetime.now(timezone.utc)
+    with psycopg.connect(filled.settings.db_dsn()) as conn:
+        if not conn.execute("select 1 from clinical_assessment a join patient p using (patient_id) "
+                            "where p.code = %s", (code,)).fetchone():
+            for days, hb, sb in ((3, 4, 38), (1, 3, 55)):
+                S.add_assessment(conn, actor, code, M.AssessmentIn(
+                    assessed_on=(today - timedelta(days=days)).date(), assessor="Dr Test", hb_grade=hb,
+                    sunnybrook=sb))
+            for days, inst, score in ((3, "face", 42.0), (1, "face", 61.5), (1, "grc", 3.0)):
+                S.add_pro(conn, actor, code, M.ProIn(instrument=inst, score=score,
+                                                     answered_at=today - timedelta(days=days, hours=1)))
+        d = report.load(conn, code, actor)
+        grades = conn.execute("select a.assessed_on, a.hb_grade, a.sunnybrook from clinical_assessment a "
+                              "join patient p using (patient_id) where p.code = %s order by a.assessed_on",
+                              (code,)).fetchall()
+        face = [float(x) for (x,) in conn.execute(
+            "select r.score from patient_reported_outcome r join patient p using (patient_id) "
+            "where p.code = %s and r.instrument = 'face' order by r.answered_at", (code,))]
+        course = conn.execute(
+            "select c.course_id, c.therapy_type, c.planned_sessions, c.minutes_per_session, c.start_date "
+            "from therapy_course c join patient p using (patient_id) where p.code = %s "
+            "order by c.start_date desc limit 1", (code,)).fetchone()
+        done = conn.execute(
+            "select count(*), coalesce(sum(s.minutes), 0) from session_summary s join patient p using (patient_id) "
+            "join clinic k on k.clinic_id = p.clinic_id where p.code = %s and s.status in ('ended', 'timed_out') "
+            "and s.therapy_type = %s and (s.started_at at time zone k.timezone)::date >= %s",
+            (code, course[1], course[4])).fetchone()
+    assert [(g.assessed_on, g.hb_grade, g.sunnybrook) for g in d.clinical.grades] == grades
+    lines = [ln.text for ln in report.summary(d)]
+    grade_line = next(ln for ln in lines if ln.startswith("Clinician grades"))
+    hb_roman = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI"}
+    assert f"House-Brackmann {hb_roman[grades[0][1]]} (" in grade_line
+    assert f"→ {hb_roman[grades[-1][1]]} (" in grade_line
+    assert f"Sunnybrook {grades[0][2]} → {grades[-1][2]} of 100" in grade_line
+    pro_line = next(ln for ln in lines if ln.startswith("Patient-reported"))
+    assert f"FaCE {face[0]:g} → {face[-1]:g} (0 to 100, higher is better)" in pro_line
+    adh = next(ln for ln in lines if ln.startswith("Adherence"))
+    c = d.clinical.courses[-1]
+    assert (c.course_id, c.planned_sessions, c.minutes_per_session) == (course[0], course[2], course[3])
+    assert c.sessions_done == done[0]
+    assert f"{done[0]} of {course[2]} sessions done" in adh
