@@ -27,8 +27,8 @@ WIDTH = 80
 DEMO_ACTOR = Actor(name="demo", channel="demo")  # the demo's reads of patient data, in the access audit
 LEGEND = (
     "aff: affected side. |AI|: mean absolute asymmetry index over the muscles, each "
-    "muscle's first -> latest valid session, as in the progress report (0 = symmetric; "
-    "? = not measured). resp: the report's sEMG responder rule (|AI| fell by at least "
+    "muscle's first -> latest valid session, as in the progress report; t at the same "
+    "muscles and sessions (0 = symmetric; ? = not measured). resp: the report's sEMG responder rule (|AI| fell by at least "
     f"{RESPONDER_DROP_AI:.2f}). syn: synkinesis. faults: injected fault kinds "
     "raised as alerts / injected. alerts: alert episodes raised."
 )
@@ -72,7 +72,8 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
     out = []
     for p in truth["patients"]:
         dev, sessions = p["device_id"], p["sessions"]
-        m, t = reported[p["code"]], truth_comparison(sessions, p["affected_side"])
+        m = reported[p["code"]]
+        t = truth_comparison(sessions, p["affected_side"], like=m)
         expected = {FAULT_ALERT[f["type"]] for sess in sessions for f in sess["faults"] if f["type"] in FAULT_ALERT}
         out.append(PatientRow(
             code=p["code"], affected_side=p["affected_side"], sessions=len(measured[dev]),
@@ -83,12 +84,17 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
     return out
 
 
-def truth_comparison(sessions: list[dict[str, Any]], affected_side: str) -> Comparison:
-    """The simulator's true AI per session and muscle through the report's first/latest comparison."""
+def truth_comparison(sessions: list[dict[str, Any]], affected_side: str,
+                     like: Comparison | None = None) -> Comparison:
+    """The simulator's true AI per session and muscle through the report's first/latest comparison;
+    with `like` (the measured comparison), at the same muscles and sessions as the measurement, so
+    the m and t columns differ only by measurement error (session n = the n-th simulated session)."""
     series: dict[str, list[Point]] = defaultdict(list)
+    keep = None if like is None else {(m.muscle, n) for m in like.muscles
+                                      for n in (m.first.session_number, m.latest.session_number)}
     for i, sess in enumerate(sessions, start=1):
         for muscle, v in sess["muscles"].items():
-            if v["ai"] is not None:
+            if v["ai"] is not None and (keep is None or (muscle, i) in keep):
                 series[muscle].append(Point(i, float(v["ai"]), pct_of_healthy(float(v["ai"]), affected_side)))
     return compare(series, len(sessions))
 

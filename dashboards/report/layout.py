@@ -31,7 +31,7 @@ def page(d: ReportData, number: int, pages: int):
     plt = pyplot()
     fig = plt.figure(figsize=A4_IN, dpi=110)
     p = d.patient
-    fig.text(LEFT, 0.965, f"Progress report · {d.code}", fontsize=17, fontweight="bold", color=INK)
+    fig.text(LEFT, 0.962, f"Progress report · {d.code}", fontsize=17, fontweight="bold", color=INK)
     bits = [p.etiology.replace("_", " ") if p.etiology else None,
             {"L": "left side affected", "R": "right side affected"}.get(p.affected_side or "",
                                                                        "affected side not recorded"),
@@ -39,8 +39,8 @@ def page(d: ReportData, number: int, pages: int):
     if d.sessions:
         bits.append(f"sessions {d.sessions[0].day:%d %b %Y} – {d.sessions[-1].day:%d %b %Y}")
     fig.text(LEFT, 0.945, " · ".join(b for b in bits if b), fontsize=9, color=MUTED)
-    fig.text(RIGHT, 0.965, f"page {number} of {pages}", fontsize=8, color=MUTED, ha="right")
-    fig.text(RIGHT, 0.945, f"generated {d.generated_at:%d %b %Y %H:%M} UTC", fontsize=8, color=MUTED, ha="right")
+    fig.text(RIGHT, 0.975, f"page {number} of {pages}", fontsize=8, color=MUTED, ha="right")
+    fig.text(RIGHT, 0.962, f"generated {d.generated_at:%d %b %Y %H:%M} UTC", fontsize=8, color=MUTED, ha="right")
     from matplotlib.lines import Line2D
 
     fig.add_artist(Line2D([LEFT, RIGHT], [0.935, 0.935], color="#d5dbe1", lw=1))

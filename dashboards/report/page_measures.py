@@ -74,8 +74,11 @@ def _synkinesis(fig, d: ReportData, top: float) -> float:
             grid[i, s - 1] = v
     from matplotlib.colors import LinearSegmentedColormap
 
-    cmap = LinearSegmentedColormap.from_list("syn", ["#2b6cb0", "#f7f7f7", "#e08a00", "#c0392b"]).with_extremes(
-        bad="#ffffff")
+    # white at 0, light orange from the flag threshold up to red at +1, blue towards -1
+    flag_pos = (d.syn_threshold + 1) / 2
+    cmap = LinearSegmentedColormap.from_list("syn", [
+        (0.0, "#2b6cb0"), (0.5, "#f7f7f7"), (flag_pos, "#f6d7a7"), (min(0.85, flag_pos + 0.2), "#e08a00"),
+        (1.0, "#c0392b")]).with_extremes(bad="#ffffff")
     im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=-1, vmax=1)
     for i, p in enumerate(pairs):
         for j in range(n):
@@ -96,11 +99,11 @@ def _synkinesis(fig, d: ReportData, top: float) -> float:
         s.set_visible(False)
     fig.text(0.34 - 0.01, top - 0.022, "task performed → co-activated muscle", fontsize=7, color=MUTED, ha="right",
              va="top")
-    cax = fig.add_axes([0.86, top - 0.03 - h, 0.012, max(h, 0.08)])
+    cax = fig.add_axes([0.85, top - 0.03 - h, 0.011, max(h, 0.08)])
     cb = fig.colorbar(im, cax=cax, ticks=[-1, 0, d.syn_threshold, 1])
     cb.ax.tick_params(labelsize=6.5)
-    cb.ax.text(4.2, 1.0, "affected\nside more", transform=cb.ax.transAxes, fontsize=6, color=BAD, va="top")
-    cb.ax.text(4.2, 0.0, "healthy\nside more", transform=cb.ax.transAxes, fontsize=6, color="#2b6cb0",
+    cb.ax.text(5.2, 1.0, "affected\nside more", transform=cb.ax.transAxes, fontsize=6, color=BAD, va="top")
+    cb.ax.text(5.2, 0.0, "healthy\nside more", transform=cb.ax.transAxes, fontsize=6, color="#2b6cb0",
                va="bottom")
     cb.ax.axhline(d.syn_threshold, color=INK, lw=0.8)
     more = len(d.synkinesis) - len(pairs)

@@ -4,6 +4,7 @@ patient-reported outcomes, the caveat and the definitions."""
 from __future__ import annotations
 
 import textwrap
+from datetime import timedelta
 
 from dashboards.report.layout import LEFT, PT_FRACTION, block, page, title
 from dashboards.report.model import DEVICE_OPERATION, SIGNAL_QUALITY, STIMULATION_SAFETY, ReportData
@@ -49,6 +50,8 @@ def _session_table(fig, d: ReportData, top: float) -> float:
     for s in d.sessions:
         course = d.clinical.course_of(s.session_id)
         limit = course.current_limit_ua if course else None
+        if s.therapy_type != "microcurrent":
+            limit = None                      # the prescribed limit is for stimulation sessions
         current = ("–" if s.max_stim_current_ua is None else f"{s.max_stim_current_ua:.0f}"
                    + (f" / {limit:.0f}" if limit else ""))
         over = limit is not None and s.max_stim_current_ua is not None and s.max_stim_current_ua > limit
@@ -98,9 +101,6 @@ def _grades(fig, d: ReportData, top: float) -> float:
     if sb:
         (l1,) = ax.plot([x.assessed_on for x in sb], [x.sunnybrook for x in sb], "-o", color="#1f77b4", ms=4)
         handles.append((l1, "Sunnybrook composite (0-100, left axis; higher is better)"))
-        for x in sb:
-            ax.annotate(f"{x.sunnybrook}", (x.assessed_on, x.sunnybrook), textcoords="offset points",
-                        xytext=(0, 5), ha="center", fontsize=6.8, color="#1f77b4")
     ax.set_ylim(0, 105)
     ax.set_ylabel("Sunnybrook")
     ax2 = ax.twinx()
@@ -114,14 +114,20 @@ def _grades(fig, d: ReportData, top: float) -> float:
     ax2.spines["right"].set_visible(True)
     import matplotlib.dates as mdates
 
+    days = sorted({x.assessed_on for x in g})
+    ax.set_xticks(days[:: max(1, len(days) // 8)])
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %y"))
+    ax.set_xlim(days[0] - timedelta(days=2), days[-1] + timedelta(days=2))
     ax.tick_params(axis="x", labelsize=7)
     ax.grid(axis="y", color="#e6eaee", lw=0.8)
     ax.legend([hh for hh, _ in handles], [t for _, t in handles], loc="upper left", bbox_to_anchor=(0, -0.15),
               frameon=False, ncol=1, fontsize=7)
-    assessors = sorted({x.assessor for x in g})
-    return block(fig, LEFT, y - h - 0.065, f"{len(g)} assessment{'s' if len(g) != 1 else ''} by "
-                 + ", ".join(assessors) + ".", 140, size=7, colour=MUTED)
+    listed = "; ".join(f"{x.assessed_on:%d %b %Y} " + ", ".join(
+        b for b in (f"House-Brackmann {HB_ROMAN[x.hb_grade]}" if x.hb_grade else "",
+                    f"Sunnybrook {x.sunnybrook}" if x.sunnybrook is not None else "") if b)
+        + f" ({x.assessor})" for x in g[-8:])
+    more = f"{len(g) - 8} earlier assessments, then: " if len(g) > 8 else ""
+    return block(fig, LEFT, y - h - 0.065, more + listed + ".", 140, size=7.5, colour=INK)
 
 
 def _pros(fig, d: ReportData, top: float) -> float:

@@ -135,7 +135,7 @@ def _synkinesis_line(d: ReportData) -> Line:
     last = d.sessions[-1].number
     still = any(p.flagged.get(last) for p in flagged)
     parts = [f"{p.muscle.replace('_', ' ')} during {task_word(p.target_task)} in {sum(p.flagged.values())} of "
-             f"{len(p.index)} measured sessions" for p in flagged[:4]]
+             f"{plural(len(p.index), 'session')} with a value" for p in flagged[:4]]
     more = f" and {len(flagged) - 4} more pairs" if len(flagged) > 4 else ""
     return Line(BAD if still else WARN,
                 f"Synkinesis (involuntary co-activation, index above {d.syn_threshold:.2f}) flagged: "
@@ -193,14 +193,19 @@ def _adherence_line(d: ReportData) -> Line:
     courses = d.clinical.courses
     if courses:
         c = courses[-1]
+        kind = THERAPY_WORDS.get(c.therapy_type, c.therapy_type)
+        other = sum(1 for s in d.sessions if d.clinical.session_course.get(s.session_id) == c.course_id
+                    and s.therapy_type != c.therapy_type)
         ok = c.sessions_done >= 0.8 * c.planned_sessions
         return Line(GOOD if ok else INK,
-                    f"Adherence to the {THERAPY_WORDS.get(c.therapy_type, c.therapy_type)} course (from "
-                    f"{c.start_date:%d %b %Y}; plan {plural(c.planned_sessions, 'session')} of "
-                    f"{minutes(c.minutes_per_session)}): {c.sessions_done} of {c.planned_sessions} sessions done, "
-                    f"{c.sessions_full_length} full length (at least 90% of the planned minutes); "
+                    f"Adherence to the {kind} course (from {c.start_date:%d %b %Y}; plan "
+                    f"{plural(c.planned_sessions, 'session')} of {minutes(c.minutes_per_session)}): "
+                    f"{c.sessions_done} of {c.planned_sessions} {kind} sessions done, "
+                    f"{c.sessions_full_length} of them full length (at least 90% of the planned minutes); "
                     f"{minutes(c.total_minutes)} of {minutes(c.planned_sessions * c.minutes_per_session)} "
-                    f"planned ({c.minutes_done_pct:.0f}%)" + rhythm + ".")
+                    f"planned ({c.minutes_done_pct:.0f}%)"
+                    + (f"; {plural(other, 'session')} of another therapy in the same period" if other else "")
+                    + rhythm + ".")
     planned = a.get("planned_sessions")
     mins = a.get("mean_minutes")
     return Line(INK, "Adherence (no course recorded: the patient's plan fields): "

@@ -168,4 +168,4 @@ def test_report_grades_pros_and_course_plan_match_the_database(filled: Filled) -
     c = d.clinical.courses[-1]
     assert (c.course_id, c.planned_sessions, c.minutes_per_session) == (course[0], course[2], course[3])
     assert c.sessions_done == done[0]
-    assert f"{done[0]} of {course[2]} sessions done" in adh
+    assert f"{done[0]} of {course[2]} {course[1].replace('_', ' ')} sessions done" in adh

@@ -76,3 +76,9 @@ def test_demo_truth_goes_through_the_same_comparison() -> None:
     t = truth_comparison(sessions, "L")
     assert math.isclose(t.first_abs_ai, 0.55) and math.isclose(t.latest_abs_ai, 0.15)
     assert t.responder is True
+    # at the measurement's muscles and sessions: zygomaticus measured from session 2 only
+    measured = compare({"zygomaticus": [Point(2, -0.35, 48.0), Point(3, -0.25, 60.0)]}, 3)
+    like = truth_comparison(sessions, "L", like=measured)
+    assert [(m.muscle, m.first.session_number, m.latest.session_number) for m in like.muscles] == \
+        [("zygomaticus", 2, 3)]
+    assert math.isclose(like.first_abs_ai, 0.3) and math.isclose(like.latest_abs_ai, 0.2)
