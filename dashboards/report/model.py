@@ -75,6 +75,7 @@ class SynPair:
     muscle: str
     index: dict[int, float]            # session number -> synkinesis index in [-1, 1]
     flagged: dict[int, bool]
+    at_rest: set[int] = field(default_factory=set)   # sessions where neither side rose above rest
 
     @property
     def peak(self) -> float:
@@ -87,7 +88,8 @@ class ReportData:
     sessions: list[Session]
     muscles: dict[str, list[Point]]                # muscle -> valid points in session order
     unusable: dict[str, dict[int, str]]            # muscle -> session number -> why there is no value
-    synkinesis: list[SynPair]
+    synkinesis: list[SynPair]                      # pairs with a value in at least one session
+    syn_checked: int                               # task x muscle pairs analysed over all sessions
     syn_threshold: float
     adherence: dict[str, Any]
     alerts: list[Alert]
@@ -156,10 +158,10 @@ def _load(conn: psycopg.Connection, code: str, actor: Actor, syn_threshold: floa
     by_id = {s.session_id: s for s in sessions.values()}
     alerts = _alerts(conn, code, by_id)
     unusable = _unusable(state, sessions, alerts)
-    syn = _synkinesis(conn, code, by_id)
+    syn, syn_checked = _synkinesis(conn, code, by_id)
     adh = rows(conn, "select * from patient_adherence where patient_code = %s", (code,))
     return ReportData(patient, [sessions[k] for k in sorted(sessions)], dict(sorted(muscles.items())), unusable,
-                      syn, syn_threshold, adh[0] if adh else {}, alerts, load_clinical(conn, code))
+                      syn, syn_checked, syn_threshold, adh[0] if adh else {}, alerts, load_clinical(conn, code))
 
 
 def _alerts(conn: psycopg.Connection, code: str, by_id: dict[str, Session]) -> list[Alert]:
@@ -202,20 +204,27 @@ def _unusable(levels: dict[str, dict[int, tuple[str, str | None]]],
     return out
 
 
-def _synkinesis(conn: psycopg.Connection, code: str, by_id: dict[str, Session]) -> list[SynPair]:
+def _synkinesis(conn: psycopg.Connection, code: str, by_id: dict[str, Session]) -> tuple[list[SynPair], int]:
+    """Pairs (target task, co-activated muscle) with a value in some session, highest first, and the
+    number of pairs analysed (an index is null when neither side rose above its rest level)."""
     found = rows(conn, "select x.session_id::text as session_id, x.target_task, x.muscle, x.index, x.flag "
                        "from session_synkinesis x join session_overview so on so.session_id = x.session_id "
-                       "join patient p on p.patient_id = so.patient_id where p.code = %s and x.index is not null",
-                 (code,))
+                       "join patient p on p.patient_id = so.patient_id where p.code = %s", (code,))
     pairs: dict[tuple[str, str], SynPair] = {}
+    checked = 0
     for r in found:
         s = by_id.get(r["session_id"])
         if s is None:
             continue
+        checked += 1
         p = pairs.setdefault((r["target_task"], r["muscle"]), SynPair(r["target_task"], r["muscle"], {}, {}))
+        if r["index"] is None:
+            p.at_rest.add(s.number)
+            continue
         p.index[s.number] = float(r["index"])
         p.flagged[s.number] = bool(r["flag"])
-    return sorted(pairs.values(), key=lambda p: (-p.peak, p.target_task, p.muscle))
+    valued = [p for p in pairs.values() if p.index]
+    return sorted(valued, key=lambda p: (-p.peak, p.target_task, p.muscle)), checked
 
 
 def _f(v: Any) -> float | None:

@@ -64,9 +64,11 @@ def _synkinesis(fig, d: ReportData, top: float) -> float:
     fig.text(0.06, top, "Synkinesis: involuntary co-activation of a muscle during another task", fontsize=10.5,
              fontweight="bold", color=INK, va="top")
     if not pairs:
-        return block(fig, 0.06, top - 0.022, "Not measured: needs the affected side and task recordings.", 100,
-                     colour=MUTED)
-    h = 0.024 * len(pairs) + 0.01
+        why = (f"None: in the {d.syn_checked} task-muscle pairs analysed, the other muscles stayed at their "
+               "resting level on both sides (no co-activation)." if d.syn_checked
+               else "Not measured: needs the affected side and task recordings.")
+        return block(fig, 0.06, top - 0.022, why, 120, colour=MUTED)
+    h = max(0.024 * len(pairs) + 0.01, 0.08)
     ax = fig.add_axes([0.34, top - 0.03 - h, 0.5, h])
     grid = np.full((len(pairs), n), np.nan)
     for i, p in enumerate(pairs):
@@ -84,7 +86,8 @@ def _synkinesis(fig, d: ReportData, top: float) -> float:
         for j in range(n):
             v = grid[i, j]
             if math.isnan(v):
-                ax.text(j, i, "–", ha="center", va="center", fontsize=7, color=MUTED)
+                rest = (j + 1) in p.at_rest
+                ax.text(j, i, "rest" if rest else "–", ha="center", va="center", fontsize=6.5, color=MUTED)
                 continue
             flagged = p.flagged.get(j + 1, False)
             ax.text(j, i, f"{v:+.2f}" + (" ⚑" if flagged else ""), ha="center", va="center", fontsize=6.8,
@@ -99,7 +102,7 @@ def _synkinesis(fig, d: ReportData, top: float) -> float:
         s.set_visible(False)
     fig.text(0.34 - 0.01, top - 0.022, "task performed → co-activated muscle", fontsize=7, color=MUTED, ha="right",
              va="top")
-    cax = fig.add_axes([0.85, top - 0.03 - h, 0.011, max(h, 0.08)])
+    cax = fig.add_axes([0.85, top - 0.03 - h, 0.011, h])
     cb = fig.colorbar(im, cax=cax, ticks=[-1, 0, d.syn_threshold, 1])
     cb.ax.tick_params(labelsize=6.5)
     cb.ax.text(5.2, 1.0, "affected\nside more", transform=cb.ax.transAxes, fontsize=6, color=BAD, va="top")
@@ -110,8 +113,10 @@ def _synkinesis(fig, d: ReportData, top: float) -> float:
     note = (f"Columns: session number. Value: synkinesis index, (affected - healthy) / (affected + healthy) of the "
             f"co-activated muscle's activity while the patient performs the task; 0 = equal on both sides, "
             f"+ = more on the affected side (the synkinesis pattern, red), - = more on the healthy side (blue). "
-            f"⚑ bold = flagged (above {d.syn_threshold:.2f}); – = not measured that session. Rows: the "
-            f"{len(pairs)} pairs with the highest values" + (f" ({more} more pairs below them)." if more > 0 else "."))
+            f"⚑ bold = flagged (above {d.syn_threshold:.2f}); rest = neither side above its resting level (no "
+            f"co-activation); – = not measured that session. "
+            + (f"Rows: the {len(pairs)} pairs with the highest values ({more} more pairs below them)." if more > 0
+               else "Rows: every pair with a value in some session."))
     return block(fig, 0.06, top - 0.04 - h, note, 135, size=7, colour=MUTED)
 
 

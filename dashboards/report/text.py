@@ -128,6 +128,10 @@ def summary(d: ReportData) -> list[Line]:
 
 def _synkinesis_line(d: ReportData) -> Line:
     flagged = [p for p in d.synkinesis if any(p.flagged.values())]
+    if not d.synkinesis and d.syn_checked:
+        return Line(GOOD, f"No synkinesis: during each task the other muscles stayed at their resting level on "
+                          f"both sides ({plural(d.syn_checked, 'task-muscle pair')} checked over "
+                          f"{plural(len(d.sessions), 'session')}).")
     if not d.synkinesis:
         return Line(MUTED, "Synkinesis: not measured (needs the affected side and task recordings).")
     if not flagged:
