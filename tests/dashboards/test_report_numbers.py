@@ -98,6 +98,15 @@ def test_report_numbers_match_the_database(filled: Filled) -> None:
                 for (f, _l) in t["pairs"]:
                     if f[0] != 1:
                         assert f"from session {f[0]} (session 1:" in sym
+            # the clinic dashboard's responder view (migration 0018) says the same
+            view = conn.execute("select first_abs_ai, last_abs_ai, abs_ai_improvement, responder "
+                                "from patient_responder where patient_code = %s", (code,)).fetchone()
+            if c.muscles:
+                assert [float(x) for x in view[:3]] == pytest.approx(
+                    [c.first_abs_ai, c.latest_abs_ai, c.abs_ai_improvement], abs=6e-4)
+                assert view[3] == c.responder
+            else:
+                assert view[3] is None
             # synkinesis: each flagged pair with its count of flagged sessions
             for (task, muscle), k in t["syn"].items():
                 pair = next(p for p in d.synkinesis if (p.target_task, p.muscle) == (task, muscle))
