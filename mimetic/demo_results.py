@@ -28,8 +28,8 @@ DEMO_ACTOR = Actor(name="demo", channel="demo")  # the demo's reads of patient d
 LEGEND = (
     "aff: affected side. |AI|: mean absolute asymmetry index over the muscles, each "
     "muscle's first -> latest valid session, as in the progress report; t at the same "
-    "muscles and sessions (0 = symmetric; ? = not measured). resp: the report's sEMG responder rule (|AI| fell by at least "
-    f"{RESPONDER_DROP_AI:.2f}). syn: synkinesis. faults: injected fault kinds "
+    "muscles and sessions (0 = symmetric; ? = not measured). resp: the report's sEMG "
+    f"responder rule (|AI| fell by at least {RESPONDER_DROP_AI:.2f}). syn: synkinesis. faults: injected fault kinds "
     "raised as alerts / injected. alerts: alert episodes raised."
 )
 

@@ -7,7 +7,7 @@ import numpy as np
 from dashboards.report.layout import LEFT, block, page, title
 from dashboards.report.model import ReportData
 from dashboards.report.symmetry import trend_per_session
-from dashboards.report.text import BULLETS, GOOD, INK, MUTED, muscle_label, summary
+from dashboards.report.text import BULLETS, GOOD, MUTED, muscle_label, summary
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f"]
 BAND = (90, 110)

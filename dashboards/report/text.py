@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dashboards.report.model import (DEVICE_OPERATION, SIGNAL_QUALITY, STIMULATION_SAFETY, ReportData)
-from dashboards.report.symmetry import RESPONDER_DROP_AI, trend_per_session
+from dashboards.report.symmetry import RESPONDER_DROP_AI
 from mimetic.domain import MUSCLES
 
 INK, MUTED, GOOD, WARN, BAD = "#1d2733", "#6b7785", "#2e8b57", "#e08a00", "#c0392b"
@@ -229,8 +229,9 @@ def _comfort_line(d: ReportData) -> Line:
                      f"(reported after {len(disc)} of {plural(n, 'session')})")
     else:
         parts.append("discomfort not reported")
-    parts.append(f"skin reaction after {session_list([s.number for s in skin])} "
-                 f"({', '.join(sorted({s.skin_reaction or '' for s in skin}))})" if skin else "no skin reaction reported")
+    kinds = ", ".join(sorted({s.skin_reaction or "" for s in skin}))
+    parts.append(f"skin reaction after {session_list([s.number for s in skin])} ({kinds})" if skin
+                 else "no skin reaction reported")
     serious = (disc and max(disc) >= 7) or len(skin) >= 2
     return Line(BAD if serious else (WARN if skin or (disc and max(disc) >= 4) else GOOD),
                 "Patient comfort: " + "; ".join(parts) + ".")
@@ -241,8 +242,8 @@ def _device_line(d: ReportData) -> Line:
     sig = d.alerts_of(*SIGNAL_QUALITY)
     dev = d.alerts_of(*DEVICE_OPERATION)
     n_oc, n_sig, n_dev = (len({a.alert_id for a in x}) for x in (oc, sig, dev))
-    bits = [(f"{plural(n_oc, 'over-current alert')} ({session_list([a.session_number for a in oc])}), "
-             "a stimulation safety event" if oc else "no over-current")]
+    bits = [(f"{plural(n_oc, 'over-current alert')} ({session_list([a.session_number for a in oc])}; "
+             "stimulation safety: check the device and the prescribed limit)" if oc else "no over-current")]
     if sig:
         bits.append(f"{plural(n_sig, 'electrode or signal fault')} ({session_list([a.session_number for a in sig])}:"
                     " the affected muscle's samples are left out of the figures)")
@@ -250,8 +251,3 @@ def _device_line(d: ReportData) -> Line:
         kinds = sorted({a.alert_type.replace('_', ' ') for a in dev})
         bits.append(f"{plural(n_dev, 'device alert')} ({', '.join(kinds)})")
     return Line(BAD if oc else (WARN if sig else GOOD), "Device and stimulation: " + "; ".join(bits) + ".")
-
-
-def trend_text(d: ReportData, muscle: str) -> str:
-    s = trend_per_session(d.muscles[muscle])
-    return "n/a (fewer than 3 valid sessions)" if s is None else f"{s:+.1f} points per session"
