@@ -169,7 +169,12 @@ def _clinical_lines(d: ReportData) -> list[Line]:
                         "Clinician grades (first → latest): " + "; ".join(bits)
                         + f" ({plural(len(g), 'assessment')})."))
     else:
-        out.append(Line(MUTED, "Clinician grades: no assessment recorded."))
+        p = d.patient
+        base = ", ".join(b for b in (
+            f"House-Brackmann {HB_ROMAN[p.baseline_hb_grade]}" if p.baseline_hb_grade else "",
+            f"Sunnybrook {p.baseline_sunnybrook} of 100" if p.baseline_sunnybrook is not None else "") if b)
+        out.append(Line(MUTED, f"Clinician grades: at intake {base}; no assessment recorded since." if base
+                        else "Clinician grades: no assessment recorded."))
     pros = d.clinical.pros_by_instrument()
     if pros:
         parts = []
@@ -209,7 +214,7 @@ def _adherence_line(d: ReportData) -> Line:
                     f"{minutes(c.total_minutes)} of {minutes(c.planned_sessions * c.minutes_per_session)} "
                     f"planned ({c.minutes_done_pct:.0f}%)"
                     + (f"; {plural(other, 'session')} of another therapy in the same period" if other else "")
-                    + rhythm + ".")
+                    + rhythm + "." + _earlier_courses(d))
     planned = a.get("planned_sessions")
     mins = a.get("mean_minutes")
     return Line(INK, "Adherence (no course recorded: the patient's plan fields): "
@@ -217,6 +222,15 @@ def _adherence_line(d: ReportData) -> Line:
                 + (f", {minutes(float(mins))} on average" if mins is not None else "")
                 + (f" (plan {minutes(float(a['planned_minutes']))})" if a.get("planned_minutes") else "")
                 + rhythm + ".")
+
+
+def _earlier_courses(d: ReportData) -> str:
+    earlier = d.clinical.courses[:-1]
+    if not earlier:
+        return ""
+    return " Earlier: " + "; ".join(
+        f"{THERAPY_WORDS.get(c.therapy_type, c.therapy_type)} course from {c.start_date:%d %b %Y}, "
+        f"{c.sessions_done} of {c.planned_sessions} sessions" for c in earlier) + "."
 
 
 def _comfort_line(d: ReportData) -> Line:

@@ -48,6 +48,8 @@ def test_summary_reads_as_a_clinician_needs_it() -> None:
     assert "one session every 2 days on average, longest break 2 days" in text
     assert not re.search(r"\b1 (days|sessions|muscles|alerts)\b", text)
     assert "orbicularis oculi during smile in 1 of 2 sessions with a value" in text
+    assert lines["Clinician grades"].endswith("at intake House-Brackmann IV, Sunnybrook 40 of 100; no assessment "
+                                              "recorded since.")
 
 
 def test_plural() -> None:
@@ -71,3 +73,18 @@ def test_pages_show_missing_discomfort_as_not_reported(tmp_path: Path) -> None:
     assert "not reported" in texts[2] and "0/10" not in texts[2]
     assert "180 / 20" not in texts[2]                       # no course: no prescribed limit is invented
     assert "rest" in texts[1] and "Smile → orbicularis oculi" in texts[1]
+
+
+def test_adherence_is_against_the_latest_course_and_names_earlier_ones() -> None:
+    from dashboards.report.clinical import Course
+
+    d = _data()
+    d.clinical = Clinical(courses=[
+        Course(1, "biofeedback_exercise", date(2026, 9, 1), date(2026, 9, 30), 10, 30, None, 7, 6, 200.0, 66.7, 0.0),
+        Course(2, "microcurrent", date(2026, 11, 1), None, 12, 20, 200.0, 3, 3, 60.0, 25.0, 180.0)],
+        session_course={s.session_id: 2 for s in d.sessions})
+    adh = next(ln.text for ln in summary(d) if ln.text.startswith("Adherence"))
+    assert adh.startswith("Adherence to the microcurrent course (from 01 Nov 2026; plan 12 sessions of 20 min): "
+                          "3 of 12 microcurrent sessions done, 3 of them full length")
+    assert "60 min of 240 min planned (25%)" in adh
+    assert adh.endswith("Earlier: biofeedback exercise course from 01 Sep 2026, 7 of 10 sessions.")
