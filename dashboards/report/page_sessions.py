@@ -52,6 +52,9 @@ def _session_table(fig, d: ReportData, top: float) -> float:
         limit = course.current_limit_ua if course else None
         if s.therapy_type != "microcurrent":
             limit = None                      # the prescribed limit is for stimulation sessions
+        if limit is None:                     # no course limit: the limit the device's over-current alert used
+            limit = next((a.threshold for a in d.alerts if a.session_number == s.number
+                          and a.alert_type in STIMULATION_SAFETY and a.threshold), None)
         current = ("–" if s.max_stim_current_ua is None else f"{s.max_stim_current_ua:.0f}"
                    + (f" / {limit:.0f}" if limit else ""))
         over = limit is not None and s.max_stim_current_ua is not None and s.max_stim_current_ua > limit
@@ -66,9 +69,9 @@ def _session_table(fig, d: ReportData, top: float) -> float:
         faults = session_faults(d, s.number)
         y = _faults_cell(fig, LEFT + COLS[-1][1], y, faults, line)
     note = ("Current: highest stimulation current measured in the session / the course's prescribed limit "
-            "(red: above it). Minutes: measured / planned. Alerts: red = over-current (stimulation safety), "
-            "orange = electrode or signal fault (that muscle's samples are left out of the figures), grey = "
-            "device operation (battery, data gaps).")
+            "(or, without one, the limit of the device's over-current alert; red: above it). Minutes: measured / "
+            "planned. Alerts: red = over-current (stimulation safety), orange = electrode or signal fault (that "
+            "muscle's samples are left out of the figures), grey = device operation (battery, data gaps).")
     return block(fig, LEFT, y - 0.004, note, 140, size=7, colour=MUTED)
 
 

@@ -71,7 +71,8 @@ def test_pages_show_missing_discomfort_as_not_reported(tmp_path: Path) -> None:
     assert len(texts) == 3
     assert "not\r\nreported" in texts[1] or "not\nreported" in texts[1] or "not reported" in texts[1]
     assert "not reported" in texts[2] and "0/10" not in texts[2]
-    assert "180 / 20" not in texts[2]                       # no course: no prescribed limit is invented
+    # no course: no prescribed limit is invented; the over-current alert's limit only where it fired
+    assert texts[2].count("180 / ") == 1 and "180 / 2000" in texts[2]
     assert "rest" in texts[1] and "Smile → orbicularis oculi" in texts[1]
 
 
