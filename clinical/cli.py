@@ -82,6 +82,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.add_typer(courses, name="courses")
     app.add_typer(assessments, name="assessments")
     app.add_typer(pros, name="pros")
+    _register_api(app)
 
     @patients.command("add")
     def patients_add(code: Annotated[str, typer.Argument(help="Pseudonymous code, e.g. P-7F3K2.")],
@@ -279,6 +280,67 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                    source="clinic")
         rid = _run(add_pro, code, p)
         console.print(f"patient {code}: {instrument} score {p.score:g} recorded ({rid})")
+
+
+def _register_api(app: typer.Typer) -> None:
+    api = typer.Typer(no_args_is_help=True, help="The clinic HTTP API and its bearer tokens.")
+    toks = typer.Typer(no_args_is_help=True, help="Bearer tokens of the clinic API (only hashes are kept).")
+    app.add_typer(api, name="clinic-api")
+    api.add_typer(toks, name="tokens")
+
+    @api.command("serve")
+    def api_serve() -> None:
+        """Run the clinic API until SIGINT/SIGTERM (MIMETIC_CLINIC_API_HOST/PORT)."""
+        from .api import run_api
+
+        s = get_settings()
+        console.print(f"clinic API on http://{s.clinic_api_host}:{s.clinic_api_port}/v1 "
+                      "(OpenAPI: /v1/openapi.json)")
+        run_api(s)
+
+    @api.command("openapi")
+    def api_openapi() -> None:
+        """Print the clinic API's OpenAPI 3.1 document (JSON)."""
+        from .api import openapi_doc
+
+        _print_json(openapi_doc())
+
+    @toks.command("add")
+    def tokens_add(name: Annotated[str, typer.Argument(help="The clinic user (recorded as who acted).")],
+                   clinic: Annotated[str, typer.Option("--clinic", help="Clinic id.")],
+                   login: Annotated[str, typer.Option("--login", help="The clinic's database login "
+                                                      "(`mimetic roles create NAME --group clinic`).")]) -> None:
+        """Issue a token (printed once; only its SHA-256 is kept in the secrets directory)."""
+        import psycopg
+
+        from . import tokens
+
+        try:
+            with psycopg.connect(get_settings().db_dsn(), autocommit=True) as conn:
+                token = tokens.add(get_settings(), conn, name, clinic, login)
+        except tokens.TokenError as exc:
+            _fail(str(exc))
+        console.print("token (shown once, use as `Authorization: Bearer <token>`):")
+        print(token)
+
+    @toks.command("list")
+    def tokens_list() -> None:
+        """Token names with their clinic and login (never a token)."""
+        from . import tokens
+
+        for u in tokens.load(get_settings()):
+            print(f"{u.name}\t{u.clinic_id}\t{u.login}")
+
+    @toks.command("revoke")
+    def tokens_revoke(name: Annotated[str, typer.Argument()]) -> None:
+        """Revoke a token (refused from the next request on)."""
+        from . import tokens
+
+        try:
+            tokens.revoke(get_settings(), name)
+        except tokens.TokenError as exc:
+            _fail(str(exc))
+        console.print(f"token {name} revoked")
 
 
 def register_devices(devices_app: typer.Typer) -> None:
