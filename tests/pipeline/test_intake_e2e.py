@@ -9,8 +9,11 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from decimal import Decimal
+
 import psycopg
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from ingest import registry, wire
@@ -59,6 +62,14 @@ def test_patient_from_intake_gets_a_full_session_analysis(pipeline_settings: Set
                                            max_rate=180.0))   # under the gateway's per-device rate
         assert stats, stats
         sids = [str(plan.session_id) for plan in sim.plans[0]]
+        # the patient's app answers the SAQ at the end of the last session: a `pro` session event
+        last = sim.plans[0][-1]
+        answered_us = last.t0_us + int(30e6)
+        r = requests.post(f"{gw.url}/v1/devices/{device}/events", timeout=30, headers={
+            "Authorization": f"Bearer {secret}", "Content-Type": "application/json"}, json={
+            "type": "pro", "seq": 1_000_000, "t_us": answered_us, "session_id": str(last.session_id),
+            "instrument": "saq", "item_answers": [3, 2, 2, 3, 1, 2, 2, 1, 2]})
+        assert r.status_code == 202, r.text
         frames: dict[str, int] = {}
         for rec in sim.device_records(0):
             if rec.kind == wire.KIND_FRAME:
@@ -70,7 +81,8 @@ def test_patient_from_intake_gets_a_full_session_analysis(pipeline_settings: Set
             dirty = query(s, "select count(*) from app.session_dirty where session_id = any(%s::uuid[])", (sids,))
             muscles = query(s, "select count(*) from session_muscle_summary where session_id = any(%s::uuid[])",
                             (sids,))
-            return got == frames and dirty[0][0] == 0 and muscles[0][0] > 0
+            pros = query(s, "select count(*) from patient_reported_outcome where device_id = %s", (device,))
+            return got == frames and dirty[0][0] == 0 and muscles[0][0] > 0 and pros[0][0] == 1
 
         wait_for(analysed, 240, "every frame stored and both sessions analysed", [worker, sink])
     finally:
@@ -87,3 +99,8 @@ def test_patient_from_intake_gets_a_full_session_analysis(pipeline_settings: Set
     done, pct, limit = query(s, "select sessions_done, sessions_done_pct, current_limit_ua from course_adherence "
                                 "where patient_code = %s", (code,))[0]
     assert (done, float(pct), limit) == (2, 100.0, 400.0)
+    # the app's PRO, stored by the pipeline's normal path (the sink's own login) for this patient
+    got = query(s, "select patient_id, instrument, score, item_answers, source, session_id::text, answered_at "
+                   "from patient_reported_outcome where device_id = %s", (device,))
+    assert got == [(pid, "saq", Decimal("40.00"), [3, 2, 2, 3, 1, 2, 2, 1, 2], "app", str(last.session_id),
+                    datetime.fromtimestamp(answered_us / 1e6, timezone.utc))]
