@@ -135,18 +135,24 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         for c in rec.consents:
             state = "in force" if c["in_force"] else f"withdrawn {c['withdrawn_on']}" if c["withdrawn_on"] else "-"
             console.print(f"consent {c['purpose']}: given {c['given_on']}, {state}")
-        _table(["course", "type", "start", "end", "plan", "min", "µA", "done", "full", "%"],
-               [[c["course_id"], c["therapy_type"], c["start_date"], c["end_date"], c["planned_sessions"],
-                 c["minutes_per_session"], c["current_limit_ua"], c["sessions_done"], c["sessions_full_length"],
-                 c["sessions_done_pct"]] for c in rec.courses])
-        _table(["device", "from", "to"], [[a["device_id"], str(a["valid_from"])[:16], str(a["valid_to"] or "")[:16]]
-                                          for a in rec.assignments])
-        _table(["assessed", "assessor", "HB", "Sunnybrook"],
-               [[a["assessed_on"], a["assessor"], a["hb_grade"], a["sunnybrook"]] for a in rec.assessments])
-        _table(["answered", "instrument", "score", "range", "source"],
-               [[str(r["answered_at"])[:16], r["instrument"], r["score"],
-                 f"{r['score_min']:g}..{r['score_max']:g} {'↑' if r['higher_is_better'] else '↓'} better",
-                 r["source"]] for r in rec.pros])
+        for c in rec.courses:
+            limit = f", limit {c['current_limit_ua']:g} µA" if c["current_limit_ua"] is not None else ""
+            console.print(f"course {c['course_id']}: {c['therapy_type']} {c['start_date']}.."
+                          f"{c['end_date'] or 'open'}, {c['planned_sessions']} x {c['minutes_per_session']} min"
+                          f"{limit}; done {c['sessions_done']} ({c['sessions_done_pct']} %), "
+                          f"{c['sessions_full_length']} full length")
+        for a in rec.assignments:
+            console.print(f"device {a['device_id']}: {a['valid_from']:%Y-%m-%d %H:%M} .. "
+                          f"{format(a['valid_to'], '%Y-%m-%d %H:%M') if a['valid_to'] else 'now'}")
+        for a in rec.assessments:
+            grades = ", ".join(x for x in (f"House-Brackmann {a['hb_grade']}" if a["hb_grade"] else "",
+                                           f"Sunnybrook {a['sunnybrook']}" if a["sunnybrook"] is not None
+                                           else "") if x)
+            console.print(f"assessed {a['assessed_on']} by {a['assessor']}: {grades}", markup=False)
+        for r in rec.pros:
+            better = "higher" if r["higher_is_better"] else "lower"
+            console.print(f"{r['instrument']} {r['score']:g} ({r['score_min']:g}..{r['score_max']:g}, {better} "
+                          f"is better) {r['answered_at']:%Y-%m-%d %H:%M}, {r['source']}")
 
     @patients.command("list")
     def patients_list(clinic: Annotated[Optional[str], typer.Option("--clinic")] = None,
@@ -381,7 +387,9 @@ def register_devices(devices_app: typer.Typer) -> None:
 def _table(head: list[str], rows: list[list[Any]]) -> None:
     if not rows:
         return
-    t = Table(*head)
+    t = Table()
+    for h in head:
+        t.add_column(h, overflow="fold")   # wrap long values, never cut them
     for r in rows:
         t.add_row(*("-" if v is None else str(v) for v in r))
     console.print(t)
