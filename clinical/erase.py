@@ -66,8 +66,6 @@ def erase_patient(conn: psycopg.Connection, actor: Actor, code: str) -> Erasure:
             "select session_id from therapy_session where patient_id = %s "
             "union select session_id from session_summary where patient_id = %s", (pid, pid)).fetchall()]
         out = Erasure(patient_id=pid, sessions=len(sids))
-        windows = conn.execute("select device_id, valid_from, coalesce(valid_to, 'infinity') from device_assignment "
-                               "where patient_id = %s", (pid,)).fetchall()
         alert_ids = [r[0] for r in conn.execute("select alert_id from alert where session_id = any(%s)",
                                                 (sids,)).fetchall()]
         if alert_ids:
@@ -79,9 +77,9 @@ def erase_patient(conn: psycopg.Connection, actor: Actor, code: str) -> Erasure:
                 _delete(conn, out, schema, table, "session_id = any(%s)", (sids,))
         for schema, table in (("public", "session_summary"), ("public", "therapy_session")):
             _delete(conn, out, schema, table, "session_id = any(%s)", (sids,))
-        for device_id, t0, t1 in windows:
-            _delete(conn, out, "public", "telemetry", "device_id = %s and time >= %s and time < %s",
-                    (device_id, t0, t1))
+        _delete(conn, out, "public", "telemetry",
+                "exists (select 1 from device_assignment a where a.patient_id = %s and a.device_id = telemetry.device_id "
+                "and telemetry.time >= a.valid_from and (a.valid_to is null or telemetry.time < a.valid_to))", (pid,))
         conn.execute("update device set patient_id = null where patient_id = %s", (pid,))
         for schema, table in _tables_with(conn, "patient_id"):
             if (schema, table) not in {("public", "patient"), ("public", "device")}:
@@ -93,12 +91,13 @@ def erase_patient(conn: psycopg.Connection, actor: Actor, code: str) -> Erasure:
 
 
 def kafka_remainder(s: Settings) -> list[str]:
-    """What Kafka keeps of an erased patient, one line per topic: name and retention."""
+    """What Kafka keeps of an erased patient, one line per topic: name, retention (each record is
+    deleted that long after it was written), what the topic holds."""
     lines = []
     for spec in topics.ALL_TOPICS:
         ms = spec.configs.get("retention.ms")
         if spec in (topics.WORKER_TICKS,) or ms is None:
             continue
         days = int(ms) / 86_400_000
-        lines.append(f"{spec.name(s)}: {spec.description}, until its retention ends ({days:g} days after each record)")
+        lines.append(f"{spec.name(s)} ({days:g} days): {spec.purpose}")
     return lines

@@ -283,8 +283,9 @@ def assign_device(conn: psycopg.Connection, actor: Actor, code: str, a: M.Assign
     began earlier ends there (the device moves on). Any other overlap is refused."""
     with _tx(conn):
         pid, clinic = _patient(conn, actor, code)
-        dev = conn.execute("select clinic_id, status from device where device_id = %s for update",
-                           (a.device_id,)).fetchone()
+        # no FOR UPDATE here (a clinic login may not lock the device row): the 0014 trigger
+        # locks it while it checks for overlaps
+        dev = conn.execute("select clinic_id, status from device where device_id = %s", (a.device_id,)).fetchone()
         if dev is None or (actor.clinic_id is not None and dev[0] != actor.clinic_id):
             raise NotFound(f"no device {a.device_id}" + (f" in clinic {actor.clinic_id}" if actor.clinic_id else ""))
         if dev[0] != clinic:
