@@ -14,7 +14,7 @@ from dashboards.report.model import ReportData
 from dashboards.report.page_measures import page_two
 from dashboards.report.page_sessions import page_three
 from dashboards.report.page_summary import page_one
-from dashboards.report.text import summary
+from dashboards.report.text import BULLETS, summary
 
 
 def figures(d: ReportData) -> list:
@@ -57,10 +57,12 @@ def write(d: ReportData, out: Path) -> Path:
                 imgs.append(base64.b64encode(buf.getvalue()).decode())
             items = "".join(f'<li style="color:{ln.colour}"><span style="color:#1d2733">{html.escape(ln.text)}'
                             f"</span></li>" for ln in summary(d))
+            legend = " ".join(f'<span style="color:{c}">●</span> {html.escape(m)}' for c, m in BULLETS)
             out.write_text(
                 f"<!doctype html><meta charset='utf-8'><title>Progress report {html.escape(d.code)}</title>"
                 f"<body style='font-family:sans-serif;max-width:900px;margin:auto'>"
-                f"<h1>Progress report · {html.escape(d.code)}</h1><ul>{items}</ul>"
+                f"<h1>Progress report · {html.escape(d.code)}</h1><p style='color:#6b7785'>{legend}</p>"
+                f"<ul>{items}</ul>"
                 + "".join(f"<img alt='page {i + 1}' style='width:100%' src='data:image/png;base64,{b}'>"
                           for i, b in enumerate(imgs)) + "</body>")
     finally:

@@ -73,7 +73,7 @@ def test_report_png_pdf_html(filled: Filled, tmp_path: Path, monkeypatch) -> Non
         data = report.load(conn, code, ACTOR)
     assert len(data.sessions) == 4 and data.muscles
     html = report.write(data, tmp_path / "r.html").read_text()
-    assert "data:image/png;base64," in html and code in html
+    assert "data:image/png;base64," in html and code in html and "needs attention" in html
 
 
 def test_report_through_a_clinic_login_sees_only_its_patients(filled: Filled, tmp_path: Path) -> None:
