@@ -89,7 +89,8 @@ def summary(d: ReportData) -> list[Line]:
     """The plain-language lines at the top of page 1."""
     n = len(d.sessions)
     if not n:
-        return [Line(MUTED, "No finished session yet: nothing to report.")]
+        return ([Line(MUTED, "No finished session yet: no sEMG measurement to report.")] + _clinical_lines(d)
+                + ([_adherence_line(d)] if d.clinical.courses else []))
     out: list[Line] = []
     c = d.comparison
     if c.muscles:

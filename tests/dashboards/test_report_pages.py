@@ -90,3 +90,19 @@ def test_adherence_is_against_the_latest_course_and_names_earlier_ones() -> None
                           "3 of 12 microcurrent sessions done, 3 of them full length")
     assert "60 min of 240 min planned (25%)" in adh
     assert adh.endswith("Earlier: biofeedback exercise course from 01 Sep 2026, 7 of 10 sessions.")
+
+
+def test_a_patient_without_sessions_still_gets_grades_and_plan() -> None:
+    from dashboards.report.clinical import Course, Grade
+
+    d = _data()
+    d.sessions, d.muscles, d.unusable, d.synkinesis, d.alerts = [], {}, {}, [], []
+    d.clinical = Clinical(courses=[Course(2, "microcurrent", date(2026, 11, 1), None, 12, 20, 200.0, 0, 0, 0.0,
+                                          0.0, None)],
+                          grades=[Grade(date(2026, 10, 30), "Dr B", 4, 38)])
+    text = [ln.text for ln in summary(d)]
+    assert text[0].startswith("No finished session yet")
+    assert any(t.startswith("Clinician grades (first → latest): House-Brackmann IV (30 Oct); Sunnybrook 38")
+               for t in text)
+    assert any(t.startswith("Adherence to the microcurrent course") and "0 of 12 microcurrent sessions" in t
+               for t in text)
