@@ -121,16 +121,20 @@ def report_cmd(
     login: Annotated[str | None, typer.Option("--login", help="Read through this clinic login (row-level "
                                               "security applies); default the owner role")] = None,
 ) -> None:
-    """A clinician's progress report for one patient (symmetry, synkinesis, adherence, comfort and safety)."""
+    """A clinician's progress report for one patient (symmetry, synkinesis, adherence, grades, PROs,
+    comfort, device faults); the read is recorded in the access audit."""
+    import getpass
+
     from mimetic.config import get_settings
     from processors.storage import roles
 
-    from .report import make_report
+    from .report import Actor, make_report
 
     s = get_settings()
     dsn = roles.login_dsn(s, login) if login else s.db_dsn()
+    actor = Actor(name=getpass.getuser() or "cli", channel="cli")
     try:
-        typer.echo(str(make_report(dsn, patient, out)))
+        typer.echo(str(make_report(dsn, patient, out, actor)))
     except LookupError as exc:
         from mimetic.where import nothing_found
 

@@ -18,16 +18,18 @@ import psycopg
 from rich import box
 from rich.table import Table
 
+from clinical.service import Actor
+from dashboards.report.symmetry import RESPONDER_DROP_AI, Comparison, Point, compare, pct_of_healthy
 from mimetic.config import Settings
 from mimetic.where import mimetic_command, repo_relative
 
 WIDTH = 80
-RESPONDER_DROP = 0.10  # mean |AI| first -> last session, as the report's responder rule
-
+DEMO_ACTOR = Actor(name="demo", channel="demo")  # the demo's reads of patient data, in the access audit
 LEGEND = (
-    "aff: affected side. |AI|: mean absolute asymmetry index over the muscles, "
-    "first -> last session (0 = symmetric; ? = not measured). resp: responder (|AI| fell by at "
-    f"least {RESPONDER_DROP:.2f}). syn: synkinesis. faults: injected fault kinds "
+    "aff: affected side. |AI|: mean absolute asymmetry index over the muscles, each "
+    "muscle's first -> latest valid session, as in the progress report; t at the same "
+    "muscles and sessions (0 = symmetric; ? = not measured). resp: the report's sEMG "
+    f"responder rule (|AI| fell by at least {RESPONDER_DROP_AI:.2f}). syn: synkinesis. faults: injected fault kinds "
     "raised as alerts / injected. alerts: alert episodes raised."
 )
 
@@ -48,7 +50,10 @@ class PatientRow:
 
 
 def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
-    """Measured values from the database next to the simulator's truth, per patient."""
+    """Measured values from the database next to the simulator's truth, per patient. The measured
+    |AI| and responder are the progress report's own (`dashboards.report.model.load(...).comparison`),
+    the truth goes through the same comparison."""
+    from dashboards.report.model import load
     from ingest.simulator import FAULT_ALERT
 
     with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
@@ -56,6 +61,7 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
             "select ss.device_id, ss.session_id::text, m.muscle, m.ai, m.synkinesis_flag "
             "from session_summary ss join session_muscle_summary m using (session_id)").fetchall()
         alerts = conn.execute("select device_id, alert_type from alert").fetchall()
+        reported = {p["code"]: load(conn, p["code"], DEMO_ACTOR).comparison for p in truth["patients"]}
     measured: dict[str, dict[str, dict[str, tuple]]] = defaultdict(lambda: defaultdict(dict))
     for device, session, muscle, ai, syn in rows:
         measured[device][session][muscle] = (ai, syn)
@@ -66,24 +72,31 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
     out = []
     for p in truth["patients"]:
         dev, sessions = p["device_id"], p["sessions"]
-
-        def mean_abs(sess: dict, from_truth: bool) -> float | None:
-            if from_truth:
-                vals = [abs(m["ai"]) for m in sess["muscles"].values() if m["ai"] is not None]
-            else:
-                vals = [abs(v[0]) for v in measured[dev].get(sess["session_id"], {}).values() if v[0] is not None]
-            return sum(vals) / len(vals) if vals else None
-
-        mf, ml = mean_abs(sessions[0], False), mean_abs(sessions[-1], False)
-        responder = None if mf is None or ml is None or len(sessions) < 2 else (mf - ml) >= RESPONDER_DROP
+        m = reported[p["code"]]
+        t = truth_comparison(sessions, p["affected_side"], like=m)
         expected = {FAULT_ALERT[f["type"]] for sess in sessions for f in sess["faults"] if f["type"] in FAULT_ALERT}
         out.append(PatientRow(
             code=p["code"], affected_side=p["affected_side"], sessions=len(measured[dev]),
-            ai_measured=(mf, ml), ai_truth=(mean_abs(sessions[0], True), mean_abs(sessions[-1], True)),
-            responder=(responder, bool(p["responder"])),
+            ai_measured=(m.first_abs_ai, m.latest_abs_ai), ai_truth=(t.first_abs_ai, t.latest_abs_ai),
+            responder=(m.responder, bool(p["responder"])),
             synkinesis=(any(v[1] for sess in measured[dev].values() for v in sess.values()), bool(p["synkinesis"])),
             faults=(len(expected & set(raised[dev])), len(expected)), alerts=sum(raised[dev].values())))
     return out
+
+
+def truth_comparison(sessions: list[dict[str, Any]], affected_side: str,
+                     like: Comparison | None = None) -> Comparison:
+    """The simulator's true AI per session and muscle through the report's first/latest comparison;
+    with `like` (the measured comparison), at the same muscles and sessions as the measurement, so
+    the m and t columns differ only by measurement error (session n = the n-th simulated session)."""
+    series: dict[str, list[Point]] = defaultdict(list)
+    keep = None if like is None else {(m.muscle, n) for m in like.muscles
+                                      for n in (m.first.session_number, m.latest.session_number)}
+    for i, sess in enumerate(sessions, start=1):
+        for muscle, v in sess["muscles"].items():
+            if v["ai"] is not None and (keep is None or (muscle, i) in keep):
+                series[muscle].append(Point(i, float(v["ai"]), pct_of_healthy(float(v["ai"]), affected_side)))
+    return compare(series, len(sessions))
 
 
 def results_table(rows: list[PatientRow]) -> Table:
@@ -139,7 +152,7 @@ def write_outputs(s: Settings, codes: list[str], clinic_id: str, out_dir: Path) 
     reports: list[Path] = []
     with psycopg.connect(s.db_dsn()) as conn:
         for code in codes:
-            data = load(conn, code)
+            data = load(conn, code, DEMO_ACTOR)
             for suffix in (".pdf", ".png"):
                 reports.append(write(data, out_dir / "reports" / f"{code}{suffix}"))
     grafana = out_dir / "grafana"
