@@ -205,8 +205,10 @@ def prepare_database(s: Settings) -> None:
 
 
 def drop_database(s: Settings) -> None:
-    """Drop `s.pg_database` (disconnecting its sessions) if it exists."""
+    """Drop `s.pg_database` (disconnecting its sessions) if it exists; under the same lock as
+    `bootstrap_cluster`, whose grants would otherwise meet a database vanishing under them."""
     with connect_admin(s) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(s.pg_database)))
 
 
