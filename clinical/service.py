@@ -172,6 +172,14 @@ def show_patient(conn: psycopg.Connection, actor: Actor, code: str, *, purpose: 
     return rec
 
 
+def audit_read(conn: psycopg.Connection, actor: Actor, code: str, purpose: str) -> None:
+    """Record a read of the patient's identifiable data made elsewhere (the report, an export)
+    before it happens; NotFound for a patient the actor may not read."""
+    with _tx(conn):
+        pid, clinic = _patient(conn, actor, code)
+        audit(conn, actor, "read", "patient", patient_id=pid, clinic_id=clinic, detail=purpose)
+
+
 def list_patients(conn: psycopg.Connection, actor: Actor, clinic_id: str | None = None) -> list[dict[str, Any]]:
     """Pseudonymous codes with clinical fields, courses and consent flags (no identity); audited."""
     clinic = actor.clinic_id or clinic_id
@@ -313,3 +321,25 @@ def unassign_device(conn: psycopg.Connection, actor: Actor, device_id: str, at: 
         conn.execute("update device_assignment set valid_to = %s where assignment_id = %s", (at, row[0]))
         audit(conn, actor, "update", "assignment", patient_id=row[1], clinic_id=row[2],
               detail=f"device {device_id} assignment {row[0]} ended")
+
+
+def cli_actor() -> Actor:
+    import getpass
+
+    return Actor(name=getpass.getuser() or "cli", channel="cli")
+
+
+def audit_cli_read(dsn: str, code: str, purpose: str) -> None:
+    """For a command that reads a patient's data on `dsn` (the report): the audit row first. An
+    unknown patient writes none (the command itself then says it is unknown)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            audit_read(conn, cli_actor(), code, purpose)
+        except NotFound:
+            pass
+
+
+def audit_cli_export(dsn: str, detail: str) -> None:
+    """A de-identified export (research views): one audit row, no patient."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        audit(conn, cli_actor(), "export", "research_export", detail=detail)

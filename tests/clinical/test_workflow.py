@@ -342,3 +342,17 @@ def _replace(rec, **changes):
     import msgspec
 
     return msgspec.structs.replace(rec, **changes)
+
+
+def test_report_and_export_reads_are_audited(settings: Settings, db: psycopg.Connection, clinic: dict,
+                                             tmp_path) -> None:
+    from mimetic.cli import app
+
+    pid = _patient(db, clinic)
+    run = lambda *args: CliRunner().invoke(app, ["--database", settings.pg_database, *args])  # noqa: E731
+    run("report", "--patient", clinic["code"], "--out", str(tmp_path / "r.png"))   # no sessions: may refuse
+    assert ("read", "patient", "report") in {(r[0], r[1], r[4]) for r in _audit(db, pid)}
+    n = db.execute("select count(*) from app.access_audit where action = 'export'").fetchone()[0]
+    r = run("query", "patients", "--out", str(tmp_path / "p.csv"))
+    assert r.exit_code == 0, r.output
+    assert db.execute("select count(*) from app.access_audit where action = 'export'").fetchone()[0] == n + 1
