@@ -228,6 +228,7 @@ def openapi_doc() -> dict[str, Any]:
                                             "400": err("a value refused, with the reason"),
                                             "401": err("no or unknown token"), "404": err("no such patient here")}}
         if model is not None:
+            op["responses"]["413"] = err(f"body over {MAX_BODY_BYTES} bytes")
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
