@@ -300,9 +300,13 @@ def test_cli_intake(settings: Settings, clinic: dict) -> None:
     assert run("devices", "assign", clinic["device"], "--patient", code, "--from", "2026-01-06").exit_code == 0
     assert run("assessments", "add", code, "--on", "2026-01-06", "--assessor", "dr", "--hb", "4").exit_code == 0
     assert run("pros", "add", code, "--instrument", "saq", "--items", "2,2,2,2,2,2,2,2,2").exit_code == 0
+    r = run("devices", "unassign", clinic["device"], "--at", "2026-01-20")
+    assert r.exit_code == 0, r.output
+    assert run("devices", "unassign", clinic["device"]).exit_code == 1      # nothing open any more
     r = run("patients", "show", code, "--json")
     assert r.exit_code == 0, r.output
     assert '"current_limit_ua": 300.0' in r.output and '"score": "40.00"' in r.output
+    assert '"valid_to": "2026-01-20 00:00:00+00:00"' in r.output
     r = run("patients", "erase", code, "--yes")
     assert r.exit_code == 0 and "erased" in r.output and "retention" in r.output, r.output
     assert run("patients", "show", code).exit_code == 1
