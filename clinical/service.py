@@ -310,6 +310,14 @@ def assign_device(conn: psycopg.Connection, actor: Actor, code: str, a: M.Assign
     return aid
 
 
+def assign_from_now(conn: psycopg.Connection, actor: Actor, code: str, device_id: str) -> None:
+    """`devices add --patient`: the device is the patient's from now, unless it already is."""
+    row = conn.execute("select p.code from device_assignment a join patient p using (patient_id) "
+                       "where a.device_id = %s and a.valid_to is null", (device_id,)).fetchone()
+    if row is None or row[0] != code:
+        assign_device(conn, actor, code, M.AssignmentIn(device_id=device_id, valid_from=datetime.now().astimezone()))
+
+
 def unassign_device(conn: psycopg.Connection, actor: Actor, device_id: str, at: datetime) -> None:
     """End the device's open assignment at ``at``."""
     with _tx(conn):
