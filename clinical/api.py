@@ -219,7 +219,11 @@ def openapi_doc() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": {"type": "object", "properties": {"error": {"type": "string"}},
                                          "required": ["error"]}}
     paths: dict[str, Any] = {}
-    err = lambda d: {"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}  # noqa: E731
+
+    def err(description: str) -> dict[str, Any]:
+        return {"description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
     for method, path, _h, model, summary in ROUTES:
         params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                   for n in ("code", "course_id", "purpose") if "{" + n + "}" in path]
@@ -228,6 +232,7 @@ def openapi_doc() -> dict[str, Any]:
                                             "400": err("a value refused, with the reason"),
                                             "401": err("no or unknown token"), "404": err("no such patient here")}}
         if model is not None:
+            op["responses"]["413"] = err(f"body over {MAX_BODY_BYTES} bytes")
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema

@@ -7,7 +7,6 @@ All go through :mod:`clinical.service` as the owner role, acting as the operatin
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Callable
 from datetime import date, datetime, timezone
@@ -34,9 +33,9 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _actor():
-    from .service import Actor
+    from .service import cli_actor
 
-    return Actor(name=getpass.getuser() or "cli", channel="cli")
+    return cli_actor()
 
 
 def _run(fn: Callable[..., T], *args: Any) -> T:

@@ -176,6 +176,9 @@ def query_cmd(
         first, last = int(a), int(b or a)
     cohort = Cohort(etiology or [], therapy or [], site or [], baseline_hb or [], research_id or [], from_day,
                     to_day, first, last)
+    from clinical.service import audit_cli_export
+
+    audit_cli_export(s.db_dsn(), f"{dataset} by {login}")   # the access audit (issue 14)
     n = export(roles.login_dsn(s, login), dataset, cohort, out, fmt)
     typer.echo(f"{n} rows -> {out}")
     if n == 0:

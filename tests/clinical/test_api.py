@@ -11,6 +11,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import aiohttp
+import hypothesis
 import psycopg
 import pytest
 import schemathesis
@@ -128,3 +129,53 @@ def test_clinic_api_intake(world: dict) -> None:
     assert ("read", "patient", "nurse.a", "api", world["login"]) in rows
     assert {r[2:] for r in rows} == {("nurse.a", "api", world["login"])}
     assert [r[:2] for r in rows][:2] == [("create", "patient"), ("create", "course")]
+
+
+@pytest.fixture(scope="module")
+def running_api(settings: Settings, tmp_path_factory) -> Iterator[dict]:
+    """The clinic API in a background thread, with one clinic, device, login and token."""
+    import threading
+
+    tag = uuid.uuid4().hex[:6]
+    s = settings.model_copy(update={"clinic_api_tokens_file": tmp_path_factory.mktemp("api") / "tokens.json"})
+    clinic, login = f"apif-{tag}", f"t{tag}_api_fuzz"
+    with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
+        registry.ensure_clinic(conn, clinic)
+        registry.add_device(conn, clinic_id=clinic, device_id=f"apif-dev-{tag}", kdf_n=2**10)
+        roles.create_login(s, login, "clinic", clinic_id=clinic)
+        token = tokens.add(s, conn, "fuzzer", clinic, login)
+    loop = asyncio.new_event_loop()
+    port = free_loopback_port()
+    runner = web.AppRunner(make_app(s))
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    try:
+        yield {"url": f"http://127.0.0.1:{port}", "token": token}
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        roles.drop_login(s, login)
+
+
+API_SCHEMA = schemathesis.openapi.from_dict(openapi_doc())
+
+
+@API_SCHEMA.parametrize()
+@hypothesis.settings(max_examples=12, deadline=None, derandomize=True,
+                     suppress_health_check=list(hypothesis.HealthCheck))
+def test_fuzz_clinic_api_from_its_document(case, running_api) -> None:
+    """Whatever a clinic tool sends: no server error, only documented statuses."""
+    import requests
+    from schemathesis import checks as st_checks
+
+    case.headers = {**(case.headers or {}), "Authorization": f"Bearer {running_api['token']}"}
+    response = requests.request(**case.as_transport_kwargs(base_url=running_api["url"]), timeout=30)
+    case.validate_response(response, checks=[st_checks.not_a_server_error, st_checks.status_code_conformance])
+    assert response.status_code < 500, response.text

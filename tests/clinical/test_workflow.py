@@ -300,9 +300,13 @@ def test_cli_intake(settings: Settings, clinic: dict) -> None:
     assert run("devices", "assign", clinic["device"], "--patient", code, "--from", "2026-01-06").exit_code == 0
     assert run("assessments", "add", code, "--on", "2026-01-06", "--assessor", "dr", "--hb", "4").exit_code == 0
     assert run("pros", "add", code, "--instrument", "saq", "--items", "2,2,2,2,2,2,2,2,2").exit_code == 0
+    r = run("devices", "unassign", clinic["device"], "--at", "2026-01-20")
+    assert r.exit_code == 0, r.output
+    assert run("devices", "unassign", clinic["device"]).exit_code == 1      # nothing open any more
     r = run("patients", "show", code, "--json")
     assert r.exit_code == 0, r.output
     assert '"current_limit_ua": 300.0' in r.output and '"score": "40.00"' in r.output
+    assert '"valid_to": "2026-01-20 00:00:00+00:00"' in r.output
     r = run("patients", "erase", code, "--yes")
     assert r.exit_code == 0 and "erased" in r.output and "retention" in r.output, r.output
     assert run("patients", "show", code).exit_code == 1
@@ -342,3 +346,17 @@ def _replace(rec, **changes):
     import msgspec
 
     return msgspec.structs.replace(rec, **changes)
+
+
+def test_report_and_export_reads_are_audited(settings: Settings, db: psycopg.Connection, clinic: dict,
+                                             tmp_path) -> None:
+    from mimetic.cli import app
+
+    pid = _patient(db, clinic)
+    run = lambda *args: CliRunner().invoke(app, ["--database", settings.pg_database, *args])  # noqa: E731
+    run("report", "--patient", clinic["code"], "--out", str(tmp_path / "r.png"))   # no sessions: may refuse
+    assert ("read", "patient", "report") in {(r[0], r[1], r[4]) for r in _audit(db, pid)}
+    n = db.execute("select count(*) from app.access_audit where action = 'export'").fetchone()[0]
+    r = run("query", "patients", "--out", str(tmp_path / "p.csv"))
+    assert r.exit_code == 0, r.output
+    assert db.execute("select count(*) from app.access_audit where action = 'export'").fetchone()[0] == n + 1
