@@ -337,16 +337,6 @@ def cli_actor() -> Actor:
     return Actor(name=getpass.getuser() or "cli", channel="cli")
 
 
-def audit_cli_read(dsn: str, code: str, purpose: str) -> None:
-    """For a command that reads a patient's data on `dsn` (the report): the audit row first. An
-    unknown patient writes none (the command itself then says it is unknown)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        try:
-            audit_read(conn, cli_actor(), code, purpose)
-        except NotFound:
-            pass
-
-
 def audit_cli_export(dsn: str, detail: str) -> None:
     """A de-identified export (research views): one audit row, no patient."""
     with psycopg.connect(dsn, autocommit=True) as conn:

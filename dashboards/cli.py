@@ -123,16 +123,15 @@ def report_cmd(
 ) -> None:
     """A clinician's progress report for one patient (symmetry, synkinesis, adherence, grades, PROs,
     comfort, device faults); the read is recorded in the access audit."""
-    import getpass
-
+    from clinical.service import cli_actor
     from mimetic.config import get_settings
     from processors.storage import roles
 
-    from .report import Actor, make_report
+    from .report import make_report
 
     s = get_settings()
     dsn = roles.login_dsn(s, login) if login else s.db_dsn()
-    actor = Actor(name=getpass.getuser() or "cli", channel="cli")
+    actor = cli_actor()
     try:
         typer.echo(str(make_report(dsn, patient, out, actor)))
     except LookupError as exc:
