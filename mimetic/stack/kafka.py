@@ -196,12 +196,11 @@ def restrict_files(p: KafkaPaths) -> None:
             continue
         root.chmod(0o700)
         for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames:
-                os.chmod(os.path.join(dirpath, name), 0o700)
-            for name in filenames:
+            modes = [(name, 0o700) for name in dirnames] + [(name, 0o600) for name in filenames]
+            for name, mode in modes:
                 try:
-                    os.chmod(os.path.join(dirpath, name), 0o600)
-                except FileNotFoundError:  # a segment deleted meanwhile
+                    os.chmod(os.path.join(dirpath, name), mode)
+                except FileNotFoundError:  # a topic or segment deleted meanwhile
                     pass
 
 
