@@ -46,6 +46,9 @@ def register_simulation(sim: Simulation, s: Settings, *, kdf_n: int = registry.S
             registry.ensure_patient(conn, sim.clinic_id, p.code, etiology=p.etiology,
                                     affected_side=p.affected_side.value, planned_sessions=max(1, sim.n_sessions),
                                     planned_minutes=max(1, math.ceil(sim.duration_s / 60)))
+            conn.execute("insert into consent (patient_id, purpose, given_on) "
+                         "select patient_id, purpose, current_date from patient, unnest(array['care', 'research']) purpose "
+                         "where code = %s on conflict do nothing", (p.code,))
             out[sim.device_ids[i]] = registry.add_device(
                 conn, clinic_id=sim.clinic_id, device_id=sim.device_ids[i], patient_code=p.code, fs_hz=sim.fs_hz,
                 channel_map=sim.channel_map, model="mimetic-sim", firmware="sim-1", rotate=True, kdf_n=kdf_n)

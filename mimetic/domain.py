@@ -48,6 +48,13 @@ TASKS: tuple[str, ...] = (
 
 THERAPY_TYPES: tuple[str, ...] = ("microcurrent", "biofeedback_exercise", "acupuncture", "massage", "assessment")
 
+#: therapy course types (migration 0014, app.course_types()): the session therapies a course can
+#: prescribe, and usual_care, a comparison course without device therapy
+COURSE_TYPES: tuple[str, ...] = ("microcurrent", "biofeedback_exercise", "acupuncture", "massage", "usual_care")
+
+#: patient-reported outcome instruments (migration 0014, table pro_instrument)
+PRO_INSTRUMENTS: tuple[str, ...] = ("face", "saq", "grc")
+
 ETIOLOGIES: tuple[str, ...] = ("bell_palsy", "post_surgical", "stroke", "ramsay_hunt", "trauma", "other")
 
 

@@ -38,6 +38,8 @@ def world(settings: Settings) -> Iterator[dict]:
                 (clinic, f"P-{c.upper()}{tag}")).fetchone()[0]
             conn.execute("insert into patient_identity (patient_id, full_name, birth_date, contact) "
                          "values (%s, %s, '1970-01-01', 'x@example.org')", (pid, f"Name {c} {tag}"))
+            conn.execute("insert into consent (patient_id, purpose, given_on) values (%s, 'research', '2021-05-01')",
+                         (pid,))
             device = f"dev-{c}-{tag}"
             conn.execute(
                 "insert into device (device_id, clinic_id, patient_id, channel_map, secret_hash) values "
