@@ -7,7 +7,7 @@ patients, courses and assessments through the clinic's records.
 
 Model, per patient (index i, seed s):
 
-* therapy course: type t (assigned in turn), 10-20 sessions of 20-40 planned minutes.
+* therapy course: type t (mimetic.domain.COURSE_TYPES, assigned in turn), 10-20 sessions of 20-40 planned minutes.
 * latent recovery: with probability ``effects[t]`` the patient recovers (a true responder).
   Facial function phi in [0, 1] (1 = normal): phi_0 ~ U(0.2, 0.5); a responder's
   phi_k = phi_0 + (phi_max - phi_0)(1 - exp(-k / tau)), phi_max ~ U(0.85, 0.97),
@@ -20,8 +20,8 @@ Model, per patient (index i, seed s):
   0.9 / 0.75 / 0.5 / 0.3 / 0.1 (I..VI).
 * patient-reported: FaCE total = 25 + 65 phi + a patient offset N(0, 8) + N(0, 5) per
   questionnaire, clipped 0-100; global rating of change at the end from the perceived change
-  phi_end - phi_0 + N(0, 0.1): > 0.35 -> +3, > 0.2 -> +2, > 0.08 -> +1, > -0.08 -> 0,
-  > -0.2 -> -1, > -0.35 -> -2, else -3.
+  phi_end - phi_0 + N(0, 0.1) on the 15-point scale (-7..+7) by symmetric cut points
+  0.03 / 0.08 / 0.15 / 0.25 / 0.35 / 0.45 / 0.55 (+1 .. +7; ``GRC_CUTS``).
 
 Because rater and questionnaire noise misclassify some patients, the rate a definition can
 find is not exactly the latent rate: :func:`expected_rates` computes, by Monte Carlo over the
@@ -41,15 +41,17 @@ from ingest.simulator import PatientProfile, patient_code
 from mimetic.domain import ETIOLOGIES, MUSCLES, Side
 from outcomes.definitions import Definition, clinician_grade, patient_reported
 
-#: true recovery probability per course type: the cohort test's default (assessment = no therapy)
-DEFAULT_EFFECTS: dict[str, float] = {"microcurrent": 0.6, "biofeedback_exercise": 0.4, "assessment": 0.2}
+#: true recovery probability per course type (mimetic.domain.COURSE_TYPES; usual_care = no device
+#: therapy): the cohort test's default
+DEFAULT_EFFECTS: dict[str, float] = {"microcurrent": 0.6, "biofeedback_exercise": 0.4, "usual_care": 0.2}
 HB_CUTS = (0.9, 0.75, 0.5, 0.3, 0.1)  # phi at or above cut j -> grade j + 1
 SUNNYBROOK_SD = 6.0
 HB_PHI_SD = 0.05
 FACE_OFFSET_SD = 8.0
 FACE_SD = 5.0
 GRC_SD = 0.1
-GRC_CUTS = (0.35, 0.2, 0.08, -0.08, -0.2, -0.35)  # change above cut j -> +3 - j
+#: perceived change above cut j -> GRC +7 - j (the 15-point scale of Jaeschke et al. 1989, -7..+7)
+GRC_CUTS = (0.55, 0.45, 0.35, 0.25, 0.15, 0.08, 0.03, -0.03, -0.08, -0.15, -0.25, -0.35, -0.45, -0.55)
 NONRESPONDER_DRIFT_SD = 0.03
 
 
@@ -88,6 +90,11 @@ class CoursePatient:
             return self.phi0 + (self.phi_max - self.phi0) * (1 - math.exp(-k / self.tau_sessions))
         return float(np.clip(self.phi0 + self.drift * min(1.0, k / max(1, self.planned_sessions)), 0.05, 1.0))
 
+    @property
+    def session_therapy(self) -> str:
+        """The therapy type of the course's sessions (usual care: assessment sessions only)."""
+        return "assessment" if self.therapy_type == "usual_care" else self.therapy_type
+
     def profile(self) -> PatientProfile:
         """The sEMG simulator's patient with this recovery (strength = phi)."""
         p = PatientProfile.random(self.index, self.seed)
@@ -119,10 +126,11 @@ def hb_from_phi(phi: float) -> int:
 
 
 def grc_from_change(change: float) -> int:
+    """Global rating of change, -7 .. +7, of a perceived change in facial function."""
     for j, cut in enumerate(GRC_CUTS):
         if change > cut:
-            return 3 - j
-    return -3
+            return 7 - j
+    return -7
 
 
 def course_patient(index: int, seed: int, effects: Mapping[str, float]) -> CoursePatient:

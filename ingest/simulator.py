@@ -448,7 +448,8 @@ class Simulation:
     def __init__(self, *, patients: int = 3, sessions: int = 2, duration_s: float = 60.0, fs_hz: int = 2000,
                  channels: int = 8, seed: int = 0, frame_ms: int = 50, start_us: int | None = None,
                  session_gap_s: float = 86400.0, fault_prob: float = 0.35, clinic_id: str = "sim-clinic",
-                 device_prefix: str | None = None, therapy_types: tuple[str, ...] = ("microcurrent", "biofeedback_exercise")):
+                 device_prefix: str | None = None, therapy_types: tuple[str, ...] = ("microcurrent", "biofeedback_exercise"),
+                 course: Sequence[Any] | None = None):
         if duration_s < 20:
             raise ValueError("sessions must last at least 20 s (calibration + one task each)")
         self.n_patients, self.n_sessions, self.duration_s = patients, sessions, float(duration_s)
@@ -460,7 +461,11 @@ class Simulation:
         self.fault_prob = fault_prob
         self.therapy_types = therapy_types
         prefix = device_prefix or f"sim{seed}"
-        self.patients = [PatientProfile.random(i, seed) for i in range(patients)]
+        #: ingest.cohort.CoursePatient per patient: its recovery, course type and current limit drive the sessions
+        self.course = list(course) if course is not None else None
+        self.patients = ([c.profile() for c in self.course] if self.course is not None
+                         else [PatientProfile.random(i, seed) for i in range(patients)])
+        self.n_patients = patients = len(self.patients)
         self.device_ids = [f"{prefix}-{i:03d}" for i in range(patients)]
         #: per patient, its sessions' plans; each is made on first use (a benchmark device plans 1000 hour-long
         #: sessions and streams a few seconds of the first), from its own seed, so order does not matter
@@ -472,9 +477,13 @@ class Simulation:
         tasks = list(dict.fromkeys(MUSCLES[e["muscle"]] for e in self.channel_map))
         windows = build_protocol(self.duration_s, tasks, rng)
         therapy = self.therapy_types[(p.index + k) % len(self.therapy_types)]
+        if self.course is not None:
+            therapy = self.course[p.index].session_therapy
         stim = None
         if therapy == "microcurrent":
             limit = float(rng.choice([200.0, 300.0, 400.0]))
+            if self.course is not None:
+                limit = float(self.course[p.index].current_limit_ua)
             stim = {"current_limit_ua": limit, "current_ua": round(limit * float(rng.uniform(0.5, 0.8)), 1),
                     "frequency_hz": float(rng.choice([10.0, 20.0, 30.0])), "pulse_width_us": 500.0,
                     "waveform": "biphasic"}

@@ -34,8 +34,8 @@ HB_MIN_GAIN = 1
 SUNNYBROOK_MIN_GAIN = 10
 #: FaCE total points gained that count
 FACE_MIN_GAIN = 10
-#: global rating of change at or above which the patient counts (+2 = "much better")
-GRC_MIN = 2
+#: global rating of change (-7..+7) at or above which the patient counts (+4 = "moderately better")
+GRC_MIN = 4
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,10 @@ def patient_reported(face_baseline: float | None, face_latest: float | None, grc
 
     Responder when the FaCE total score (0-100, Kahn et al. 2001) rises by >= 10
     points (a stated threshold; no MCID is established for FaCE) OR the latest global
-    rating of change (-3 "very much worse" .. +3 "very much better", Jaeschke et al.
-    1989) is "much better" (+2) or better. None when neither is available.
+    rating of change (the 15-point scale of Jaeschke et al. 1989, -7 "a very great deal
+    worse" .. +7 "a very great deal better") is +4 "moderately better" or more: the lower
+    end of what Jaeschke calls a moderate change, "much better" on a 7-point scale; +1..+3
+    is their small change. None when neither is available.
     """
     face = None if face_baseline is None or face_latest is None else (face_latest - face_baseline) >= face_min_gain
     grc = None if grc_latest is None else grc_latest >= grc_min

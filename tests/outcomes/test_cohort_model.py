@@ -32,7 +32,7 @@ def test_no_effect_means_no_responder_and_full_effect_all() -> None:
 
 def test_scales() -> None:
     assert [hb_from_phi(x) for x in (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)] == [1, 2, 3, 4, 5, 6]
-    assert [grc_from_change(x) for x in (0.5, 0.3, 0.1, 0.0, -0.1, -0.3, -0.5)] == [3, 2, 1, 0, -1, -2, -3]
+    assert [grc_from_change(x) for x in (0.6, 0.4, 0.1, 0.0, -0.1, -0.4, -0.6)] == [7, 5, 2, 0, -2, -5, -7]
 
 
 def test_semg_truth_follows_recovery() -> None:

@@ -59,8 +59,8 @@ def test_clinician_grade() -> None:
 
 def test_patient_reported() -> None:
     assert patient_reported(50, 60, None) is True             # FaCE +10
-    assert patient_reported(50, 59, 1) is False               # +9 and "a little better"
-    assert patient_reported(None, None, 2) is True            # "much better"
+    assert patient_reported(50, 59, 3) is False               # +9 and "somewhat better"
+    assert patient_reported(None, None, 4) is True            # "moderately better"
     assert patient_reported(50, None, None) is None
 
 
