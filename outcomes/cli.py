@@ -34,6 +34,10 @@ error for some patients."""
 def outcomes_cmd(
     definitions: Annotated[bool, typer.Option("--definitions", help="Print the definitions and exit")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    site: Annotated[list[str] | None, typer.Option("--site", help="Pseudonymous research site id (S-...); "
+                                                   "repeatable; default: every site")] = None,
+    clinic: Annotated[list[str] | None, typer.Option("--clinic", help="Clinic id, as its research site; "
+                                                     "repeatable")] = None,
 ) -> None:
     """Responder rates by therapy course type and definition, with 95 % intervals."""
     if definitions:
@@ -42,11 +46,12 @@ def outcomes_cmd(
     import psycopg
 
     from mimetic.config import get_settings
-    from outcomes.store import course_results
+    from outcomes.store import course_results, site_of_clinic
     from outcomes.summary import format_table, summarise
 
     with psycopg.connect(get_settings().db_dsn()) as conn:
-        results = course_results(conn)
+        sites = list(site or []) + [s for c in clinic or [] if (s := site_of_clinic(conn, c))]
+        results = course_results(conn, sites if (site or clinic) else None)
     table = summarise(results)
     if as_json:
         typer.echo(json.dumps({
