@@ -133,8 +133,9 @@ def grc_from_change(change: float) -> int:
     return -7
 
 
-def course_patient(index: int, seed: int, effects: Mapping[str, float]) -> CoursePatient:
-    """Patient ``index`` of the cohort: therapies assigned in turn, everything else drawn."""
+def course_patient(index: int, seed: int, effects: Mapping[str, float], sessions: int | None = None) -> CoursePatient:
+    """Patient ``index`` of the cohort: therapies assigned in turn, everything else drawn.
+    ``sessions`` overrides the drawn 10-20 planned sessions (a short course to stream in a test)."""
     if not effects:
         raise ValueError("effects: at least one course type")
     therapies = list(effects)
@@ -148,17 +149,18 @@ def course_patient(index: int, seed: int, effects: Mapping[str, float]) -> Cours
     phi_max = float(rng.uniform(0.85, 0.97))
     tau = float(rng.uniform(1.5, 4.0))
     drift = float(rng.normal(0.0, NONRESPONDER_DRIFT_SD))
-    sessions = int(rng.integers(10, 21))
+    drawn_sessions = int(rng.integers(10, 21))  # drawn either way: the other draws stay the same
+    planned = drawn_sessions if sessions is None else max(1, int(sessions))
     minutes = int(rng.choice([20, 25, 30, 35, 40]))
     limit = float(rng.choice([200.0, 300.0, 400.0])) if therapy == "microcurrent" else None
     face_offset = float(rng.normal(0.0, FACE_OFFSET_SD))
     patient = CoursePatient(
         index=index, code=patient_code(rng), therapy_type=therapy, responder=responder,
         etiology=str(rng.choice(ETIOLOGIES[:4])), affected_side=Side("L" if rng.random() < 0.5 else "R"),
-        phi0=phi0, phi_max=phi_max, tau_sessions=tau, drift=drift, planned_sessions=sessions,
+        phi0=phi0, phi_max=phi_max, tau_sessions=tau, drift=drift, planned_sessions=planned,
         planned_minutes=minutes, current_limit_ua=limit, assessments=(), seed=seed)
     visits = []
-    for k in (0, sessions // 2, sessions):
+    for k in (0, planned // 2, planned):
         phi = patient.phi(k)
         sb = int(np.clip(round(100 * phi + rng.normal(0.0, SUNNYBROOK_SD)), 0, 100))
         hb = hb_from_phi(phi + float(rng.normal(0.0, HB_PHI_SD)))
@@ -168,8 +170,9 @@ def course_patient(index: int, seed: int, effects: Mapping[str, float]) -> Cours
     return CoursePatient(**{**patient.__dict__, "assessments": tuple(visits)})
 
 
-def cohort(n_patients: int, seed: int, effects: Mapping[str, float] = DEFAULT_EFFECTS) -> list[CoursePatient]:
-    return [course_patient(i, seed, effects) for i in range(n_patients)]
+def cohort(n_patients: int, seed: int, effects: Mapping[str, float] = DEFAULT_EFFECTS,
+           sessions: int | None = None) -> list[CoursePatient]:
+    return [course_patient(i, seed, effects, sessions) for i in range(n_patients)]
 
 
 def true_abs_ai(patient: CoursePatient) -> dict[str, list[float]]:
