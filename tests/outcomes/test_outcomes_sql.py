@@ -45,11 +45,11 @@ def test_sql_definitions_equal_python(db: psycopg.Connection) -> None:
 def test_sql_intervals_equal_python(db: psycopg.Connection) -> None:
     for x, n in [(0, 0), (0, 1), (1, 1), (0, 20), (81, 263), (15, 148), (50, 100), (999, 1000)]:
         r = wilson_interval(x, n)
-        lo, hi = db.execute("select app.wilson_low(%s, %s), app.wilson_high(%s, %s)", (x, n, x, n)).fetchone()
+        lo, hi = db.execute("select research.wilson_low(%s, %s), research.wilson_high(%s, %s)", (x, n, x, n)).fetchone()
         assert (lo, hi) == (pytest.approx(r.low, abs=1e-12), pytest.approx(r.high, abs=1e-12)), (x, n)
     for c in [(56, 70, 48, 80), (9, 10, 3, 10), (5, 56, 0, 29), (0, 10, 0, 20), (10, 10, 0, 10), (3, 5, 0, 0)]:
         d = newcombe_difference(*c)
-        lo, hi = db.execute("select app.newcombe_low(%s, %s, %s, %s), app.newcombe_high(%s, %s, %s, %s)",
+        lo, hi = db.execute("select research.newcombe_low(%s, %s, %s, %s), research.newcombe_high(%s, %s, %s, %s)",
                             (*c, *c)).fetchone()
         if d.low is None:
             assert (lo, hi) == (None, None)

@@ -43,9 +43,11 @@ returns boolean language sql immutable parallel safe as $$
 $$;
 
 -- --- intervals (outcomes/proportions.py) ------------------------------------------------------
+-- in the research schema (pure arithmetic, no data) so the research dashboard's panels can compute
+-- intervals for any selection of sites and course types
 -- Wilson score interval of x/n at 95 % (z = 1.959963984540054), no continuity correction;
 -- n = 0 gives [0, 1]
-create function app.wilson_low(p_x bigint, p_n bigint) returns double precision
+create function research.wilson_low(p_x bigint, p_n bigint) returns double precision
 language sql immutable parallel safe as $$
     select case when p_n is null or p_n <= 0 then 0.0
                 when p_x <= 0 then 0.0
@@ -53,7 +55,7 @@ language sql immutable parallel safe as $$
                      * sqrt(p_x::float8 * (p_n - p_x) / p_n + 0.960364705173531)) / (p_n + 3.841458820694124)) end
 $$;
 
-create function app.wilson_high(p_x bigint, p_n bigint) returns double precision
+create function research.wilson_high(p_x bigint, p_n bigint) returns double precision
 language sql immutable parallel safe as $$
     select case when p_n is null or p_n <= 0 then 1.0
                 when p_x >= p_n then 1.0
@@ -62,25 +64,36 @@ language sql immutable parallel safe as $$
 $$;
 
 -- Newcombe's hybrid score interval of p1 - p2 (method 10), null when a group is empty
-create function app.newcombe_low(p_x1 bigint, p_n1 bigint, p_x2 bigint, p_n2 bigint) returns double precision
+create function research.newcombe_low(p_x1 bigint, p_n1 bigint, p_x2 bigint, p_n2 bigint) returns double precision
 language sql immutable parallel safe as $$
     select case when p_n1 > 0 and p_n2 > 0 then greatest(-1.0,
         p_x1::float8 / p_n1 - p_x2::float8 / p_n2
-        - sqrt((p_x1::float8 / p_n1 - app.wilson_low(p_x1, p_n1)) ^ 2
-               + (app.wilson_high(p_x2, p_n2) - p_x2::float8 / p_n2) ^ 2)) end
+        - sqrt((p_x1::float8 / p_n1 - research.wilson_low(p_x1, p_n1)) ^ 2
+               + (research.wilson_high(p_x2, p_n2) - p_x2::float8 / p_n2) ^ 2)) end
 $$;
 
-create function app.newcombe_high(p_x1 bigint, p_n1 bigint, p_x2 bigint, p_n2 bigint) returns double precision
+create function research.newcombe_high(p_x1 bigint, p_n1 bigint, p_x2 bigint, p_n2 bigint) returns double precision
 language sql immutable parallel safe as $$
     select case when p_n1 > 0 and p_n2 > 0 then least(1.0,
         p_x1::float8 / p_n1 - p_x2::float8 / p_n2
-        + sqrt((app.wilson_high(p_x1, p_n1) - p_x1::float8 / p_n1) ^ 2
-               + (p_x2::float8 / p_n2 - app.wilson_low(p_x2, p_n2)) ^ 2)) end
+        + sqrt((research.wilson_high(p_x1, p_n1) - p_x1::float8 / p_n1) ^ 2
+               + (p_x2::float8 / p_n2 - research.wilson_low(p_x2, p_n2)) ^ 2)) end
 $$;
 
-grant execute on function app.wilson_low(bigint, bigint), app.wilson_high(bigint, bigint),
-    app.newcombe_low(bigint, bigint, bigint, bigint), app.newcombe_high(bigint, bigint, bigint, bigint)
+comment on function research.wilson_low(bigint, bigint) is
+    '95 % Wilson score interval of x/n, lower end (n = 0: 0).';
+comment on function research.wilson_high(bigint, bigint) is
+    '95 % Wilson score interval of x/n, upper end (n = 0: 1).';
+comment on function research.newcombe_low(bigint, bigint, bigint, bigint) is
+    '95 % Newcombe hybrid score interval of x1/n1 - x2/n2, lower end (null when a group is empty).';
+comment on function research.newcombe_high(bigint, bigint, bigint, bigint) is
+    '95 % Newcombe hybrid score interval of x1/n1 - x2/n2, upper end (null when a group is empty).';
+grant execute on function research.wilson_low(bigint, bigint), research.wilson_high(bigint, bigint),
+    research.newcombe_low(bigint, bigint, bigint, bigint), research.newcombe_high(bigint, bigint, bigint, bigint)
     to mimetic_researcher, mimetic_clinic;
+grant execute on function app.outcome_semg_responder(double precision),
+    app.outcome_grade_responder(integer, integer, numeric, numeric),
+    app.outcome_pro_responder(numeric, numeric, numeric) to mimetic_researcher, mimetic_clinic;
 
 -- --- per course (owner only: reads every clinic; the research views below gate on consent) ---
 -- the course's window in the clinic's dates: sessions [start, end], follow-up (start, end + 28]
@@ -196,8 +209,8 @@ with g as (
 )
 select definition, therapy_type, courses, n, responders,
        round(100.0 * responders / nullif(n, 0), 1) as rate_pct,
-       round(100 * app.wilson_low(responders, n)::numeric, 1) as ci_low_pct,
-       round(100 * app.wilson_high(responders, n)::numeric, 1) as ci_high_pct
+       round(100 * research.wilson_low(responders, n)::numeric, 1) as ci_low_pct,
+       round(100 * research.wilson_high(responders, n)::numeric, 1) as ci_high_pct
 from g;
 comment on view research.outcome_rate is
     'Responder rate per definition and course type over every site: courses, evaluable courses (n), '
@@ -207,8 +220,8 @@ create view research.outcome_difference as
 select a.definition, a.therapy_type as therapy_a, b.therapy_type as therapy_b,
        round(100.0 * (a.responders::numeric / nullif(a.n, 0) - b.responders::numeric / nullif(b.n, 0)), 1)
            as difference_pts,
-       round(100 * app.newcombe_low(a.responders, a.n, b.responders, b.n)::numeric, 1) as ci_low_pts,
-       round(100 * app.newcombe_high(a.responders, a.n, b.responders, b.n)::numeric, 1) as ci_high_pts
+       round(100 * research.newcombe_low(a.responders, a.n, b.responders, b.n)::numeric, 1) as ci_low_pts,
+       round(100 * research.newcombe_high(a.responders, a.n, b.responders, b.n)::numeric, 1) as ci_high_pts
 from research.outcome_rate a
 join research.outcome_rate b on b.definition = a.definition and b.therapy_type <> a.therapy_type;
 comment on view research.outcome_difference is
