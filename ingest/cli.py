@@ -20,6 +20,9 @@ from mimetic.console import fail as _fail
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     devices_app = typer.Typer(no_args_is_help=True, help="Device registry and credentials.")
     app.add_typer(devices_app, name="devices")
+    from clinical.cli import register_devices
+
+    register_devices(devices_app)   # devices assign | unassign (the clinical workflow)
 
     @app.command("gateway")
     def gateway_cmd(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 import uuid
 from pathlib import Path
@@ -38,20 +37,17 @@ async def gateway_healthy(s: Settings) -> bool:
 
 
 def register_simulation(sim: Simulation, s: Settings, *, kdf_n: int = registry.SCRYPT_N) -> dict[str, str]:
-    """Clinic, pseudonymous patients and devices of a simulation in the registry; fresh secrets by device id."""
+    """Clinic, devices and (through clinical.simulated) patients of a simulation; fresh secrets by device id."""
+    from clinical.simulated import register_patients
+
     out: dict[str, str] = {}
     with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
         registry.ensure_clinic(conn, sim.clinic_id, "Simulated clinic")
-        for i, p in enumerate(sim.patients):
-            registry.ensure_patient(conn, sim.clinic_id, p.code, etiology=p.etiology,
-                                    affected_side=p.affected_side.value, planned_sessions=max(1, sim.n_sessions),
-                                    planned_minutes=max(1, math.ceil(sim.duration_s / 60)))
-            conn.execute("insert into consent (patient_id, purpose, given_on) "
-                         "select patient_id, purpose, current_date from patient, unnest(array['care', 'research']) purpose "
-                         "where code = %s on conflict do nothing", (p.code,))
+        for i in range(len(sim.patients)):
             out[sim.device_ids[i]] = registry.add_device(
-                conn, clinic_id=sim.clinic_id, device_id=sim.device_ids[i], patient_code=p.code, fs_hz=sim.fs_hz,
+                conn, clinic_id=sim.clinic_id, device_id=sim.device_ids[i], fs_hz=sim.fs_hz,
                 channel_map=sim.channel_map, model="mimetic-sim", firmware="sim-1", rotate=True, kdf_n=kdf_n)
+        register_patients(conn, sim)   # through the clinical service, as a clinic would
     return out
 
 

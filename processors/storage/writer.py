@@ -406,7 +406,7 @@ class DbWriter:
                 ended_at, status, minutes, active_minutes, discomfort, skin_reaction, max_stim_current_ua,
                 frames, missing_frames, duplicates, alerts, tasks, revision, computed_at, channel_map)
             values (%(session_id)s, %(device_id)s,
-                    coalesce(%(patient_id)s,
+                    coalesce(app.device_patient_at(%(device_id)s, %(started_at)s), %(patient_id)s,
                              (select patient_id from therapy_session where session_id = %(session_id)s),
                              (select patient_id from device where device_id = %(device_id)s)),
                     %(therapy_type)s, %(started_at)s, %(ended_at)s, %(status)s, %(minutes)s,
