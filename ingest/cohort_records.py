@@ -1,9 +1,7 @@
-"""The clinical records of a simulated cohort (ingest.cohort) in the database: patient,
-consent (care and research), therapy course, clinician assessments and PROs, dated from
-the course's first day (one session a day; assessment ``after_sessions = k`` on day k).
-
-Written with plain SQL against the 0014 schema as the owner; the intake service (issue 14
-item 1) is the clinic's way in, and this module is the simulator's.
+"""The clinical records of a simulated cohort (ingest.cohort) entered as a clinic would,
+through :mod:`clinical.service`: patient, care and research consent, the therapy course,
+clinician assessments and PROs, dated from the course's first day (one session a day;
+the visit ``after_sessions = k`` on day k). Visits still in the future are not entered.
 """
 
 from __future__ import annotations
@@ -13,9 +11,12 @@ from collections.abc import Sequence
 
 import psycopg
 
+from clinical import model as M
+from clinical import service as S
 from ingest import registry
 from ingest.cohort import CoursePatient
 
+ACTOR = S.Actor(name="cohort-simulator", channel="demo")
 ASSESSOR = "sim-assessor"
 
 
@@ -25,34 +26,39 @@ def course_dates(patient: CoursePatient, first_day: dt.date) -> tuple[dt.date, d
 
 
 def enter_patient(conn: psycopg.Connection, clinic_id: str, p: CoursePatient, first_day: dt.date) -> int:
-    """One patient's records; returns the patient id. Idempotent per patient code."""
-    pid = registry.ensure_patient(conn, clinic_id, p.code, etiology=p.etiology, affected_side=p.affected_side.value,
-                                  onset_date=first_day - dt.timedelta(days=14), planned_sessions=p.planned_sessions,
-                                  planned_minutes=p.planned_minutes)
-    conn.execute("insert into consent (patient_id, purpose, given_on) select %s, x, %s "
-                 "from unnest(array['care', 'research']) x on conflict do nothing", (pid, first_day))
+    """One patient's records; returns the patient id. A patient or course already there (the
+    simulator's registration) is kept; visits are entered with a course this call creates."""
+    now = dt.datetime.now(dt.timezone.utc)
+    row = conn.execute("select patient_id from patient where code = %s", (p.code,)).fetchone()
+    if row is None:
+        pid = S.add_patient(conn, ACTOR, M.PatientIn(
+            code=p.code, clinic_id=clinic_id, etiology=p.etiology, affected_side=p.affected_side.value,
+            onset_date=first_day - dt.timedelta(days=14), consent_care=min(first_day, now.date()),
+            consent_research=min(first_day, now.date())))
+    else:
+        pid = int(row[0])
     start, end = course_dates(p, first_day)
-    if conn.execute("select 1 from therapy_course where patient_id = %s", (pid,)).fetchone():
+    if conn.execute("select 1 from therapy_course where patient_id = %s and start_date <= %s "
+                    "and (end_date is null or end_date >= %s)", (pid, start, start)).fetchone():
         return pid
-    conn.execute("insert into therapy_course (patient_id, therapy_type, start_date, end_date, planned_sessions, "
-                 "minutes_per_session, current_limit_ua) values (%s, %s, %s, %s, %s, %s, %s)",
-                 (pid, p.therapy_type, start, end, p.planned_sessions, p.planned_minutes, p.current_limit_ua))
+    S.add_course(conn, ACTOR, p.code, M.CourseIn(
+        therapy_type=p.therapy_type, start_date=start, end_date=end, planned_sessions=p.planned_sessions,
+        minutes_per_session=p.planned_minutes, current_limit_ua=p.current_limit_ua))
     for a in p.assessments:
         day = first_day + dt.timedelta(days=a.after_sessions)
-        conn.execute("insert into clinical_assessment (patient_id, assessed_on, assessor, hb_grade, sunnybrook) "
-                     "values (%s, %s, %s, %s, %s)", (pid, day, ASSESSOR, a.hb_grade, a.sunnybrook))
-        at = dt.datetime.combine(day, dt.time(12), dt.timezone.utc)
-        conn.execute("insert into patient_reported_outcome (patient_id, instrument, score, answered_at, source) "
-                     "values (%s, 'face', %s, %s, 'clinic')", (pid, a.face_total, at))
+        if day > now.date():
+            continue
+        S.add_assessment(conn, ACTOR, p.code, M.AssessmentIn(assessed_on=day, assessor=ASSESSOR,
+                                                             hb_grade=a.hb_grade, sunnybrook=a.sunnybrook))
+        at = min(now, dt.datetime.combine(day, dt.time(12), dt.timezone.utc))
+        S.add_pro(conn, ACTOR, p.code, M.ProIn(instrument="face", score=a.face_total, answered_at=at))
         if a.grc is not None:
-            conn.execute("insert into patient_reported_outcome (patient_id, instrument, score, answered_at, source) "
-                         "values (%s, 'grc', %s, %s, 'clinic')", (pid, a.grc, at))
+            S.add_pro(conn, ACTOR, p.code, M.ProIn(instrument="grc", score=a.grc, answered_at=at))
     return pid
 
 
 def enter_cohort(conn: psycopg.Connection, clinic_id: str, patients: Sequence[CoursePatient],
                  first_day: dt.date) -> dict[str, int]:
-    """Every patient's records in one transaction; patient id by code."""
-    with conn.transaction():
-        registry.ensure_clinic(conn, clinic_id, "Simulated cohort clinic")
-        return {p.code: enter_patient(conn, clinic_id, p, first_day) for p in patients}
+    """Every patient's records (each through the service's own transactions); patient id by code."""
+    registry.ensure_clinic(conn, clinic_id, "Simulated cohort clinic")
+    return {p.code: enter_patient(conn, clinic_id, p, first_day) for p in patients}

@@ -64,19 +64,14 @@ def fill(settings: Settings, sim: Simulation) -> None:
         w.close()
 
 
-def add_courses(settings: Settings, sim: Simulation) -> None:
-    """A therapy course per patient (the course types in turn) over its sessions, with grades and
-    PROs at its start and its last day, so the research outcome panels have rows."""
-    types = ("microcurrent", "biofeedback_exercise", "usual_care")
+def add_assessments(settings: Settings, sim: Simulation) -> None:
+    """Grades and PROs at the start of each patient's course (the simulator registered it) and on
+    its last session day, so the research outcome panels have rows."""
     first = datetime.fromtimestamp(sim.plans[0][0].t0_us / 1e6, timezone.utc).date()
     last = first + timedelta(days=sim.n_sessions - 1)
     with psycopg.connect(settings.db_dsn(), autocommit=True) as conn:
-        for i, p in enumerate(sim.patients):
+        for p in sim.patients:
             pid = conn.execute("select patient_id from patient where code = %s", (p.code,)).fetchone()[0]
-            kind = types[i % len(types)]
-            conn.execute("insert into therapy_course (patient_id, therapy_type, start_date, end_date, "
-                         "planned_sessions, minutes_per_session, current_limit_ua) values (%s, %s, %s, %s, %s, 1, %s)",
-                         (pid, kind, first, last, sim.n_sessions, 400.0 if kind == "microcurrent" else None))
             better = p.responder
             for day, hb, sb, face, grc in ((first, 4, 40, 50, None),
                                            (last, 3 if better else 4, 55 if better else 42, 65 if better else 52,
@@ -106,7 +101,7 @@ def filled(settings: Settings) -> Filled:
     sim = Simulation(patients=3, sessions=sessions, duration_s=30, seed=11, fault_prob=0.6, channels=8,
                      start_us=start_us, session_gap_s=gap, clinic_id="dash-clinic", device_prefix="dash")
     fill(settings, sim)
-    add_courses(settings, sim)
+    add_assessments(settings, sim)
     with psycopg.connect(settings.db_dsn()) as conn:
         lo, hi = conn.execute("select min(time), max(time) from envelope").fetchone()
     return Filled(settings, sim, [p.code for p in sim.patients], sim.clinic_id,
