@@ -71,6 +71,38 @@ def outcomes_cmd(
         typer.echo(line)
 
 
+def cohort_cmd(
+    patients: Annotated[int, typer.Option("--patients", min=1, max=5000, help="Patients (course types in turn)")] = 150,
+    seed: Annotated[int, typer.Option("--seed", help="Cohort seed")] = 14,
+    clinic: Annotated[str, typer.Option("--clinic", help="Clinic id the patients belong to")] = "sim-cohort",
+    days_ago: Annotated[int, typer.Option("--days-ago", min=21, max=3650,
+                                          help="First course day, days before today")] = 40,
+) -> None:
+    """Enter a simulated cohort's clinical records (courses, grades, PROs; ingest.cohort) through the
+    clinical service, and print the rates each definition should find (no sEMG sessions)."""
+    import datetime as dt
+
+    import psycopg
+
+    from ingest.cohort import DEFAULT_EFFECTS, cohort, expected_rates
+    from ingest.cohort_records import enter_cohort
+    from mimetic.config import get_settings
+    from outcomes.summary import LABEL
+
+    group = cohort(patients, seed, DEFAULT_EFFECTS)
+    with psycopg.connect(get_settings().db_dsn(), autocommit=True) as conn:
+        taken = conn.execute("select count(*) from patient where code = any(%s)",
+                             ([p.code for p in group],)).fetchone()[0]
+        enter_cohort(conn, clinic, group, dt.date.today() - dt.timedelta(days=days_ago))
+    typer.echo(f"{patients - taken} patients entered in clinic {clinic} ({taken} were there)")
+    exp = expected_rates(DEFAULT_EFFECTS, 2000)
+    typer.echo("True rates of this simulation (latent recovery; what each definition should find):")
+    for t, e in exp.items():
+        by = ", ".join(f"{LABEL[d]} {100 * v:.0f} %" for d, v in e.by_definition.items())
+        typer.echo(f"  {t:<21} latent {100 * e.latent:3.0f} %: {by}")
+    typer.echo(f"`mimetic outcomes --clinic {clinic}` shows what the records say.")
+
+
 def bench_outcomes_cmd(
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Simulated cohorts")] = 200,
     patients: Annotated[int, typer.Option("--patients", min=3, help="Patients per cohort (course types in turn)")] = 90,
@@ -105,4 +137,5 @@ def bench_outcomes_cmd(
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("outcomes")(outcomes_cmd)
+    app.command("cohort")(cohort_cmd)
     bench_app.command("outcomes")(bench_outcomes_cmd)

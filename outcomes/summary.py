@@ -85,8 +85,9 @@ def format_table(table: OutcomeTable) -> list[str]:
              f"{'def':<7}{'course type':<22}{'pts':>5}{'n':>5}{'resp':>6}{'rate %':>8}  {level} CI"]
     for g in table.rates:
         r = g.rate
+        ci = f"[{_pct(r.low)}, {_pct(r.high)}]" if r.n else "no course evaluable"
         lines.append(f"{LABEL[g.definition]:<7}{g.therapy_type[:21]:<22}{g.patients:>5}{r.n:>5}{r.successes:>6}"
-                     f"{_pct(r.estimate):>8}  [{_pct(r.low)}, {_pct(r.high)}]")
+                     f"{_pct(r.estimate):>8}  {ci}")
     lines += ["", f"Difference in rate, a - b, points ({level} Newcombe interval)",
               f"{'def':<7}{'a - b':<44}{'diff':>7}  {level} CI"]
     for c in table.comparisons:
