@@ -155,3 +155,47 @@ def test_baseline_and_follow_up_windows(db: psycopg.Connection) -> None:
     got = db.execute("select hb_baseline, hb_latest, sunnybrook_baseline, sunnybrook_latest, grade_responder "
                      "from app.course_outcome where patient_id = %s", (pid,)).fetchone()
     assert got == (3, 4, 55, 60, False)  # the assessment before the course is the baseline now
+
+
+def test_sql_semg_definition_equals_python(db: psycopg.Connection) -> None:
+    """Session analyses of one course (with invalid sessions, a short muscle, sessions outside the
+    course and an open one): the view's sEMG inputs and verdict are semg_symmetry's."""
+    import numpy as np
+
+    from outcomes.definitions import semg_symmetry
+
+    rng = np.random.default_rng(7)
+    clinic = f"semg-{uuid.uuid4().hex[:6]}"
+    db.execute("insert into clinic (clinic_id, name) values (%s, 's')", (clinic,))
+    pid = db.execute("insert into patient (clinic_id, code) values (%s, %s) returning patient_id",
+                     (clinic, f"P-S{uuid.uuid4().hex[:6]}")).fetchone()[0]
+    start = dt.date(2026, 5, 4)
+    db.execute("insert into therapy_course (patient_id, therapy_type, start_date, end_date, planned_sessions, "
+               "minutes_per_session, current_limit_ua) values (%s, 'microcurrent', %s, %s, 12, 30, 300)",
+               (pid, start, start + dt.timedelta(days=11)))
+    muscles = ("zygomaticus", "frontalis", "mentalis")
+    want: dict[str, list[float | None]] = {m: [] for m in muscles}
+    # day -2 and day 12 lie outside the course; day 5 is still open: none of them counts
+    for day in range(-2, 13):
+        sid = uuid.uuid4()
+        status = "open" if day == 5 else "ended"
+        t0 = dt.datetime.combine(start + dt.timedelta(days=day), dt.time(9), dt.timezone.utc)
+        db.execute("insert into session_summary (session_id, device_id, patient_id, therapy_type, started_at, "
+                   "ended_at, status, minutes, computed_at) values (%s, 'semg-dev', %s, 'microcurrent', %s, %s, %s, "
+                   "30, now())", (sid, pid, t0, t0 + dt.timedelta(minutes=30), status))
+        counted = 0 <= day <= 11 and status == "ended"
+        for j, m in enumerate(muscles):
+            ai = None if rng.random() < 0.2 else float(np.float32(rng.uniform(-0.8, 0.8) * (1 - day / 20)))
+            if m == "mentalis" and day > 3:
+                ai = None  # too few valid sessions: this muscle does not count
+            db.execute("insert into session_muscle_summary (session_id, muscle, ai) values (%s, %s, %s)",
+                       (sid, m, ai))
+            if counted:
+                want[m].append(ai)
+    py = semg_symmetry(want)
+    got = db.execute("select sessions_done, muscles, first_abs_ai, last_abs_ai, abs_ai_improvement, semg_responder "
+                     "from app.course_outcome where patient_id = %s", (pid,)).fetchone()
+    assert got[0] == 11 and got[1] == py.muscles == 2
+    assert got[2:5] == (pytest.approx(py.first_abs_ai, abs=1e-9), pytest.approx(py.last_abs_ai, abs=1e-9),
+                        pytest.approx(py.improvement, abs=1e-9))
+    assert got[5] is py.responder
