@@ -11,9 +11,9 @@ Model, per patient (index i, seed s):
 * latent recovery: with probability ``effects[t]`` the patient recovers (a true responder).
   Facial function phi in [0, 1] (1 = normal): phi_0 ~ U(0.2, 0.5); a responder's
   phi_k = phi_0 + (phi_max - phi_0)(1 - exp(-k / tau)), phi_max ~ U(0.85, 0.97),
-  tau ~ U(1.5, 4) sessions; a non-responder drifts, phi_k = phi_0 + N(0, 0.03) at the end.
-  The same phi_k is the affected side's strength of the sEMG simulator, so sEMG symmetry,
-  grades and PROs all measure one truth.
+  tau ~ U(1.5, 4) sessions; a non-responder stays, phi_k = phi_0 + U(-0.02, 0.02) per session.
+  phi_k is the affected side's strength in the sEMG simulator (ingest.simulator.PatientProfile
+  .strength), so sEMG symmetry, grades and PROs all measure one truth.
 * clinician grades (baseline, mid-course, end): Sunnybrook composite = 100 phi + N(0, 6)
   (rater error: ICC ~0.9 for a between-patient SD of ~20, Neely et al. 2010), rounded,
   clipped to 0-100; House-Brackmann from phi + N(0, 0.05) by the cut points
@@ -31,9 +31,11 @@ interval should cover), beside the latent rate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -52,7 +54,6 @@ FACE_SD = 5.0
 GRC_SD = 0.1
 #: perceived change above cut j -> GRC +7 - j (the 15-point scale of Jaeschke et al. 1989, -7..+7)
 GRC_CUTS = (0.55, 0.45, 0.35, 0.25, 0.15, 0.08, 0.03, -0.03, -0.08, -0.15, -0.25, -0.35, -0.45, -0.55)
-NONRESPONDER_DRIFT_SD = 0.03
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,6 @@ class CoursePatient:
     phi0: float
     phi_max: float
     tau_sessions: float
-    drift: float
     planned_sessions: int
     planned_minutes: int
     current_limit_ua: float | None
@@ -85,22 +85,24 @@ class CoursePatient:
     seed: int
 
     def phi(self, k: int) -> float:
-        """True facial function after k sessions."""
-        if self.responder:
-            return self.phi0 + (self.phi_max - self.phi0) * (1 - math.exp(-k / self.tau_sessions))
-        return float(np.clip(self.phi0 + self.drift * min(1.0, k / max(1, self.planned_sessions)), 0.05, 1.0))
+        """True facial function after k sessions: the sEMG simulator's affected-side strength."""
+        return self._profile.strength(k)
 
     @property
     def session_therapy(self) -> str:
         """The therapy type of the course's sessions (usual care: assessment sessions only)."""
         return "assessment" if self.therapy_type == "usual_care" else self.therapy_type
 
-    def profile(self) -> PatientProfile:
-        """The sEMG simulator's patient with this recovery (strength = phi)."""
+    @cached_property
+    def _profile(self) -> PatientProfile:
         p = PatientProfile.random(self.index, self.seed)
         p.code, p.affected_side, p.responder, p.etiology = self.code, self.affected_side, self.responder, self.etiology
         p.strength0, p.strength_max, p.tau_sessions = self.phi0, self.phi_max, self.tau_sessions
         return p
+
+    def profile(self) -> PatientProfile:
+        """The sEMG simulator's patient with this recovery (strength = phi), a fresh copy."""
+        return dataclasses.replace(self._profile)
 
     @property
     def baseline(self) -> Assessment:
@@ -148,7 +150,6 @@ def course_patient(index: int, seed: int, effects: Mapping[str, float], sessions
     phi0 = float(rng.uniform(0.2, 0.5))
     phi_max = float(rng.uniform(0.85, 0.97))
     tau = float(rng.uniform(1.5, 4.0))
-    drift = float(rng.normal(0.0, NONRESPONDER_DRIFT_SD))
     drawn_sessions = int(rng.integers(10, 21))  # drawn either way: the other draws stay the same
     planned = drawn_sessions if sessions is None else max(1, int(sessions))
     minutes = int(rng.choice([20, 25, 30, 35, 40]))
@@ -157,7 +158,7 @@ def course_patient(index: int, seed: int, effects: Mapping[str, float], sessions
     patient = CoursePatient(
         index=index, code=patient_code(rng), therapy_type=therapy, responder=responder,
         etiology=str(rng.choice(ETIOLOGIES[:4])), affected_side=Side("L" if rng.random() < 0.5 else "R"),
-        phi0=phi0, phi_max=phi_max, tau_sessions=tau, drift=drift, planned_sessions=planned,
+        phi0=phi0, phi_max=phi_max, tau_sessions=tau, planned_sessions=planned,
         planned_minutes=minutes, current_limit_ua=limit, assessments=(), seed=seed)
     visits = []
     for k in (0, planned // 2, planned):
@@ -167,7 +168,7 @@ def course_patient(index: int, seed: int, effects: Mapping[str, float], sessions
         face = int(np.clip(round(25 + 65 * phi + face_offset + rng.normal(0.0, FACE_SD)), 0, 100))
         grc = None if k == 0 else grc_from_change(phi - phi0 + float(rng.normal(0.0, GRC_SD)))
         visits.append(Assessment(k, hb, sb, face, grc))
-    return CoursePatient(**{**patient.__dict__, "assessments": tuple(visits)})
+    return dataclasses.replace(patient, assessments=tuple(visits))
 
 
 def cohort(n_patients: int, seed: int, effects: Mapping[str, float] = DEFAULT_EFFECTS,
@@ -179,7 +180,7 @@ def true_abs_ai(patient: CoursePatient) -> dict[str, list[float]]:
     """Noise-free |AI| per muscle for each session k = 0 .. planned - 1 of the course:
     |h - a| / (h + a), h the healthy side's gain, a the affected side's strength (the sEMG
     simulator's signal model, whose levels are proportional to these gains)."""
-    prof = patient.profile()
+    prof = patient._profile
     h = prof.natural_asym if patient.affected_side == Side.RIGHT else 1.0
     phis = np.array([patient.phi(k) for k in range(patient.planned_sessions)])
     out = {}

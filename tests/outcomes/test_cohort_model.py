@@ -61,3 +61,26 @@ def test_intervals_cover_the_rates_they_estimate() -> None:
     c = coverage(seeds=60, patients=45, draws=1500)
     assert 0.90 <= c.overall <= 0.99, c.covered
     assert min(c.covered.values()) >= 0.82, c.covered
+
+
+def test_simulation_streams_each_course_as_planned() -> None:
+    """Simulation(course=...): each patient's sessions follow its course (count, session therapy,
+    prescribed limit, time-scaled minutes) and its sEMG truth follows the recovery."""
+    from ingest.simulator import Simulation
+
+    patients = cohort(3, seed=4)
+    sim = Simulation(course=patients, time_scale=0.02, channels=2, seed=4, fault_prob=0.0)
+    assert sim.n_patients == 3 and sim.n_sessions == max(p.planned_sessions for p in patients)
+    for i, p in enumerate(patients):
+        plans = sim.plans[i]
+        assert len(plans) == p.planned_sessions
+        assert {pl.therapy_type for pl in plans} == {p.session_therapy}
+        assert all(pl.duration_s == max(20.0, p.planned_minutes * 60 * 0.02) for pl in plans)
+        limits = {(pl.stimulation or {}).get("current_limit_ua") for pl in plans}
+        assert limits == {p.current_limit_ua}
+        assert plans[-1].strength == pytest.approx(p.phi(p.planned_sessions - 1))
+    # the streamed signal's |AI| (simulator truth) is the recovery's noise-free |AI|
+    p = patients[0]
+    truth = sim.session_truth(0, sim.plans[0][-1])
+    want = true_abs_ai(p)["zygomaticus"][-1]
+    assert abs(truth["muscles"]["zygomaticus"]["ai"]) == pytest.approx(want, abs=0.02)

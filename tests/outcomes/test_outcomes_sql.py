@@ -3,6 +3,7 @@ database: `mimetic outcomes` recovers each course type's rate within the interva
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import uuid
@@ -64,7 +65,7 @@ def entered_cohort(settings: Settings):
     patients = cohort(COHORT_PATIENTS, seed=14)
     # a per-run prefix keeps codes unique when the module runs twice against one database
     tag = uuid.uuid4().hex[:4].upper()
-    patients = [p.__class__(**{**p.__dict__, "code": f"{p.code}-{tag}"}) for p in patients]
+    patients = [dataclasses.replace(p, code=f"{p.code}-{tag}") for p in patients]
     with psycopg.connect(settings.db_dsn(), autocommit=True) as conn:
         ids = enter_cohort(conn, clinic, patients, dt.date.today() - dt.timedelta(days=40))
         site = site_of_clinic(conn, clinic)
