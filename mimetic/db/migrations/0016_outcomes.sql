@@ -123,14 +123,19 @@ select course_id, muscle, n as valid_sessions,
        avg(abs_ai) filter (where k > n - 3) as last_abs_ai
 from s group by course_id, muscle, n;
 
+-- finished sessions per course (one join, not a scan of the sessions per course)
+create view app.course_sessions_done as
+select w.course_id, count(*) as sessions_done
+from app.course_window w
+join app.session_base so on so.patient_id = w.patient_id and so.status in ('ended', 'timed_out')
+                        and (so.started_at at time zone w.timezone)::date >= w.start_date
+                        and (w.end_date is null or (so.started_at at time zone w.timezone)::date <= w.end_date)
+group by w.course_id;
+
 create view app.course_outcome as
 select w.course_id, w.patient_id, w.course_number, w.therapy_type, w.planned_sessions, w.minutes_per_session,
-       w.current_limit_ua,
-       (select count(*) from app.session_base so
-         where so.patient_id = w.patient_id and so.status in ('ended', 'timed_out')
-           and (so.started_at at time zone w.timezone)::date >= w.start_date
-           and (w.end_date is null or (so.started_at at time zone w.timezone)::date <= w.end_date)) as sessions_done,
-       sm.muscles, sm.first_abs_ai, sm.last_abs_ai, sm.abs_ai_improvement,
+       w.current_limit_ua, coalesce(sd.sessions_done, 0) as sessions_done,
+       coalesce(sm.muscles, 0) as muscles, sm.first_abs_ai, sm.last_abs_ai, sm.abs_ai_improvement,
        app.outcome_semg_responder(sm.abs_ai_improvement) as semg_responder,
        coalesce(hb0.v, p.baseline_hb_grade) as hb_baseline, hb1.v as hb_latest,
        coalesce(sb0.v, p.baseline_sunnybrook) as sunnybrook_baseline, sb1.v as sunnybrook_latest,
@@ -140,11 +145,11 @@ select w.course_id, w.patient_id, w.course_number, w.therapy_type, w.planned_ses
        app.outcome_pro_responder(f0.v, f1.v, g1.v) as pro_responder
 from app.course_window w
 join patient p on p.patient_id = w.patient_id
-left join lateral (
-    select count(*) as muscles, avg(first_abs_ai) as first_abs_ai, avg(last_abs_ai) as last_abs_ai,
+left join app.course_sessions_done sd on sd.course_id = w.course_id
+left join (
+    select course_id, count(*) as muscles, avg(first_abs_ai) as first_abs_ai, avg(last_abs_ai) as last_abs_ai,
            avg(first_abs_ai - last_abs_ai) as abs_ai_improvement
-    from app.course_muscle_symmetry x where x.course_id = w.course_id and x.valid_sessions >= 6
-    having count(*) > 0) sm on true
+    from app.course_muscle_symmetry where valid_sessions >= 6 group by course_id) sm on sm.course_id = w.course_id
 left join lateral (select a.hb_grade::integer as v from clinical_assessment a
                    where a.patient_id = w.patient_id and a.hb_grade is not null and a.assessed_on <= w.start_date
                    order by a.assessed_on desc, a.assessment_id desc limit 1) hb0 on true
@@ -178,14 +183,17 @@ comment on view app.course_outcome is
     '(null = not evaluable). Owner only; research.course_outcome is the consent-gated, de-identified copy.';
 
 -- --- research (de-identified, consent-gated) ------------------------------------------------
+-- (computed once, then joined: inlined, the planner re-ran the per-course lookups for every
+-- patient of the consent gate, 300 x 300 loops for 300 courses)
 create view research.course_outcome as
+with o as materialized (select * from app.course_outcome)
 select pp.research_id, pp.site_id, o.course_number, o.therapy_type, o.planned_sessions, o.minutes_per_session,
        o.current_limit_ua, o.sessions_done,
        o.muscles as semg_muscles, round(o.first_abs_ai::numeric, 4) as first_abs_ai,
        round(o.last_abs_ai::numeric, 4) as last_abs_ai, round(o.abs_ai_improvement::numeric, 4) as abs_ai_improvement,
        o.semg_responder, o.hb_baseline, o.hb_latest, o.sunnybrook_baseline, o.sunnybrook_latest, o.grade_responder,
        o.face_baseline, o.face_latest, o.grc_latest, o.pro_responder
-from app.course_outcome o
+from o
 join app.patient_pseudo pp on pp.patient_id = o.patient_id;
 comment on view research.course_outcome is
     'Per therapy course (research-consenting patients): the inputs and verdicts of the three responder '
@@ -217,13 +225,14 @@ comment on view research.outcome_rate is
     'responders, rate and its 95 % Wilson interval, in %.';
 
 create view research.outcome_difference as
+with r as materialized (select * from research.outcome_rate)
 select a.definition, a.therapy_type as therapy_a, b.therapy_type as therapy_b,
        round(100.0 * (a.responders::numeric / nullif(a.n, 0) - b.responders::numeric / nullif(b.n, 0)), 1)
            as difference_pts,
        round(100 * research.newcombe_low(a.responders, a.n, b.responders, b.n)::numeric, 1) as ci_low_pts,
        round(100 * research.newcombe_high(a.responders, a.n, b.responders, b.n)::numeric, 1) as ci_high_pts
-from research.outcome_rate a
-join research.outcome_rate b on b.definition = a.definition and b.therapy_type <> a.therapy_type;
+from r a
+join r b on b.definition = a.definition and b.therapy_type <> a.therapy_type;
 comment on view research.outcome_difference is
     'Difference in responder rate (a - b, percentage points) between two course types for each definition, '
     'with its 95 % Newcombe hybrid score interval; both orders are listed.';
