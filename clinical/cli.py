@@ -7,7 +7,6 @@ All go through :mod:`clinical.service` as the owner role, acting as the operatin
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Callable
 from datetime import date, datetime, timezone
@@ -34,9 +33,9 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _actor():
-    from .service import Actor
+    from .service import cli_actor
 
-    return Actor(name=getpass.getuser() or "cli", channel="cli")
+    return cli_actor()
 
 
 def _run(fn: Callable[..., T], *args: Any) -> T:
@@ -82,6 +81,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.add_typer(courses, name="courses")
     app.add_typer(assessments, name="assessments")
     app.add_typer(pros, name="pros")
+    _register_api(app)
 
     @patients.command("add")
     def patients_add(code: Annotated[str, typer.Argument(help="Pseudonymous code, e.g. P-7F3K2.")],
@@ -134,18 +134,24 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         for c in rec.consents:
             state = "in force" if c["in_force"] else f"withdrawn {c['withdrawn_on']}" if c["withdrawn_on"] else "-"
             console.print(f"consent {c['purpose']}: given {c['given_on']}, {state}")
-        _table(["course", "type", "start", "end", "plan", "min", "µA", "done", "full", "%"],
-               [[c["course_id"], c["therapy_type"], c["start_date"], c["end_date"], c["planned_sessions"],
-                 c["minutes_per_session"], c["current_limit_ua"], c["sessions_done"], c["sessions_full_length"],
-                 c["sessions_done_pct"]] for c in rec.courses])
-        _table(["device", "from", "to"], [[a["device_id"], str(a["valid_from"])[:16], str(a["valid_to"] or "")[:16]]
-                                          for a in rec.assignments])
-        _table(["assessed", "assessor", "HB", "Sunnybrook"],
-               [[a["assessed_on"], a["assessor"], a["hb_grade"], a["sunnybrook"]] for a in rec.assessments])
-        _table(["answered", "instrument", "score", "range", "source"],
-               [[str(r["answered_at"])[:16], r["instrument"], r["score"],
-                 f"{r['score_min']:g}..{r['score_max']:g} {'↑' if r['higher_is_better'] else '↓'} better",
-                 r["source"]] for r in rec.pros])
+        for c in rec.courses:
+            limit = f", limit {c['current_limit_ua']:g} µA" if c["current_limit_ua"] is not None else ""
+            console.print(f"course {c['course_id']}: {c['therapy_type']} {c['start_date']}.."
+                          f"{c['end_date'] or 'open'}, {c['planned_sessions']} x {c['minutes_per_session']} min"
+                          f"{limit}; done {c['sessions_done']} ({c['sessions_done_pct']} %), "
+                          f"{c['sessions_full_length']} full length")
+        for a in rec.assignments:
+            console.print(f"device {a['device_id']}: {a['valid_from']:%Y-%m-%d %H:%M} .. "
+                          f"{format(a['valid_to'], '%Y-%m-%d %H:%M') if a['valid_to'] else 'now'}")
+        for a in rec.assessments:
+            grades = ", ".join(x for x in (f"House-Brackmann {a['hb_grade']}" if a["hb_grade"] else "",
+                                           f"Sunnybrook {a['sunnybrook']}" if a["sunnybrook"] is not None
+                                           else "") if x)
+            console.print(f"assessed {a['assessed_on']} by {a['assessor']}: {grades}", markup=False)
+        for r in rec.pros:
+            better = "higher" if r["higher_is_better"] else "lower"
+            console.print(f"{r['instrument']} {r['score']:g} ({r['score_min']:g}..{r['score_max']:g}, {better} "
+                          f"is better) {r['answered_at']:%Y-%m-%d %H:%M}, {r['source']}")
 
     @patients.command("list")
     def patients_list(clinic: Annotated[Optional[str], typer.Option("--clinic")] = None,
@@ -281,6 +287,67 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         console.print(f"patient {code}: {instrument} score {p.score:g} recorded ({rid})")
 
 
+def _register_api(app: typer.Typer) -> None:
+    api = typer.Typer(no_args_is_help=True, help="The clinic HTTP API and its bearer tokens.")
+    toks = typer.Typer(no_args_is_help=True, help="Bearer tokens of the clinic API (only hashes are kept).")
+    app.add_typer(api, name="clinic-api")
+    api.add_typer(toks, name="tokens")
+
+    @api.command("serve")
+    def api_serve() -> None:
+        """Run the clinic API until SIGINT/SIGTERM (MIMETIC_CLINIC_API_HOST/PORT)."""
+        from .api import run_api
+
+        s = get_settings()
+        console.print(f"clinic API on http://{s.clinic_api_host}:{s.clinic_api_port}/v1 "
+                      "(OpenAPI: /v1/openapi.json)")
+        run_api(s)
+
+    @api.command("openapi")
+    def api_openapi() -> None:
+        """Print the clinic API's OpenAPI 3.1 document (JSON)."""
+        from .api import openapi_doc
+
+        _print_json(openapi_doc())
+
+    @toks.command("add")
+    def tokens_add(name: Annotated[str, typer.Argument(help="The clinic user (recorded as who acted).")],
+                   clinic: Annotated[str, typer.Option("--clinic", help="Clinic id.")],
+                   login: Annotated[str, typer.Option("--login", help="The clinic's database login "
+                                                      "(`mimetic roles create NAME --group clinic`).")]) -> None:
+        """Issue a token (printed once; only its SHA-256 is kept in the secrets directory)."""
+        import psycopg
+
+        from . import tokens
+
+        try:
+            with psycopg.connect(get_settings().db_dsn(), autocommit=True) as conn:
+                token = tokens.add(get_settings(), conn, name, clinic, login)
+        except tokens.TokenError as exc:
+            _fail(str(exc))
+        console.print("token (shown once, use as `Authorization: Bearer <token>`):")
+        print(token)
+
+    @toks.command("list")
+    def tokens_list() -> None:
+        """Token names with their clinic and login (never a token)."""
+        from . import tokens
+
+        for u in tokens.load(get_settings()):
+            print(f"{u.name}\t{u.clinic_id}\t{u.login}")
+
+    @toks.command("revoke")
+    def tokens_revoke(name: Annotated[str, typer.Argument()]) -> None:
+        """Revoke a token (refused from the next request on)."""
+        from . import tokens
+
+        try:
+            tokens.revoke(get_settings(), name)
+        except tokens.TokenError as exc:
+            _fail(str(exc))
+        console.print(f"token {name} revoked")
+
+
 def register_devices(devices_app: typer.Typer) -> None:
     """`devices assign | unassign` (hooked into the `devices` group of ingest.cli)."""
     from . import model as M
@@ -319,7 +386,9 @@ def register_devices(devices_app: typer.Typer) -> None:
 def _table(head: list[str], rows: list[list[Any]]) -> None:
     if not rows:
         return
-    t = Table(*head)
+    t = Table()
+    for h in head:
+        t.add_column(h, overflow="fold")   # wrap long values, never cut them
     for r in rows:
         t.add_row(*("-" if v is None else str(v) for v in r))
     console.print(t)

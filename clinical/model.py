@@ -14,19 +14,10 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mimetic.domain import COURSE_TYPES, ETIOLOGIES
+from mimetic.domain import COURSE_TYPES, ETIOLOGIES, PRO_RANGES, check_pro, pro_score  # noqa: F401
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")
 MAX_TEXT = 2000
-
-#: PRO instruments: (score_min, score_max, higher_is_better, items, item_min, item_max); the
-#: table pro_instrument of 0014 is the source of truth, this copy is checked against it by a test
-PRO_RANGES: dict[str, tuple[float, float, bool, int, int, int]] = {
-    "face": (0, 100, True, 15, 1, 5),
-    "saq": (20, 100, False, 9, 1, 5),
-    "grc": (-7, 7, True, 1, -7, 7),
-}
-
 
 class IntakeError(ValueError):
     """A value the clinical workflow refuses; the message says which and why."""
@@ -182,34 +173,8 @@ class ProIn(_In):
 
     @model_validator(mode="after")
     def _coherent(self) -> "ProIn":
-        lo, hi, _better, items, imin, imax = PRO_RANGES[self.instrument]
-        if self.item_answers is not None:
-            if len(self.item_answers) != items:
-                raise ValueError(f"{self.instrument} has {items} items, got {len(self.item_answers)}")
-            bad = [a for a in self.item_answers if not imin <= a <= imax]
-            if bad:
-                raise ValueError(f"{self.instrument} item answers must be {imin}..{imax}, got {bad[0]}")
-            derived = pro_score(self.instrument, self.item_answers)
-            if self.score is None:
-                object.__setattr__(self, "score", derived)
-            elif abs(self.score - derived) > 0.01:
-                raise ValueError(f"{self.instrument} score {self.score} does not match its items ({derived})")
-        if self.score is None:
-            raise ValueError("give the score or the item answers")
-        if not lo <= self.score <= hi:
-            raise ValueError(f"{self.instrument} score {self.score} is outside {lo:g}..{hi:g}")
+        object.__setattr__(self, "score", check_pro(self.instrument, self.score, self.item_answers))
         return self
-
-
-def pro_score(instrument: str, items: list[int]) -> float:
-    """Total score from item answers: SAQ = sum / 45 x 100 (Mehta 2007); GRC = its one answer;
-    FaCE = (mean item - 1) / 4 x 100 (0 worst, 100 best), a simplification of Kahn 2001's
-    domain-weighted total that assumes every item scored so that 5 is best."""
-    if instrument == "saq":
-        return round(sum(items) / 45 * 100, 2)
-    if instrument == "grc":
-        return float(items[0])
-    return round((sum(items) / len(items) - 1) / 4 * 100, 2)
 
 
 class ConsentIn(_In):

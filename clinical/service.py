@@ -172,6 +172,14 @@ def show_patient(conn: psycopg.Connection, actor: Actor, code: str, *, purpose: 
     return rec
 
 
+def audit_read(conn: psycopg.Connection, actor: Actor, code: str, purpose: str) -> None:
+    """Record a read of the patient's identifiable data made elsewhere (the report, an export)
+    before it happens; NotFound for a patient the actor may not read."""
+    with _tx(conn):
+        pid, clinic = _patient(conn, actor, code)
+        audit(conn, actor, "read", "patient", patient_id=pid, clinic_id=clinic, detail=purpose)
+
+
 def list_patients(conn: psycopg.Connection, actor: Actor, clinic_id: str | None = None) -> list[dict[str, Any]]:
     """Pseudonymous codes with clinical fields, courses and consent flags (no identity); audited."""
     clinic = actor.clinic_id or clinic_id
@@ -302,6 +310,14 @@ def assign_device(conn: psycopg.Connection, actor: Actor, code: str, a: M.Assign
     return aid
 
 
+def assign_from_now(conn: psycopg.Connection, actor: Actor, code: str, device_id: str) -> None:
+    """`devices add --patient`: the device is the patient's from now, unless it already is."""
+    row = conn.execute("select p.code from device_assignment a join patient p using (patient_id) "
+                       "where a.device_id = %s and a.valid_to is null", (device_id,)).fetchone()
+    if row is None or row[0] != code:
+        assign_device(conn, actor, code, M.AssignmentIn(device_id=device_id, valid_from=datetime.now().astimezone()))
+
+
 def unassign_device(conn: psycopg.Connection, actor: Actor, device_id: str, at: datetime) -> None:
     """End the device's open assignment at ``at``."""
     with _tx(conn):
@@ -313,3 +329,25 @@ def unassign_device(conn: psycopg.Connection, actor: Actor, device_id: str, at: 
         conn.execute("update device_assignment set valid_to = %s where assignment_id = %s", (at, row[0]))
         audit(conn, actor, "update", "assignment", patient_id=row[1], clinic_id=row[2],
               detail=f"device {device_id} assignment {row[0]} ended")
+
+
+def cli_actor() -> Actor:
+    import getpass
+
+    return Actor(name=getpass.getuser() or "cli", channel="cli")
+
+
+def audit_cli_read(dsn: str, code: str, purpose: str) -> None:
+    """For a command that reads a patient's data on `dsn` (the report): the audit row first. An
+    unknown patient writes none (the command itself then says it is unknown)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            audit_read(conn, cli_actor(), code, purpose)
+        except NotFound:
+            pass
+
+
+def audit_cli_export(dsn: str, detail: str) -> None:
+    """A de-identified export (research views): one audit row, no patient."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        audit(conn, cli_actor(), "export", "research_export", detail=detail)

@@ -130,6 +130,9 @@ def report_cmd(
     s = get_settings()
     dsn = roles.login_dsn(s, login) if login else s.db_dsn()
     try:
+        from clinical.service import audit_cli_read
+
+        audit_cli_read(dsn, patient, "report")   # the access audit (issue 14), before the read
         typer.echo(str(make_report(dsn, patient, out)))
     except LookupError as exc:
         from mimetic.where import nothing_found
@@ -172,6 +175,9 @@ def query_cmd(
         first, last = int(a), int(b or a)
     cohort = Cohort(etiology or [], therapy or [], site or [], baseline_hb or [], research_id or [], from_day,
                     to_day, first, last)
+    from clinical.service import audit_cli_export
+
+    audit_cli_export(s.db_dsn(), f"{dataset} by {login}")   # the access audit (issue 14)
     n = export(roles.login_dsn(s, login), dataset, cohort, out, fmt)
     typer.echo(f"{n} rows -> {out}")
     if n == 0:

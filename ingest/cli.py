@@ -67,6 +67,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             with psycopg.connect(get_settings().db_dsn(), autocommit=True) as conn:
                 secret = registry.add_device(conn, clinic_id=clinic, device_id=device, patient_code=patient,
                                              fs_hz=fs, channel_map=cmap, model=model, rotate=rotate)
+                if patient:   # a dated assignment from now (clinical workflow)
+                    from clinical.service import assign_from_now, cli_actor
+
+                    assign_from_now(conn, cli_actor(), patient, device)
         except ValueError as exc:
             _fail(str(exc))
         if as_json:

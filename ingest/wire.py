@@ -54,7 +54,7 @@ Telemetry and session events (JSON)
 -----------------------------------
 Validated by the pydantic models :class:`Telemetry` and the :data:`Event` union
 (discriminated by ``type``: ``session_start``, ``session_end``, ``task_start``,
-``task_stop``, ``patient_report``). Unknown fields are refused. ``device_id``
+``task_stop``, ``patient_report``, ``pro``). Unknown fields are refused. ``device_id``
 may be omitted in a request body (the URL's id is filled in); if present it must
 match. Each carries the device's own ``seq`` (a counter per record kind) and
 ``t_us`` (device time, µs since the epoch).
@@ -87,6 +87,11 @@ field                      accepted
 ``repetition`` (tasks)     integer 1..10000
 ``discomfort``             integer 0..10
 ``note``, ``protocol``     at most 500 / 64 characters
+``instrument`` (pro)       ``face``, ``saq`` or ``grc`` (patient-reported
+                           outcome from the patient's app, :class:`ProAnswer`)
+``score`` (pro)            FaCE 0..100, SAQ 20..100, GRC -7..7; optional
+                           when ``item_answers`` are given (then computed)
+``item_answers`` (pro)     FaCE 15 x 1..5, SAQ 9 x 1..5, GRC 1 x -7..7
 =========================  =============================================
 
 Binary and JSON frames are bounded as in the header table: seq 0..2^63-1,
@@ -176,7 +181,7 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from mimetic.domain import MUSCLES, TASKS, THERAPY_TYPES, Side
+from mimetic.domain import MUSCLES, PRO_INSTRUMENTS, TASKS, THERAPY_TYPES, Side, check_pro
 
 WIRE_VERSION = 1
 MAGIC = b"MEMG"
@@ -645,7 +650,27 @@ class PatientReport(_SessionRecord):
     note: str | None = Field(None, max_length=500)
 
 
-Event = Annotated[Union[SessionStart, SessionEnd, TaskMarker, PatientReport], Field(discriminator="type")]
+class ProAnswer(_SessionRecord):
+    """A patient-reported outcome questionnaire the patient completed in the app (``t_us``: when).
+
+    Ranges per instrument (mimetic.domain.PRO_RANGES, table pro_instrument): FaCE 0..100 with
+    15 items 1..5; SAQ 20..100 with 9 items 1..5; GRC -7..7 with one item -7..7. The score may
+    be omitted when the items are given (it is computed from them); if both are given they
+    must agree."""
+
+    type: Literal["pro"]
+    instrument: Literal[PRO_INSTRUMENTS]  # type: ignore[valid-type]
+    score: float | None = Field(None, ge=-7, le=100, allow_inf_nan=False)
+    item_answers: list[Annotated[int, Field(ge=-7, le=7)]] | None = Field(None, min_length=1, max_length=15)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "ProAnswer":
+        object.__setattr__(self, "score", check_pro(self.instrument, self.score, self.item_answers))
+        return self
+
+
+Event = Annotated[Union[SessionStart, SessionEnd, TaskMarker, PatientReport, ProAnswer],
+                  Field(discriminator="type")]
 _EVENT = TypeAdapter(Event)
 
 
@@ -677,7 +702,8 @@ def telemetry_from_json(obj: Any, expected_device: str | None = None) -> Telemet
         raise _validation_error("telemetry", exc) from None
 
 
-def event_from_json(obj: Any, expected_device: str | None = None) -> SessionStart | SessionEnd | TaskMarker | PatientReport:
+def event_from_json(obj: Any, expected_device: str | None = None
+                    ) -> SessionStart | SessionEnd | TaskMarker | PatientReport | ProAnswer:
     obj = _fill_device(obj, expected_device)
     try:
         return _EVENT.validate_python(obj)

@@ -361,6 +361,15 @@ class Settings(BaseSettings):
         1000.0, description="Electrode impedance above this (kΩ) means no skin contact: `electrode_off`."
     )
 
+    # --- clinic API (clinical/) ----------------------------------------------------
+    clinic_api_host: str = Field("127.0.0.1", description="Clinic API listen address (`mimetic clinic-api "
+                                 "serve`; loopback by default: put TLS in front to expose it).")
+    clinic_api_port: int = Field(8090, description="Clinic API port (patients, courses, assessments, PROs, "
+                                 "consents, device assignments).")
+    clinic_api_tokens_file: Path | None = Field(
+        None, description="Clinic API: the token hashes with their user, clinic and database login (mode "
+        "0600); unset means $MIMETIC_HOME/secrets/clinic-api-tokens.json.")
+
     # --- alert notifier (alerts/) ------------------------------------------------
     notify_group: str = Field("mimetic-notify", description="Kafka consumer group of the alert notifier.")
     notify_pg_user: str = Field(

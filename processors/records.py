@@ -320,6 +320,21 @@ class TaskWindowRecord(Record, tag="task_window", kw_only=True):
         return (self.session_id, self.task, self.repetition)
 
 
+class ProRecord(Record, tag="pro", kw_only=True):
+    """A patient-reported outcome the patient's app sent as a session event (wire.ProAnswer),
+    validated there; stored in patient_reported_outcome for the patient the device was with."""
+
+    device_id: str
+    session_id: uuid.UUID
+    time: datetime                 # when answered (device clock)
+    instrument: str
+    score: float
+    item_answers: list[int] | None = None
+
+    def natural_key(self) -> tuple:
+        return (self.device_id, self.instrument, self.time)
+
+
 ALERT_TYPES: tuple[str, ...] = (
     "electrode_off", "impedance", "over_current", "battery_low", "device_silent",
     "data_gap", "clipping", "mains_noise", "discomfort", "skin_reaction", "sequence_restart",
@@ -335,12 +350,12 @@ def alert_id(device_id: str, alert_type: str, raised_at: datetime, channel: int 
 
 AnyRecord = Union[
     EnvelopeFrame, QualityRecord, StreamStats, TelemetryRecord,
-    BalanceRecord, ActivationRecord, SessionSummary, AlertRecord, TaskWindowRecord,
+    BalanceRecord, ActivationRecord, SessionSummary, AlertRecord, TaskWindowRecord, ProRecord,
 ]
 RECORD_TYPES: dict[str, type[Record]] = {
     t.__struct_config__.tag: t  # type: ignore[attr-defined]
     for t in (EnvelopeFrame, QualityRecord, StreamStats, TelemetryRecord,
-              BalanceRecord, ActivationRecord, SessionSummary, AlertRecord, TaskWindowRecord)
+              BalanceRecord, ActivationRecord, SessionSummary, AlertRecord, TaskWindowRecord, ProRecord)
 }
 
 #: conventional topic (suffix in mimetic.topics) of each kind
@@ -354,6 +369,7 @@ TOPIC_OF_KIND: dict[str, str] = {
     "session_summary": "derived.sessions",
     "alert": "derived.alerts",
     "task_window": "derived.sessions",
+    "pro": "derived.sessions",
 }
 
 

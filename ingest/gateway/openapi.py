@@ -115,8 +115,11 @@ def openapi_document() -> dict[str, Any]:
     schemas["Telemetry"] = _optional_device_id(_hoist(
         wire.Telemetry.model_json_schema(ref_template=REF, mode="validation"), schemas))
     event = _hoist(TypeAdapter(wire.Event).json_schema(ref_template=REF, mode="validation"), schemas)
-    for name in ("SessionStart", "SessionEnd", "TaskMarker", "PatientReport"):
+    for name in ("SessionStart", "SessionEnd", "TaskMarker", "PatientReport", "ProAnswer"):
         _optional_device_id(schemas[name])
+    schemas["ProAnswer"]["description"] = (
+        (schemas["ProAnswer"].get("description") or "") + " Also checked, not expressible here: the score "
+        "and item ranges of each instrument, and that a given score matches its items.").strip()
     schemas["Event"] = event
     # values the models check in validators, stated as enums for device makers and fuzzers
     schemas["ChannelMapEntry"]["properties"]["muscle"]["enum"] = sorted(MUSCLES)

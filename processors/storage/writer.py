@@ -30,6 +30,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from processors import records as r
+from processors.pro_events import insert_pros
 from processors.storage import pgbinary
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ COPY_SPECS: dict[str, CopySpec] = {
         ("time", "timestamptz"), ("time_end", "timestamptz")), _task_window_row, "session_id, task, repetition"),
 }
 #: every kind the writer stores
-SUPPORTED_KINDS = frozenset({"envelope", "session_summary", *COPY_SPECS})
+SUPPORTED_KINDS = frozenset({"envelope", "session_summary", "pro", *COPY_SPECS})
 ENVELOPE_TABLE = "envelope"
 SUMMARY_TABLE = "session_summary"
 
@@ -288,6 +289,9 @@ class DbWriter:
                             self._upsert_summary(cur, summary, result)
                         except _ENCODE_ERRORS as exc:   # a parameter psycopg cannot adapt
                             raise _encoding_error(SUMMARY_TABLE, summary, exc) from None
+                    if by_kind.get("pro"):   # after the summaries: the session's patient is known
+                        inserted, _orphans = insert_pros(cur, by_kind["pro"])
+                        result.add("patient_reported_outcome", len(by_kind["pro"]), inserted)
                     if pipeline is not None:
                         rows = pipeline.get("rows_written", sum(result.inserted.values()))
                         duplicates = pipeline.get("duplicates", sum(result.staged.values()) - rows)

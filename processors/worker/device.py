@@ -33,12 +33,13 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from ingest.wire import (Frame, PatientReport, SessionEnd, SessionStart, TaskMarker, Telemetry, WireError,
+from ingest.wire import (Frame, PatientReport, ProAnswer, SessionEnd, SessionStart, TaskMarker, Telemetry, WireError,
                          check_device_clock, decode_frame)
 from mimetic.config import Settings
 from mimetic.domain import MUSCLES
 from processors import records as R
 from processors.alerting import ALERT_TYPE_OF, AlertEvent, AlertTracker
+from processors.pro_events import pro_record
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.mains import LineMeter, decide, detector
 from processors.dsp.stim_pulses import remove_biphasic_pulses
@@ -573,6 +574,8 @@ class DeviceProcessor:
                     self.session["tasks"][ev.task] = max(self.session["tasks"].get(ev.task, 0), ev.repetition)
                 self._remember_task(str(ev.session_id), ev.task, ev.repetition, self.open_task["start_us"], ev.t_us)
                 self.open_task = None
+        elif isinstance(ev, ProAnswer):   # a patient-reported outcome from the app: stored as is
+            out.append(pro_record(self.device_id, ev))
         elif isinstance(ev, PatientReport):
             if self.session is not None:
                 self.session["discomfort"] = ev.discomfort

@@ -300,9 +300,63 @@ def test_cli_intake(settings: Settings, clinic: dict) -> None:
     assert run("devices", "assign", clinic["device"], "--patient", code, "--from", "2026-01-06").exit_code == 0
     assert run("assessments", "add", code, "--on", "2026-01-06", "--assessor", "dr", "--hb", "4").exit_code == 0
     assert run("pros", "add", code, "--instrument", "saq", "--items", "2,2,2,2,2,2,2,2,2").exit_code == 0
+    r = run("devices", "unassign", clinic["device"], "--at", "2026-01-20")
+    assert r.exit_code == 0, r.output
+    assert run("devices", "unassign", clinic["device"]).exit_code == 1      # nothing open any more
     r = run("patients", "show", code, "--json")
     assert r.exit_code == 0, r.output
     assert '"current_limit_ua": 300.0' in r.output and '"score": "40.00"' in r.output
+    assert '"valid_to": "2026-01-20 00:00:00+00:00"' in r.output
     r = run("patients", "erase", code, "--yes")
     assert r.exit_code == 0 and "erased" in r.output and "retention" in r.output, r.output
     assert run("patients", "show", code).exit_code == 1
+
+
+def test_app_pros_are_stored_once_for_the_sessions_patient(settings: Settings, db: psycopg.Connection,
+                                                           clinic: dict) -> None:
+    from ingest import wire
+    from processors.worker.device import DeviceProcessor, WorkerParams
+
+    pid = _patient(db, clinic)
+    S.assign_device(db, ACTOR, clinic["code"], M.AssignmentIn(device_id=clinic["device"],
+                                                              valid_from=T0 - timedelta(days=1)))
+    sid = uuid.uuid4()
+    ev = wire.event_from_json({"type": "pro", "seq": 9, "t_us": int(T0.timestamp() * 1e6) + 5_000_000,
+                               "session_id": str(sid), "instrument": "face",
+                               "item_answers": [5, 4, 4, 3, 5, 4, 4, 3, 5, 4, 4, 3, 5, 4, 4]}, clinic["device"])
+    recs = DeviceProcessor(clinic["device"], WorkerParams.from_settings(settings)).on_event(ev)
+    assert [type(x).__name__ for x in recs] == ["ProRecord"] and recs[0].score == pytest.approx(76.67)
+    w = DbWriter(settings.db_dsn())
+    try:
+        for _ in range(2):   # a replay stores nothing new
+            w.write(recs)
+        # the same answer from a device assigned to nobody then: not stored (no patient to give it to)
+        other = f"{clinic['device']}-x"
+        registry.add_device(db, clinic_id=clinic["clinic"], device_id=other, kdf_n=2**10)
+        res = w.write([_replace(recs[0], device_id=other, session_id=uuid.uuid4())])
+    finally:
+        w.close()
+    assert res.inserted.get("patient_reported_outcome", 0) == 0
+    rows = db.execute("select patient_id, instrument, score, source, device_id from patient_reported_outcome "
+                      "where patient_id = %s", (pid,)).fetchall()
+    assert [(r[0], r[1], float(r[2]), r[3], r[4]) for r in rows] == [(pid, "face", 76.67, "app", clinic["device"])]
+
+
+def _replace(rec, **changes):
+    import msgspec
+
+    return msgspec.structs.replace(rec, **changes)
+
+
+def test_report_and_export_reads_are_audited(settings: Settings, db: psycopg.Connection, clinic: dict,
+                                             tmp_path) -> None:
+    from mimetic.cli import app
+
+    pid = _patient(db, clinic)
+    run = lambda *args: CliRunner().invoke(app, ["--database", settings.pg_database, *args])  # noqa: E731
+    run("report", "--patient", clinic["code"], "--out", str(tmp_path / "r.png"))   # no sessions: may refuse
+    assert ("read", "patient", "report") in {(r[0], r[1], r[4]) for r in _audit(db, pid)}
+    n = db.execute("select count(*) from app.access_audit where action = 'export'").fetchone()[0]
+    r = run("query", "patients", "--out", str(tmp_path / "p.csv"))
+    assert r.exit_code == 0, r.output
+    assert db.execute("select count(*) from app.access_audit where action = 'export'").fetchone()[0] == n + 1

@@ -30,6 +30,9 @@ def test_devices_cli(settings, db):
     assert row[0].startswith("scrypt$") and secret not in row[0]
     assert registry.verify_secret(secret, row[0]) and not registry.verify_secret(secret + "x", row[0])
     assert (row[1], row[2], row[4]) == ("active", 2000, True)
+    # --patient is a dated assignment from now (the session's patient is the one at its start)
+    assert db.execute("select count(*) from device_assignment where device_id = %s and valid_to is null "
+                      "and valid_from <= now()", (dev,)).fetchone()[0] == 1
     assert [(c["muscle"], c["side"]) for c in row[3]] == [("zygomaticus", "L"), ("zygomaticus", "R"),
                                                           ("frontalis", "L"), ("frontalis", "R")]
     again = run(settings, "add", "--clinic", "cli-clinic", "--device", dev)

@@ -65,6 +65,10 @@ def test_schemas_agree_with_the_wire_module():
                 ("Telemetry", tel, wire.telemetry_from_json),
                 ("Telemetry", {"seq": 1, "t_us": T0}, wire.telemetry_from_json)]
     accepted += [("Event", e, wire.event_from_json) for e in evs]
+    pro = {"type": "pro", "seq": 7, "t_us": T0, "session_id": str(uuid.UUID(int=5))}
+    accepted += [("Event", {**pro, "instrument": "saq", "item_answers": [1, 2, 3, 4, 5, 1, 2, 3, 4]},
+                  wire.event_from_json),
+                 ("Event", {**pro, "instrument": "grc", "score": -3}, wire.event_from_json)]
     for name, obj, parse in accepted:
         parse(obj, dev)  # the wire module accepts it ...
         assert _accepts(name, obj), (name, obj)  # ... and so does the document
@@ -83,6 +87,10 @@ def test_schemas_agree_with_the_wire_module():
                    "repetition": 1}),
         ("Event", {"type": "patient_report", "seq": 1, "t_us": T0, "session_id": sid, "discomfort": 11}),
         ("Event", {"type": "nap", "seq": 1, "t_us": T0, "session_id": sid}),
+        ("Event", {"type": "pro", "seq": 1, "t_us": T0, "session_id": sid, "instrument": "face", "score": 101}),
+        ("Event", {"type": "pro", "seq": 1, "t_us": T0, "session_id": sid, "instrument": "hads", "score": 1}),
+        ("Event", {"type": "pro", "seq": 1, "t_us": T0, "session_id": sid, "instrument": "grc",
+                   "item_answers": [8]}),
         ("Event", {**start, "therapy_type": "yoga"}),
         ("Event", {**start, "channel_map": [{"channel": 0, "muscle": "nose", "side": "L"}]}),
     ]

@@ -66,6 +66,8 @@ def mixed_records(device: str, n_frames: int, session_id: uuid.UUID, t0: datetim
                                  started_at=t0, ended_at=t0 + timedelta(seconds=seconds), minutes=seconds / 60,
                                  discomfort=2, computed_at=t0 + timedelta(seconds=seconds),
                                  muscles=[r.MuscleSummary(muscle="zygomaticus", ai=0.33, ratio=0.5)]))
+    recs.append(r.ProRecord(device_id=device, session_id=session_id, time=t0 + timedelta(seconds=seconds),
+                            instrument="grc", score=2.0, item_answers=[2]))
     return recs
 
 
