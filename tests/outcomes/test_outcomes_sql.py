@@ -44,6 +44,13 @@ def test_sql_definitions_equal_python(db: psycopg.Connection) -> None:
 
 
 def test_sql_intervals_equal_python(db: psycopg.Connection) -> None:
+    # every x/n up to n = 60 in one query
+    xs, ns = zip(*[(x, n) for n in range(0, 61) for x in range(0, n + 1)])
+    got = db.execute("select research.wilson_low(x, n), research.wilson_high(x, n) "
+                     "from unnest(%s::bigint[], %s::bigint[]) as t(x, n)", (list(xs), list(ns))).fetchall()
+    for (lo, hi), x, n in zip(got, xs, ns):
+        r = wilson_interval(x, n)
+        assert lo == pytest.approx(r.low, abs=1e-12) and hi == pytest.approx(r.high, abs=1e-12), (x, n)
     for x, n in [(0, 0), (0, 1), (1, 1), (0, 20), (81, 263), (15, 148), (50, 100), (999, 1000)]:
         r = wilson_interval(x, n)
         lo, hi = db.execute("select research.wilson_low(%s, %s), research.wilson_high(%s, %s)", (x, n, x, n)).fetchone()
