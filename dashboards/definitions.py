@@ -8,7 +8,7 @@ own rows), the cohort dashboard the `research` schema only, the fleet dashboard 
 
 from __future__ import annotations
 
-from mimetic.domain import MUSCLES, THERAPY_TYPES
+from mimetic.domain import COURSE_TYPES, MUSCLES, THERAPY_TYPES
 
 from .model import (PG_TYPE, Dashboard, Panel, Query, Row, custom_variable, datasource_variable,
                     query_variable)
@@ -19,6 +19,7 @@ OPS_DS = {"type": PG_TYPE, "uid": "mimetic-ops"}
 
 MUSCLE_LIST = list(MUSCLES)
 THERAPY_LIST = list(THERAPY_TYPES)
+COURSE_LIST = list(COURSE_TYPES)
 
 AI_THRESHOLDS = [(None, "green"), (0.1, "yellow"), (0.25, "orange"), (0.5, "red")]
 SYN_THRESHOLD = 0.25
@@ -299,7 +300,8 @@ def research_cohort() -> Dashboard:
         query_variable("site", "Site", RESEARCH_DS, "select distinct site_id from research.patient order by 1",
                        "Pseudonymous site (clinic). All = every site.", multi=True, include_all=True,
                        all_value="'%'"),
-        custom_variable("therapy", "Therapy", THERAPY_LIST, "Therapy types to compare (most frequent per patient)."),
+        custom_variable("therapy", "Course type", COURSE_LIST, "Therapy course types to compare (a patient's "
+                        "course, not the therapy of single sessions)."),
         custom_variable("muscle", "Muscle", MUSCLE_LIST, "Muscles included in symmetry figures."),
         custom_variable("n", "After N sessions", ["3", "5", "10", "15", "20"],
                         "Symmetry change from the first session to session N (or the latest one before it).",
@@ -307,7 +309,8 @@ def research_cohort() -> Dashboard:
     ]
     d = Dashboard(
         uid="mimetic-research-cohort", title="Research · Cohort outcomes",
-        description="De-identified cohort view (research schema only): responder rates by therapy, etiology and "
+        description="De-identified cohort view (research schema only): responder rates by therapy course type and "
+                    "definition with 95 % intervals, differences between course types, rates by etiology and "
                     "baseline grade, symmetry change after N sessions with its spread, adherence. No names, "
                     "codes or calendar dates; the time picker does not apply (times are relative).",
         datasource=RESEARCH_DS, role="researcher", tags=["mimetic", "research"], variables=variables,
@@ -315,7 +318,8 @@ def research_cohort() -> Dashboard:
     resp = f"from research.responder where {site_filter} and therapy_type in ($therapy)"
     d.add(
         Panel("Patients", "Patients in the selection, with at least 2 finished sessions (evaluable), and "
-              "responders among them.", "stat",
+              "sEMG responders among them (first vs latest session; per-course definitions with intervals "
+              "below).", "stat",
               [Query(f"select count(*) as \"Patients\", count(responder) as \"Evaluable\", "
                      f"count(*) filter (where responder) as \"Responders\" {resp}",
                      ("Patients", "Evaluable", "Responders"))],
@@ -334,12 +338,42 @@ def research_cohort() -> Dashboard:
               w=12, h=5, options={"textMode": "value_and_name", "colorMode": "none"},
               overrides=[{"matcher": {"id": "byName", "options": "Of plan"},
                           "properties": [{"id": "unit", "value": "percent"}]}]),
-        Panel("Responder rate by therapy", "Share of evaluable patients who responded, per therapy type (n = "
-              "evaluable patients).", "barchart",
-              [Query(f"select therapy_type || ' (n=' || count(*) || ')' as \"Therapy\", "
-                     f"round(100.0 * avg(responder::int), 1) as \"Responder rate\" {resp} and responder is not null "
-                     f"group by therapy_type order by therapy_type", ("Therapy", "Responder rate"))],
-              w=8, h=8, unit="percent", min=0, max=100, options={"xField": "Therapy"}),
+        Panel("Responder rate by course type and definition", "Per therapy course type (a patient's course, "
+              "not the therapy of single sessions) and responder definition: courses, those the definition could "
+              "evaluate, responders, rate and its 95 % Wilson interval. sEMG symmetry: mean |AI| of the first 3 "
+              "valid sessions minus the last 3 >= 0.10; clinician grade: House-Brackmann >= 1 grade better or "
+              "Sunnybrook >= 10 points; patient-reported: FaCE >= 10 points or global rating of change >= +4. "
+              "Research-consenting patients only (`mimetic outcomes --definitions`).", "table",
+              [Query(f"""
+with g as (
+    select definition, therapy_type, count(*) as courses, count(responder) as n,
+           count(*) filter (where responder) as r
+    from research.course_responder where {site_filter} and therapy_type in ($therapy)
+    group by definition, therapy_type
+)
+select definition as "Definition", therapy_type as "Course type", courses as "Courses", n as "Evaluable",
+       r as "Responders", round(100.0 * r / nullif(n, 0), 1) as "Rate %",
+       round(100 * research.wilson_low(r, n)::numeric, 1) as "95 % CI low",
+       round(100 * research.wilson_high(r, n)::numeric, 1) as "95 % CI high"
+from g order by 1, 2""", ("Definition", "Course type", "Courses", "Evaluable", "Responders", "Rate %",
+                          "95 % CI low", "95 % CI high"))],
+              w=12, h=9),
+        Panel("Difference in responder rate between course types", "Rate of course type A minus rate of B, in "
+              "percentage points, with its 95 % Newcombe hybrid score interval (an interval that excludes 0 is a "
+              "difference the data support at that level), per definition.", "table",
+              [Query(f"""
+with g as (
+    select definition, therapy_type, count(responder) as n, count(*) filter (where responder) as r
+    from research.course_responder where {site_filter} and therapy_type in ($therapy)
+    group by definition, therapy_type
+)
+select a.definition as "Definition", a.therapy_type as "A", b.therapy_type as "B",
+       round(100.0 * (a.r::numeric / nullif(a.n, 0) - b.r::numeric / nullif(b.n, 0)), 1) as "A - B (points)",
+       round(100 * research.newcombe_low(a.r, a.n, b.r, b.n)::numeric, 1) as "95 % CI low",
+       round(100 * research.newcombe_high(a.r, a.n, b.r, b.n)::numeric, 1) as "95 % CI high"
+from g a join g b on b.definition = a.definition and b.therapy_type > a.therapy_type
+order by 1, 2, 3""", ("Definition", "A", "B", "A - B (points)", "95 % CI low", "95 % CI high"))],
+              w=12, h=9),
         Panel("Responder rate by etiology", "Share of evaluable patients who responded, per cause of the palsy.",
               "barchart",
               [Query(f"select coalesce(etiology, 'unknown') || ' (n=' || count(*) || ')' as \"Etiology\", "
@@ -382,11 +416,13 @@ group by r.therapy_type, per.muscle order by 1, 2""",
                       "Q3"))],
               w=24, h=9),
         Panel("Mean |AI| by session number and therapy", "Mean absolute asymmetry over patients and the selected "
-              "muscles, per session of the course, for each therapy type of the session.", "barchart",
+              "muscles, per session, for each therapy type of the session (patients of the selected course "
+              "types).", "barchart",
               [Query("select lpad(session_number::text, 2, '0') as \"Session\", " + ", ".join(
                   f"round((avg(abs_ai) filter (where therapy_type = '{t}'))::numeric, 3) as \"{t}\""
                   for t in THERAPY_LIST) + f" from research.session_muscle where {site_filter} "
-                  f"and muscle in ($muscle) and therapy_type in ($therapy) group by session_number "
+                  f"and muscle in ($muscle) and research_id in (select research_id from research.responder "
+                  f"where therapy_type in ($therapy)) group by session_number "
                   f"order by session_number", ("Session", *THERAPY_LIST))],
               w=12, h=8, unit="none", min=0, decimals=2, options={"xField": "Session"}),
         Panel("Adherence per patient", "Sessions done against the plan per pseudonymous patient, with minutes "

@@ -448,9 +448,12 @@ class Simulation:
     def __init__(self, *, patients: int = 3, sessions: int = 2, duration_s: float = 60.0, fs_hz: int = 2000,
                  channels: int = 8, seed: int = 0, frame_ms: int = 50, start_us: int | None = None,
                  session_gap_s: float = 86400.0, fault_prob: float = 0.35, clinic_id: str = "sim-clinic",
-                 device_prefix: str | None = None, therapy_types: tuple[str, ...] = ("microcurrent", "biofeedback_exercise")):
+                 device_prefix: str | None = None, therapy_types: tuple[str, ...] = ("microcurrent", "biofeedback_exercise"),
+                 course: Sequence[Any] | None = None, time_scale: float | None = None):
         if duration_s < 20:
             raise ValueError("sessions must last at least 20 s (calibration + one task each)")
+        if course is not None:  # every course's sessions, one a day, ending about now
+            sessions = max(c.planned_sessions for c in course)
         self.n_patients, self.n_sessions, self.duration_s = patients, sessions, float(duration_s)
         self.fs_hz, self.channels, self.seed, self.frame_ms = fs_hz, channels, seed, frame_ms
         self.clinic_id = clinic_id
@@ -460,30 +463,43 @@ class Simulation:
         self.fault_prob = fault_prob
         self.therapy_types = therapy_types
         prefix = device_prefix or f"sim{seed}"
-        self.patients = [PatientProfile.random(i, seed) for i in range(patients)]
+        #: ingest.cohort.CoursePatient per patient: its recovery, course type and current limit drive the sessions
+        self.course = list(course) if course is not None else None
+        self.patients = ([c.profile() for c in self.course] if self.course is not None
+                         else [PatientProfile.random(i, seed) for i in range(patients)])
+        self.n_patients = patients = len(self.patients)
+        #: with a course: session k lasts max(20 s, planned minutes x 60 x time_scale), else duration_s
+        self.time_scale = time_scale
         self.device_ids = [f"{prefix}-{i:03d}" for i in range(patients)]
         #: per patient, its sessions' plans; each is made on first use (a benchmark device plans 1000 hour-long
         #: sessions and streams a few seconds of the first), from its own seed, so order does not matter
-        self.plans: list[_Plans] = [_Plans(self._plan, p, sessions) for p in self.patients]
+        self.plans: list[_Plans] = [_Plans(self._plan, p, self.course[p.index].planned_sessions
+                                           if self.course is not None else sessions) for p in self.patients]
         self._sent: dict[tuple[int, int], dict[str, Any]] = {}
 
     def _plan(self, p: PatientProfile, k: int) -> SessionPlan:
         rng = np.random.default_rng([self.seed, p.index, k, 3])
         tasks = list(dict.fromkeys(MUSCLES[e["muscle"]] for e in self.channel_map))
-        windows = build_protocol(self.duration_s, tasks, rng)
+        duration_s = (max(20.0, self.course[p.index].planned_minutes * 60 * self.time_scale)
+                      if self.course is not None and self.time_scale else self.duration_s)
+        windows = build_protocol(duration_s, tasks, rng)
         therapy = self.therapy_types[(p.index + k) % len(self.therapy_types)]
+        if self.course is not None:
+            therapy = self.course[p.index].session_therapy
         stim = None
         if therapy == "microcurrent":
             limit = float(rng.choice([200.0, 300.0, 400.0]))
+            if self.course is not None:
+                limit = float(self.course[p.index].current_limit_ua)
             stim = {"current_limit_ua": limit, "current_ua": round(limit * float(rng.uniform(0.5, 0.8)), 1),
                     "frequency_hz": float(rng.choice([10.0, 20.0, 30.0])), "pulse_width_us": 500.0,
                     "waveform": "biphasic"}
-        faults = self._faults(rng, therapy, windows)
+        faults = self._faults(rng, therapy, windows, duration_s)
         t0 = self.start_us + int(k * self.session_gap_s * 1e6) + p.index * 1_000_000
         return SessionPlan(
             # deterministic for a given seed AND start time: re-running a seed later gives new session ids
             session_id=uuid.uuid5(_SESSION_NS, f"{self.seed}/{self.device_ids[p.index]}/{k}/{self.start_us}"),
-            index=k, therapy_type=therapy, t0_us=t0, duration_s=self.duration_s, fs_hz=self.fs_hz,
+            index=k, therapy_type=therapy, t0_us=t0, duration_s=duration_s, fs_hz=self.fs_hz,
             channel_map=self.channel_map, stimulation=stim, windows=windows, faults=faults,
             discomfort=int(rng.integers(0, 4)) + (3 if any(f.type == "over_current" for f in faults) else 0),
             skin_reaction="redness" if any(f.type == "over_current" for f in faults) else "none",
@@ -491,8 +507,9 @@ class Simulation:
             stated_mains_hz=int(p.mains_hz) if p.states_mains else None,
         )
 
-    def _faults(self, rng: np.random.Generator, therapy: str, windows: list[TaskWindow]) -> list[Fault]:
-        d = self.duration_s
+    def _faults(self, rng: np.random.Generator, therapy: str, windows: list[TaskWindow],
+                duration_s: float | None = None) -> list[Fault]:
+        d = self.duration_s if duration_s is None else duration_s
         out: list[Fault] = []
         for ftype in FAULT_TYPES:
             if rng.random() >= self.fault_prob:

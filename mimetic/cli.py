@@ -296,7 +296,7 @@ def _register_features() -> None:
     import importlib
 
     for module in ("ingest.cli", "processors.cli", "processors.worker.cli", "processors.storage.cli",
-                   "dashboards.cli", "mimetic.deploy_cli", "alerts.cli", "clinical.cli"):
+                   "dashboards.cli", "mimetic.deploy_cli", "alerts.cli", "clinical.cli", "outcomes.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -64,6 +64,28 @@ def fill(settings: Settings, sim: Simulation) -> None:
         w.close()
 
 
+def add_assessments(settings: Settings, sim: Simulation) -> None:
+    """Grades and PROs at the start of each patient's course (the simulator registered it) and on
+    its last session day, so the research outcome panels have rows."""
+    first = datetime.fromtimestamp(sim.plans[0][0].t0_us / 1e6, timezone.utc).date()
+    last = first + timedelta(days=sim.n_sessions - 1)
+    with psycopg.connect(settings.db_dsn(), autocommit=True) as conn:
+        for p in sim.patients:
+            pid = conn.execute("select patient_id from patient where code = %s", (p.code,)).fetchone()[0]
+            better = p.responder
+            for day, hb, sb, face, grc in ((first, 4, 40, 50, None),
+                                           (last, 3 if better else 4, 55 if better else 42, 65 if better else 52,
+                                            5 if better else 1)):
+                conn.execute("insert into clinical_assessment (patient_id, assessed_on, assessor, hb_grade, "
+                             "sunnybrook) values (%s, %s, 'test', %s, %s)", (pid, day, hb, sb))
+                at = datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(hours=12)
+                conn.execute("insert into patient_reported_outcome (patient_id, instrument, score, answered_at, "
+                             "source) values (%s, 'face', %s, %s, 'clinic')", (pid, face, at))
+                if grc is not None:
+                    conn.execute("insert into patient_reported_outcome (patient_id, instrument, score, "
+                                 "answered_at, source) values (%s, 'grc', %s, %s, 'clinic')", (pid, grc, at))
+
+
 @pytest.fixture(scope="session")
 def filled(settings: Settings) -> Filled:
     """3 patients x 4 sessions of 30 s, one day apart and ending about now, with device faults,
@@ -79,6 +101,7 @@ def filled(settings: Settings) -> Filled:
     sim = Simulation(patients=3, sessions=sessions, duration_s=30, seed=11, fault_prob=0.6, channels=8,
                      start_us=start_us, session_gap_s=gap, clinic_id="dash-clinic", device_prefix="dash")
     fill(settings, sim)
+    add_assessments(settings, sim)
     with psycopg.connect(settings.db_dsn()) as conn:
         lo, hi = conn.execute("select min(time), max(time) from envelope").fetchone()
     return Filled(settings, sim, [p.code for p in sim.patients], sim.clinic_id,
