@@ -6,14 +6,21 @@ the session's `rest` windows, the %MVC reference from its `mvc_calibration` task
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
+
 import psycopg
 import pytest
+
+from dashboards.definitions import clinic_live
+from dashboards.macros import TimeRange, Variable, interpolate
 
 from ingest import wire
 from ingest.runner import register_simulation
 from ingest.simulator import Simulation
 from mimetic.config import Settings
 from processors import records as R
+from processors.measures.balance import affected_ratio
 from processors.storage.writer import DbWriter
 from processors.worker.device import DeviceProcessor, WorkerParams
 
@@ -47,13 +54,19 @@ select l.t0, l.muscle, l.a, r.a, app.pair_index(l.a, r.a, l.r, r.r)
 """
 
 
-def live_and_session(settings: Settings, seed: int) -> tuple[list[R.BalanceRecord], dict, dict, str]:
-    db = settings.model_copy(update={"pg_database": f"{settings.pg_database}_live{seed}"})
+@pytest.fixture(scope="module")
+def live_db(settings: Settings) -> Settings:
+    """A database of its own (`<test database>_live`), so no other test's rows mix in."""
     from mimetic.db import fresh_database
     from mimetic.db.migrate import migrate
 
+    db = settings.model_copy(update={"pg_database": f"{settings.pg_database}_live"})
     fresh_database(db)
     migrate(db.db_dsn())
+    return db
+
+
+def live_and_session(db: Settings, seed: int) -> tuple[list[R.BalanceRecord], dict, dict, str]:
     sim = Simulation(patients=1, sessions=1, duration_s=40, seed=seed, fault_prob=0.0, channels=8,
                      therapy_types=("biofeedback_exercise",), device_prefix=f"live{seed}")
     register_simulation(sim, db, kdf_n=2**10)
@@ -91,10 +104,14 @@ def live_and_session(settings: Settings, seed: int) -> tuple[list[R.BalanceRecor
     return live, sql, mvc, aff
 
 
-@pytest.mark.slow
+def panel_sql(title: str) -> str:
+    (q,) = next(p for p in clinic_live().items if getattr(p, "title", None) == title).queries
+    return q.sql
+
+
 @pytest.mark.parametrize("seed", [3, 8])
-def test_the_live_balance_and_pct_mvc_agree_with_the_session_analysis(settings: Settings, seed: int) -> None:
-    live, sql, mvc, aff = live_and_session(settings, seed)
+def test_the_live_balance_and_pct_mvc_agree_with_the_session_analysis(live_db: Settings, seed: int) -> None:
+    live, sql, mvc, aff = live_and_session(live_db, seed)
     assert len(live) >= 15 and aff in ("L", "R")
     calibrated = min(r.time for r in live if r.normalized)  # %MVC from the end of the calibration on
     assert all(r.normalized for r in live if r.time >= calibrated) and sum(r.normalized for r in live) >= 15
@@ -114,3 +131,16 @@ def test_the_live_balance_and_pct_mvc_agree_with_the_session_analysis(settings: 
     print(f"seed {seed}: {len(live)} windows, |AI live - SQL| <= {worst_ai:.2e}, "
           f"|%MVC live - SQL| <= {worst_pct:.2e} %MVC")
     assert worst_ai < 1e-3 and worst_pct < 0.1
+    # the live ratio, derived at read time from the patient's affected side (the live dashboard's
+    # panel), is the measure's affected / healthy of the latest window's levels
+    muscles = sorted({r.muscle for r in live})
+    variables = {"session": Variable("session", str(live[0].session_id)),
+                 "muscle": Variable("muscle", muscles, options=muscles, multi=True)}
+    tr = TimeRange(live[0].time - timedelta(minutes=5), live[-1].time_end + timedelta(minutes=5))
+    with psycopg.connect(live_db.db_dsn()) as conn:
+        shown = dict(conn.execute(interpolate(panel_sql("Current affected / healthy ratio"), variables, tr)))
+    latest = {r.muscle: r for r in live}
+    assert set(shown) == set(muscles)
+    for m, r in latest.items():
+        want = float(affected_ratio(r.left, r.right, aff))
+        assert (shown[m] is None) if math.isnan(want) else abs(float(shown[m]) - want) <= 0.005 + 1e-6 * want, m
