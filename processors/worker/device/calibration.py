@@ -61,17 +61,19 @@ class Calibration(msgspec.Struct):
             self.session_id, self.rest, self.mvc = session_id, Pool(), Pool()
         if session_id is None or not len(times_s):
             return
+        first_s, last_s = float(times_s[0]), float(times_s[-1])
         for w in windows:
-            if w.session_id != session_id or w.task not in (REST, MVC):
+            if w.task not in (REST, MVC) or w.session_id != session_id:
                 continue
             pool = self.rest if w.task == REST else self.mvc
-            stop_s = math.inf if w.stop_us is None else w.stop_us / 1e6
-            inside = (times_s >= w.start_us / 1e6) & (times_s < stop_s)
-            k = int(np.count_nonzero(inside))
-            if k:
-                e = env[:, inside]
-                pool.add((e * e).sum(axis=1), k)
-            if pool.n and times_s[-1] >= stop_s:
+            start_s, stop_s = w.start_us / 1e6, math.inf if w.stop_us is None else w.stop_us / 1e6
+            if last_s >= start_s and first_s < stop_s:  # the batch overlaps the window
+                inside = (times_s >= start_s) & (times_s < stop_s)
+                k = int(np.count_nonzero(inside))
+                if k:
+                    e = env[:, inside]
+                    pool.add((e * e).sum(axis=1), k)
+            if pool.n and last_s >= stop_s:
                 pool.done = True
 
     def rest_uv(self, ch: int) -> float | None:
