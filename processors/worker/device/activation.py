@@ -68,6 +68,8 @@ def activation_records(acts, *, device_id: str, session_id, t0_us: int, life: Li
     """Closed activations (times since the chain's start) -> records with their task repetition
     and onset latency from its cue, when the onset falls in a task window of the session, and the
     peak as %MVC (`peak_pct_mvc(channel, peak µV)`) once the session's calibration is known."""
+    if not acts:
+        return []
     out: list[R.Record] = []
     t0 = t0_us / 1e6
     spans = tasks.spans(str(session_id) if session_id else None)
