@@ -248,11 +248,15 @@ def test_calibration_pools_the_sessions_rest_and_mvc_windows_once_they_are_done(
                TaskWindow(SID, "mvc_calibration", 1, S.T0_US + 3_000_000, None),
                TaskWindow("another", "rest", 1, S.T0_US, S.T0_US + 9_000_000)]
     cal = Calibration()
-    cal.feed(SID, env[:, :200], times[:200], windows)  # up to 5 s: the calibration still open
+    for w in windows + [TaskWindow(SID, "smile", 1, S.T0_US, S.T0_US + 9_000_000)]:
+        cal.remember(w)
+    assert [w.task for w in cal.windows] == ["rest", "mvc_calibration", "rest"]  # no other task
+    cal.feed(SID, env[:, :200], times[:200])  # up to 5 s: the calibration still open
     assert cal.rest.done and cal.rest.n == 80 and math.isclose(cal.rest_uv(1), 4.0)
     assert not cal.mvc.done and cal.reference_uv(0, 1, None) is None
-    windows[1] = TaskWindow(SID, "mvc_calibration", 1, S.T0_US + 3_000_000, S.T0_US + 6_000_000)
-    cal.feed(SID, env[:, 200:], times[200:], windows)
+    cal.remember(TaskWindow(SID, "mvc_calibration", 1, S.T0_US + 3_000_000, S.T0_US + 6_000_000))  # its stop
+    assert len(cal.windows) == 3
+    cal.feed(SID, env[:, 200:], times[200:])
     assert cal.mvc.done and cal.mvc.n == 120
     strong = math.sqrt(400 - 16)
     assert math.isclose(cal.reference_uv(0, 1, None), strong)  # unknown affected side: the stronger
@@ -263,5 +267,5 @@ def test_calibration_pools_the_sessions_rest_and_mvc_windows_once_they_are_done(
     assert cal.peak_pct_mvc(2, 5.0, sites, None) is None  # a channel of no pair
     saved = msgspec.convert(msgspec.msgpack.decode(msgspec.msgpack.encode(cal)), Calibration)
     assert saved == cal
-    cal.feed(str(uuid.UUID(int=9)), env[:, :10], times[:10], windows)  # the next session: afresh
+    cal.feed(str(uuid.UUID(int=9)), env[:, :10], times[:10])  # the next session: afresh
     assert cal.rest.n == 0 and cal.rest_uv(0) is None and cal.reference_uv(0, 1, None) is None

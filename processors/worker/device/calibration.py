@@ -29,6 +29,7 @@ from processors.worker.device.activation import TaskWindow
 from processors.worker.device.session import ChannelSite
 
 REST, MVC = "rest", "mvc_calibration"
+WINDOWS_KEPT = 24  # rest and calibration windows remembered (a few sessions' worth)
 
 
 class Pool(msgspec.Struct):
@@ -49,21 +50,32 @@ class Pool(msgspec.Struct):
 
 
 class Calibration(msgspec.Struct):
-    """The open session's rest and calibration pools (reset when the session changes)."""
+    """The rest and calibration windows of the last sessions, and the pools of the session whose
+    frames are coming (reset when that session changes)."""
 
     session_id: str | None = None
     rest: Pool = msgspec.field(default_factory=Pool)
     mvc: Pool = msgspec.field(default_factory=Pool)
+    #: rest and calibration windows seen (any session; a stop replaces its open start): kept apart
+    #: from the task memory, so a worker catching up on a backlog, whose markers of later sessions
+    #: come before the frames of earlier ones, still knows each session's windows
+    windows: list[TaskWindow] = []
 
-    def feed(self, session_id: str | None, env: np.ndarray, times_s: np.ndarray, windows: list[TaskWindow]) -> None:
+    def remember(self, w: TaskWindow) -> None:
+        if w.task in (REST, MVC):
+            kept = [x for x in self.windows if (x.session_id, x.task, x.rep, x.start_us)
+                    != (w.session_id, w.task, w.rep, w.start_us)]
+            self.windows = (kept + [w])[-WINDOWS_KEPT:]
+
+    def feed(self, session_id: str | None, env: np.ndarray, times_s: np.ndarray) -> None:
         """Envelope columns (channels, n) at device times `times_s` (s) of `session_id`."""
         if session_id != self.session_id:
             self.session_id, self.rest, self.mvc = session_id, Pool(), Pool()
         if session_id is None or not len(times_s):
             return
         first_s, last_s = float(times_s[0]), float(times_s[-1])
-        for w in windows:
-            if w.task not in (REST, MVC) or w.session_id != session_id:
+        for w in self.windows:
+            if w.session_id != session_id:
                 continue
             pool = self.rest if w.task == REST else self.mvc
             start_s, stop_s = w.start_us / 1e6, math.inf if w.stop_us is None else w.stop_us / 1e6

@@ -11,6 +11,7 @@ from processors import records as R
 from processors.alerting import AlertTracker
 from processors.sequencing import SequenceState
 from processors.worker.device.activation import TaskMemory, TaskWindow
+from processors.worker.device.calibration import Calibration
 from processors.worker.device.common import utc
 from processors.worker.device.quality import QualityFlags
 from processors.worker.device.session import Lifecycle, OpenTask, Session
@@ -24,6 +25,7 @@ class SessionEvents:
     alerts: AlertTracker
     life: Lifecycle
     tasks: TaskMemory
+    calib: Calibration
     flags: QualityFlags
     session: Session | None
 
@@ -74,17 +76,22 @@ class SessionEvents:
         life, sid = self.life, str(ev.session_id)
         if ev.type == "task_start":
             life.open_task = OpenTask(sid, ev.task, ev.repetition, ev.t_us)
-            self.tasks.remember(TaskWindow(sid, ev.task, ev.repetition, ev.t_us, None))
+            self._remember_task(TaskWindow(sid, ev.task, ev.repetition, ev.t_us, None))
             return []
         o = life.open_task
         if o is None or o.task != ev.task or o.rep != ev.repetition:
             return []
         if life.session is not None:
             life.session.tasks[ev.task] = max(life.session.tasks.get(ev.task, 0), ev.repetition)
-        self.tasks.remember(TaskWindow(sid, ev.task, ev.repetition, o.start_us, ev.t_us))
+        self._remember_task(TaskWindow(sid, ev.task, ev.repetition, o.start_us, ev.t_us))
         life.open_task = None
         return [R.TaskWindowRecord(device_id=self.device_id, session_id=ev.session_id, task=ev.task,
                                    repetition=ev.repetition, time=utc(o.start_us / 1e6), time_end=utc(ev.t_us / 1e6))]
+
+    def _remember_task(self, w: TaskWindow) -> None:
+        """For attributing activations, and (rest, calibration) for the live %MVC."""
+        self.tasks.remember(w)
+        self.calib.remember(w)
 
     def _summary(self, status: str, t_s: float, s: Session | None = None) -> R.SessionSummary:
         return self.life.summary(self.device_id, status, t_s, self.seq.n_missing, self.seq.n_duplicates, s)

@@ -231,8 +231,7 @@ class DeviceProcessor(SessionEvents):
             out.append(R.EnvelopeFrame.from_array(
                 env, device_id=self.device_id, session_id=session_id, seq=frame.seq, time=utc(t_env0),
                 fs_hz=1.0 / self.p.hop_s, clipped=clipped, stim_blanked=res.blanked_samples > 0))
-            self.calib.feed(str(session_id) if session_id else None, env, t0_us / 1e6 + res.envelope_times_s,
-                            self.tasks.recent)
+            self.calib.feed(str(session_id) if session_id else None, env, t0_us / 1e6 + res.envelope_times_s)
             out += self._balance(env, res.envelope_times_s, session_id, t0_us)
         out += activation_records(res.activations, device_id=self.device_id, session_id=session_id,
                                   t0_us=t0_us, life=self.life, tasks=self.tasks, peak_pct_mvc=self._peak_pct_mvc)
