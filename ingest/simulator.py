@@ -67,6 +67,7 @@ import numpy as np
 from scipy import signal as sps
 
 from ingest import wire
+from ingest.sim_fatigue import fatigue_truth, session_model
 from mimetic.domain import ETIOLOGIES, MUSCLES, Side, channel_name
 from processors.measures import (affected_ratio, asymmetry_index, mvc_reference_uv, pair_active, pct_mvc,
                                  synkinesis_index, window_level_uv)
@@ -201,21 +202,25 @@ class Fault:
         return self.start_s <= t < self.end_s
 
 
-def build_protocol(duration_s: float, tasks: list[str], rng: np.random.Generator) -> list[TaskWindow]:
-    """Rest baseline, MVC calibration, then the tasks in turn with rests, until the end."""
+def build_protocol(duration_s: float, tasks: list[str], rng: np.random.Generator,
+                   hold_s: float | None = None) -> list[TaskWindow]:
+    """Rest baseline, MVC calibration, then the tasks in turn with rests, until the end;
+    `hold_s` makes every task a sustained contraction of that length (fatigue protocols)."""
     w: list[TaskWindow] = []
     short = duration_s < 40
     hold, gap = (2.0, 1.5) if short else (3.0, 2.5)
+    task_hold = hold if hold_s is None else float(hold_s)
     w.append(TaskWindow("rest", 1, 0.5, 2.5, 0.0, 0.0))
     w.append(TaskWindow("mvc_calibration", 1, 3.0, 3.0 + hold, 1.0, float(rng.uniform(0.15, 0.35))))
     t = 3.0 + hold + gap
     reps: dict[str, int] = {}
     i = 0
-    while t + hold <= duration_s - 2.0 and tasks:
+    while t + task_hold <= duration_s - 2.0 and tasks:
         task = tasks[i % len(tasks)]
         reps[task] = reps.get(task, 0) + 1
-        w.append(TaskWindow(task, reps[task], t, t + hold, float(rng.uniform(0.5, 0.9)), float(rng.uniform(0.15, 0.35))))
-        t += hold + gap
+        w.append(TaskWindow(task, reps[task], t, t + task_hold, float(rng.uniform(0.5, 0.9)),
+                            float(rng.uniform(0.15, 0.35))))
+        t += task_hold + gap
         i += 1
     return w
 
@@ -301,6 +306,9 @@ class SessionSynth:
         self._chunk = max(self.n_per_frame, (fs // 2 // self.n_per_frame) * self.n_per_frame)
         self._emg = np.empty((self.C, 0))
         self._white = np.empty((self.C, 0))
+        self.fatigue = session_model(self.muscles, self.sides, patient.affected_side, plan.synkinesis_level,
+                                     plan.windows, MUSCLES, SYNKINESIS_PAIRS, fs, (EMG_BAND_HZ[0], hi),
+                                     [patient.seed, patient.index, plan.index, 6])
 
     # --- clean amplitudes -------------------------------------------------------
 
@@ -359,6 +367,7 @@ class SessionSynth:
             self._emg = np.concatenate([self._emg, emg * self.norm], axis=1)
             self._white = np.concatenate([self._white, z[1]], axis=1)
         emg, self._emg = self._emg[:, :n], self._emg[:, n:]
+        emg = self.fatigue.apply(emg, t)  # spectral compression during contractions (ingest.sim_fatigue)
         white, self._white = self._white[:, :n], self._white[:, n:]
         x = emg * self.envelope(t)
         tab = idx % self.fs
@@ -448,7 +457,8 @@ class Simulation:
     def __init__(self, *, patients: int = 3, sessions: int = 2, duration_s: float = 60.0, fs_hz: int = 2000,
                  channels: int = 8, seed: int = 0, frame_ms: int = 50, start_us: int | None = None,
                  session_gap_s: float = 86400.0, fault_prob: float = 0.35, clinic_id: str = "sim-clinic",
-                 device_prefix: str | None = None, therapy_types: tuple[str, ...] = ("microcurrent", "biofeedback_exercise")):
+                 device_prefix: str | None = None, therapy_types: tuple[str, ...] = ("microcurrent", "biofeedback_exercise"),
+                 hold_s: float | None = None):
         if duration_s < 20:
             raise ValueError("sessions must last at least 20 s (calibration + one task each)")
         self.n_patients, self.n_sessions, self.duration_s = patients, sessions, float(duration_s)
@@ -459,6 +469,7 @@ class Simulation:
         self.session_gap_s = session_gap_s
         self.fault_prob = fault_prob
         self.therapy_types = therapy_types
+        self.hold_s = hold_s  # task hold (s): None for the standard protocol
         prefix = device_prefix or f"sim{seed}"
         self.patients = [PatientProfile.random(i, seed) for i in range(patients)]
         self.device_ids = [f"{prefix}-{i:03d}" for i in range(patients)]
@@ -470,7 +481,7 @@ class Simulation:
     def _plan(self, p: PatientProfile, k: int) -> SessionPlan:
         rng = np.random.default_rng([self.seed, p.index, k, 3])
         tasks = list(dict.fromkeys(MUSCLES[e["muscle"]] for e in self.channel_map))
-        windows = build_protocol(self.duration_s, tasks, rng)
+        windows = build_protocol(self.duration_s, tasks, rng, self.hold_s)
         therapy = self.therapy_types[(p.index + k) % len(self.therapy_types)]
         stim = None
         if therapy == "microcurrent":
@@ -719,7 +730,7 @@ class Simulation:
             "strength_affected": round(plan.strength, 5), "synkinesis_level": round(plan.synkinesis_level, 5),
             "stimulation": plan.stimulation,
             "stimulation_on_s": round(synth.stim_on_s, 3) if plan.stimulation else None,
-            "muscles": muscles, "synkinesis": syn,
+            "muscles": muscles, "synkinesis": syn, "fatigue": fatigue_truth(synth),
             "tasks": [{"task": w.task, "repetition": w.repetition, "start_us": us(w.start_s), "stop_us": us(w.stop_s),
                        "start_s": w.start_s, "stop_s": w.stop_s, "effort": round(w.effort, 4)} for w in plan.windows],
             "faults": faults,

@@ -46,6 +46,7 @@ from processors.measures.activation import TaskSpan, onset_latency_s, task_of
 from processors.measures.balance import (activity_level_uv, affected_ratio, asymmetry_index, optional,
                                          pair_active)
 from processors.sequencing import Delivery, SequenceState, accept, flush
+from processors.worker.fatigue import FatiguePart
 
 STATE_VERSION = 4
 BALANCE_WINDOW_S = 1.0
@@ -78,6 +79,7 @@ class WorkerParams:
     stim_slope_uv: float = 250.0
     clock_max_future_s: float = 300.0
     clock_max_age_s: float = 7 * 86400.0
+    fatigue_min_s: float = 3.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> "WorkerParams":
@@ -85,7 +87,7 @@ class WorkerParams:
                    s.worker_silent_after_s, s.worker_session_timeout_s, s.worker_current_limit_ua,
                    s.worker_impedance_max_kohm, s.worker_battery_low_pct, s.worker_battery_clear_pct,
                    s.worker_mains_alert_uv, s.worker_electrode_off_kohm, s.worker_stim_slope_uv,
-                   s.clock_max_future_s, s.clock_max_age_s)
+                   s.clock_max_future_s, s.clock_max_age_s, s.fatigue_min_s)
 
 
 class DeviceProcessor:
@@ -140,6 +142,7 @@ class DeviceProcessor:
         self.mains_session: str | None = None
         #: strength of the notched mains lines per 1 s window (the `mains_noise` alert)
         self.mains_meter: LineMeter | None = None
+        self.fatigue: FatiguePart | None = None  # spectral windows and per-activation fits, with the chain
 
     # --- raw inputs -------------------------------------------------------------
 
@@ -230,6 +233,7 @@ class DeviceProcessor:
 
     def _reset_chain(self) -> None:
         self.chain = None
+        self.fatigue = None
         self.mains_meter = None
         self.prev_last_uv = None
         self.t0_us = None
@@ -284,7 +288,8 @@ class DeviceProcessor:
                 fs_hz=float(frame.fs_hz), n_channels=frame.n_channels, mains_hz=mains_hz,
                 window_s=self.p.window_s, hop_s=self.p.hop_s,
                 full_scale_uv=(-32768 * float(np.float32(frame.scale_uv)), 32767 * float(np.float32(frame.scale_uv))),
-                stim_slope_uv=self.p.stim_slope_uv))
+                stim_slope_uv=self.p.stim_slope_uv, keep_conditioned=True))
+            self.fatigue = FatiguePart(float(frame.fs_hz), frame.n_channels, self.p.fatigue_min_s)
             self.t0_us = frame.t_us
             self.win_index = None
             if self.rest_mean is not None and len(self.rest_mean) == frame.n_channels:
@@ -294,6 +299,8 @@ class DeviceProcessor:
             self.chain.blanker.slope_uv = self.p.stim_slope_uv if frame.stim_active else math.inf
         self.prev_last_uv = x_uv[:, -1].tolist()
         res = self.chain.process(x_uv)
+        if self.fatigue is not None and res.conditioned_uv is not None:
+            self.fatigue.feed(res.conditioned_uv)
         self.last_end_us = frame.t_us + frame.duration_us
         self.stats["frames"] += 1
         self.stats["samples"] += frame.n_samples * frame.n_channels
@@ -310,6 +317,8 @@ class DeviceProcessor:
             out += self._sliding_balance(env, res.envelope_times_s, session_id)
         for act in res.activations:
             out.append(self._activation(act, session_id))
+        if self.fatigue is not None:
+            self.fatigue.after_frame(self.chain.detectors)
         for q in res.quality:
             out += self._quality(q, session_id)
         out += self._mains_noise(frame, x_uv, mains_hz, session_id)
@@ -450,10 +459,12 @@ class DeviceProcessor:
         return R.ActivationRecord(
             device_id=self.device_id, session_id=session_id, channel=act.channel, muscle=muscle, side=side,
             onset=utc(onset_s), offset=utc(t0 + act.offset_s), peak_uv=float(act.peak),
+            peak_time=None if act.peak_s is None else utc(t0 + act.peak_s),
             mean_uv=float(act.mean), area_uv_s=float(act.area),
             task=span.task if span else None, repetition=span.repetition if span else None,
             onset_latency_s=onset_latency_s(onset_s, span),
-            target=(MUSCLES.get(muscle) == span.task) if span else None)
+            target=(MUSCLES.get(muscle) == span.task) if span else None,
+            **(self.fatigue.record_fields(act) if self.fatigue is not None else {}))
 
     def _quality(self, q, session_id) -> list[R.Record]:
         out: list[R.Record] = []
@@ -697,6 +708,7 @@ class DeviceProcessor:
             "mains_session": self.mains_session,
             "mains_det": None if self.mains_det is None else self.mains_det.to_state(),
             "mains_meter": None if self.mains_meter is None else self.mains_meter.to_state(),
+            "fatigue": None if self.fatigue is None else self.fatigue.to_state(),
         })
 
     @classmethod
@@ -725,6 +737,9 @@ class DeviceProcessor:
         p.mains_session = d.get("mains_session")
         p.mains_det = None if d.get("mains_det") is None else LineMeter.from_state(d["mains_det"])
         p.mains_meter = None if d.get("mains_meter") is None else LineMeter.from_state(d["mains_meter"])
+        p.fatigue = None if d.get("fatigue") is None else FatiguePart.from_state(d["fatigue"])
+        if p.fatigue is None or p.chain is None:  # a state from before fatigue: restart the chain with it
+            p.chain, p.fatigue = None, None
         return p
 
 

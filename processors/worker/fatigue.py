@@ -1,0 +1,95 @@
+"""The worker's fatigue part: spectral windows as frames stream, one fit per closing activation.
+
+Fed the chain's conditioned signal, a `SpectralTracker` gives each channel's
+median / mean frequency per 1 s window (0.5 s hop). Each channel keeps the
+windows of its open activation in a bounded list; when the chain closes an
+activation, `processors.measures.fatigue.activation_fatigue` fits it from the
+windows wholly inside [onset, offset] (the one definition). Times are seconds
+from the chain's first sample, the clock of the chain's activations; the part
+restarts with the chain.
+
+Bounds: a channel at rest keeps only the windows that may still belong to an
+activation not yet detected (those ending in the last `IDLE_KEEP_S`); a channel
+whose activation stays open longer than `MAX_WINDOWS` windows (~32 s) keeps
+every second window of the oldest ones: the fit then uses unevenly spaced
+windows (least squares allows it). The state is the tracker's (under one 0.25 s
+segment of float32 samples per channel and two windows' power sums) and these
+lists: bounded whatever a device sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from processors.dsp.activation import Activation
+from processors.dsp.spectral_stream import SpectralTracker
+from processors.measures.fatigue import ActivationFatigue, activation_fatigue
+
+IDLE_KEEP_S = 1.5  # a window starting earlier cannot lie inside an activation not yet opened
+MAX_WINDOWS = 64
+
+
+class FatiguePart:
+    """Per device: `feed` the conditioned signal after each frame, `fit` each closed activation."""
+
+    def __init__(self, fs_hz: float, n_channels: int, min_duration_s: float):
+        self.min_duration_s = float(min_duration_s)
+        self.tracker = SpectralTracker(fs_hz, n_channels)
+        #: per channel: [start_s, end_s, median_hz, mean_hz] of the windows kept
+        self.windows: list[list[list[float]]] = [[] for _ in range(n_channels)]
+
+    def matches(self, fs_hz: float, n_channels: int, min_duration_s: float) -> bool:
+        return (self.tracker.fs_hz == fs_hz and self.tracker.n_channels == n_channels
+                and self.min_duration_s == min_duration_s)
+
+    def feed(self, conditioned_uv: np.ndarray) -> None:
+        """Spectral windows of the new samples, added to every channel's list."""
+        for w in self.tracker.feed(conditioned_uv):
+            for ch, kept in enumerate(self.windows):
+                kept.append([w.start_s, w.end_s, float(w.median_hz[ch]), float(w.mean_hz[ch])])
+
+    def fit(self, act: Activation) -> ActivationFatigue | None:
+        """The fatigue of a closed activation (None when not sustained); its windows are let go."""
+        kept = self.windows[act.channel] if act.channel < len(self.windows) else []
+        if not kept:
+            return None
+        a = np.array(kept, dtype=np.float64)
+        res = activation_fatigue(a[:, 0], a[:, 1], a[:, 2], a[:, 3], act.onset_s, act.offset_s,
+                                 self.min_duration_s)
+        self.windows[act.channel] = [w for w in kept if w[1] > act.offset_s]
+        return res
+
+    def trim(self, open_channels: list[bool]) -> None:
+        """Bound the lists: channels at rest keep the last `IDLE_KEEP_S`; long ones are thinned."""
+        t = self.tracker
+        now_s = (t.next_seg * t.step_n + t.pending.shape[1]) / t.fs_hz
+        for ch, kept in enumerate(self.windows):
+            if not (ch < len(open_channels) and open_channels[ch]):
+                self.windows[ch] = [w for w in kept if w[0] >= now_s - IDLE_KEEP_S]
+            elif len(kept) > MAX_WINDOWS:
+                half = len(kept) // 2
+                self.windows[ch] = kept[:half:2] + kept[half:]
+
+    def to_state(self) -> dict[str, Any]:
+        return {"min_s": self.min_duration_s, "tracker": self.tracker.to_state(), "windows": self.windows}
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any]) -> "FatiguePart":
+        tracker = SpectralTracker.from_state(s["tracker"])
+        p = cls(tracker.fs_hz, tracker.n_channels, s["min_s"])
+        p.tracker, p.windows = tracker, [[list(w) for w in ch] for ch in s["windows"]]
+        return p
+
+    def record_fields(self, act: Activation) -> dict[str, float]:
+        """`fit` as the ActivationRecord's fatigue fields (none for an activation that is not sustained)."""
+        f = self.fit(act)
+        if f is None:
+            return {}
+        return {"median_freq_hz": f.median_freq_hz, "mean_freq_hz": f.mean_freq_hz,
+                "median_freq_slope_hz_s": f.median_freq_slope_hz_s, "mean_freq_slope_hz_s": f.mean_freq_slope_hz_s}
+
+    def after_frame(self, detectors: list[Any] | None) -> None:
+        """`trim` with the chain's detectors' open state."""
+        self.trim([d.open_onset is not None for d in detectors or []])
