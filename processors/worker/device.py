@@ -46,7 +46,7 @@ from processors.measures.activation import TaskSpan, onset_latency_s, task_of
 from processors.measures.balance import (activity_level_uv, affected_ratio, asymmetry_index, optional,
                                          pair_active)
 from processors.sequencing import Delivery, SequenceState, accept, flush
-from processors.worker.fatigue import FatiguePart
+from processors.worker.fatigue import DEFAULT_MIN_S as FATIGUE_MIN_S, FatiguePart
 
 STATE_VERSION = 4
 BALANCE_WINDOW_S = 1.0
@@ -79,7 +79,7 @@ class WorkerParams:
     stim_slope_uv: float = 250.0
     clock_max_future_s: float = 300.0
     clock_max_age_s: float = 7 * 86400.0
-    fatigue_min_s: float = 3.0
+    fatigue_min_s: float = FATIGUE_MIN_S
 
     @classmethod
     def from_settings(cls, s: Settings) -> "WorkerParams":

@@ -25,7 +25,7 @@ import numpy as np
 
 from processors.dsp.activation import Activation
 from processors.dsp.spectral_stream import SpectralTracker
-from processors.measures.fatigue import ActivationFatigue, activation_fatigue
+from processors.measures.fatigue import MIN_SUSTAINED_S as DEFAULT_MIN_S, ActivationFatigue, activation_fatigue
 
 IDLE_KEEP_S = 1.5  # a window starting earlier cannot lie inside an activation not yet opened
 MAX_WINDOWS = 64
