@@ -8,9 +8,12 @@ Between calls it keeps only the samples of segments not yet complete (under
 one segment per channel, stored as float32: the tracker quantises its input to
 float32 on entry, so a state restored mid-stream continues exactly) and one
 in-band power sum per open window and channel: bounded, whatever the stream
-length. Its windows equal `processors.dsp.fatigue.frequency_track` over the
-whole signal (same start, window, hop, segment, band), to float32 rounding of
-the input.
+length. Windows, hops and segments are whole numbers of segment steps (half a
+segment, rounded to a sample): where `segment_s * fs_hz / 2` is a whole number
+(any rate divisible by 8 for the default 0.25 s) its windows equal
+`processors.dsp.fatigue.frequency_track` over the whole signal (same start,
+window, hop, segment, band), to float32 rounding of the input; elsewhere they
+are within a sample of them.
 """
 
 from __future__ import annotations
@@ -49,14 +52,13 @@ class SpectralTracker:
         self.fs_hz, self.n_channels = float(fs_hz), int(n_channels)
         self.window_s, self.hop_s, self.segment_s = float(window_s), float(hop_s), float(segment_s)
         self.band_hz = (float(band_hz[0]), min(float(band_hz[1]), self.fs_hz / 2))
-        self.win_n = int(round(window_s * fs_hz))
-        self.hop_n = max(1, int(round(hop_s * fs_hz)))
-        self.seg_n = int(max(8, min(self.win_n, round(segment_s * fs_hz))))
-        self.step_n = self.seg_n - self.seg_n // 2  # scipy's default overlap: nperseg // 2
-        if (self.win_n - self.seg_n) % self.step_n or self.hop_n % self.step_n:
-            raise ValueError("window and hop must be whole numbers of segment steps")
-        self.segs_per_win = (self.win_n - self.seg_n) // self.step_n + 1
-        self.steps_per_hop = self.hop_n // self.step_n
+        # in whole segment steps (half a segment: scipy's default overlap), so every rate works
+        self.step_n = max(4, int(round(segment_s * fs_hz / 2)))
+        self.seg_n = 2 * self.step_n
+        self.segs_per_win = max(1, int(round((window_s - segment_s) / (segment_s / 2)))) + 1
+        self.steps_per_hop = max(1, int(round(hop_s / (segment_s / 2))))
+        self.win_n = self.seg_n + (self.segs_per_win - 1) * self.step_n
+        self.hop_n = self.steps_per_hop * self.step_n
         self._taper = ss.get_window("hann", self.seg_n)
         freqs = np.fft.rfftfreq(self.seg_n, 1.0 / self.fs_hz)
         self._band = (freqs >= self.band_hz[0]) & (freqs <= self.band_hz[1])

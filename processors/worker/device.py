@@ -737,7 +737,7 @@ class DeviceProcessor:
         p.mains_session = d.get("mains_session")
         p.mains_det = None if d.get("mains_det") is None else LineMeter.from_state(d["mains_det"])
         p.mains_meter = None if d.get("mains_meter") is None else LineMeter.from_state(d["mains_meter"])
-        p.fatigue = None if d.get("fatigue") is None else FatiguePart.from_state(d["fatigue"])
+        p.fatigue = None if d.get("fatigue") is None else FatiguePart.from_state(d["fatigue"], params.fatigue_min_s)
         if p.fatigue is None or p.chain is None:  # a state from before fatigue: restart the chain with it
             p.chain, p.fatigue = None, None
         return p

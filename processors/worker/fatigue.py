@@ -29,6 +29,9 @@ from processors.measures.fatigue import MIN_SUSTAINED_S as DEFAULT_MIN_S, Activa
 
 IDLE_KEEP_S = 1.5  # a window starting earlier cannot lie inside an activation not yet opened
 MAX_WINDOWS = 64
+#: channels x rate beyond which a device gets no fatigue (its state would hold ~0.25 s of every
+#: channel): 18 channels (9 facial muscle pairs) at 4 kHz, ~100 KB of state at most
+MAX_SAMPLES_PER_S = 18 * 4000
 
 
 class FatiguePart:
@@ -36,16 +39,15 @@ class FatiguePart:
 
     def __init__(self, fs_hz: float, n_channels: int, min_duration_s: float):
         self.min_duration_s = float(min_duration_s)
-        self.tracker = SpectralTracker(fs_hz, n_channels)
+        #: None for a device beyond MAX_SAMPLES_PER_S: its activations carry no fatigue
+        self.tracker = SpectralTracker(fs_hz, n_channels) if fs_hz * n_channels <= MAX_SAMPLES_PER_S else None
         #: per channel: [start_s, end_s, median_hz, mean_hz] of the windows kept
-        self.windows: list[list[list[float]]] = [[] for _ in range(n_channels)]
-
-    def matches(self, fs_hz: float, n_channels: int, min_duration_s: float) -> bool:
-        return (self.tracker.fs_hz == fs_hz and self.tracker.n_channels == n_channels
-                and self.min_duration_s == min_duration_s)
+        self.windows: list[list[list[float]]] = [[] for _ in range(n_channels)] if self.tracker else []
 
     def feed(self, conditioned_uv: np.ndarray) -> None:
         """Spectral windows of the new samples, added to every channel's list."""
+        if self.tracker is None:
+            return
         for w in self.tracker.feed(conditioned_uv):
             for ch, kept in enumerate(self.windows):
                 kept.append([w.start_s, w.end_s, float(w.median_hz[ch]), float(w.mean_hz[ch])])
@@ -64,6 +66,8 @@ class FatiguePart:
     def trim(self, open_channels: list[bool]) -> None:
         """Bound the lists: channels at rest keep the last `IDLE_KEEP_S`; long ones are thinned."""
         t = self.tracker
+        if t is None:
+            return
         now_s = (t.next_seg * t.step_n + t.pending.shape[1]) / t.fs_hz
         for ch, kept in enumerate(self.windows):
             if not (ch < len(open_channels) and open_channels[ch]):
@@ -73,13 +77,14 @@ class FatiguePart:
                 self.windows[ch] = kept[:half:2] + kept[half:]
 
     def to_state(self) -> dict[str, Any]:
-        return {"min_s": self.min_duration_s, "tracker": self.tracker.to_state(), "windows": self.windows}
+        return {"tracker": None if self.tracker is None else self.tracker.to_state(), "windows": self.windows}
 
     @classmethod
-    def from_state(cls, s: dict[str, Any]) -> "FatiguePart":
-        tracker = SpectralTracker.from_state(s["tracker"])
-        p = cls(tracker.fs_hz, tracker.n_channels, s["min_s"])
-        p.tracker, p.windows = tracker, [[list(w) for w in ch] for ch in s["windows"]]
+    def from_state(cls, s: dict[str, Any], min_duration_s: float) -> "FatiguePart":
+        p = cls.__new__(cls)
+        p.min_duration_s = float(min_duration_s)
+        p.tracker = None if s["tracker"] is None else SpectralTracker.from_state(s["tracker"])
+        p.windows = [[list(w) for w in ch] for ch in s["windows"]]
         return p
 
     def record_fields(self, act: Activation) -> dict[str, float]:

@@ -4,6 +4,7 @@ framing, across state save/restore, with bounded state."""
 from __future__ import annotations
 
 import msgspec
+import pytest
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -55,3 +56,17 @@ def test_state_is_bounded() -> None:
         sizes.append(len(msgspec.msgpack.encode(tracker.to_state())))
         assert tracker.pending.shape[1] < tracker.seg_n and len(tracker.open) <= 2
     assert max(sizes) < 40_000
+
+
+@pytest.mark.parametrize("fs_hz", [250.0, 1000.0, 1003.0, 10_000.0])
+def test_every_wire_rate_gives_windows(fs_hz: float) -> None:
+    """Any rate the wire admits (250-10000 Hz) works: windows of ~1 s every ~0.5 s, in band."""
+    rng = np.random.default_rng(1)
+    tracker = SpectralTracker(fs_hz, 2)
+    got = []
+    for _ in range(30):
+        got += tracker.feed(rng.standard_normal((2, int(fs_hz // 10))))
+    assert len(got) >= 4
+    assert all(abs(w.end_s - w.start_s - 1.0) < 0.02 for w in got)
+    assert all(abs(b.start_s - a.start_s - 0.5) < 0.01 for a, b in zip(got, got[1:]))
+    assert all(20.0 <= m <= min(450.0, fs_hz / 2) for w in got for m in w.median_hz)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ from processors import records as R
 from processors.measures.activation import active_minutes
 from processors.measures.fatigue import activation_fatigue, session_fatigue_slope
 from processors.worker.device import DeviceProcessor, WorkerParams
+from processors.worker.fatigue import MAX_WINDOWS, FatiguePart
 
 SLOPE_TOL_HZ_S = 1.2  # per 15 s activation: the MDF of 1 s windows scatters by ~3 Hz
 MEAN_SLOPE_TOL_HZ_S = 0.3  # over the activations of the run
@@ -75,3 +77,18 @@ def test_worker_fatigue_matches_the_simulator_truth() -> None:
         assert all(a.median_freq_slope_hz_s is None for a in acts if a.duration_s < 3.0)
     assert len(errors) >= 8
     assert abs(float(np.mean(errors))) <= MEAN_SLOPE_TOL_HZ_S, errors
+
+
+def test_fatigue_part_state_is_bounded() -> None:
+    big = FatiguePart(10_000.0, 64, 3.0)  # beyond the facial montage: no fatigue, no spectral state
+    big.feed(np.zeros((64, 1000)))
+    assert big.tracker is None and len(str(big.to_state())) < 100
+    part = FatiguePart(4000.0, 18, 3.0)  # the largest tracked: 18 channels at 4 kHz
+    rng = np.random.default_rng(0)
+    for _ in range(800):  # 40 s in 50 ms frames, every channel "open" the whole time
+        part.feed(rng.standard_normal((18, 200)))
+        part.trim([True] * 18)
+        assert max(len(w) for w in part.windows) <= MAX_WINDOWS
+    assert len(msgspec.msgpack.encode(part.to_state())) < 200_000
+    part.trim([False] * 18)  # at rest: the last 1.5 s only
+    assert max(len(w) for w in part.windows) <= 2
