@@ -16,6 +16,8 @@ from psycopg import sql
 from ingest.runner import register_simulation, run_simulation
 from ingest.simulator import Simulation
 from mimetic.config import Settings
+from processors.measures.activation import active_minutes
+from processors.measures.fatigue import session_fatigue_slope
 
 from .conftest import query, wait_for
 
@@ -86,7 +88,7 @@ def _null_columns(s: Settings, ids: list[str]) -> tuple[set[tuple[str, str]], li
     return null, checked
 
 
-def test_no_column_is_always_null(pipeline_settings: Settings, services) -> None:
+def test_no_column_is_always_null_and_fatigue_is_summarised(pipeline_settings: Settings, services) -> None:
     s = pipeline_settings
     # two patients (one with synkinesis), two sessions each (microcurrent and exercise), every task
     # held 5 s so the activations are long enough for a fatigue fit
@@ -97,6 +99,20 @@ def test_no_column_is_always_null(pipeline_settings: Settings, services) -> None
     asyncio.run(run_simulation(sim, s, via="kafka"))
     ids = _session_ids(sim)
     wait_for(lambda: _analysed(s, ids), 240, "every session summarised and analysed", [worker, sink])
+
+    # the database's session fatigue and active minutes are the Python definitions of the stored rows
+    for sid in ids:
+        acts = query(s, "select muscle, side, median_freq_slope_hz_s, extract(epoch from onset), "
+                        "extract(epoch from offset_at) from activation where session_id = %s", (sid,))
+        (minutes,), = query(s, "select active_minutes from session_summary where session_id = %s", (sid,))
+        assert minutes == pytest.approx(active_minutes([(float(a[3]), float(a[4])) for a in acts]), rel=1e-5)
+        for muscle, left, right, n in query(s, "select muscle, left_median_freq_slope_hz_s, "
+                                               "right_median_freq_slope_hz_s, sustained_activations "
+                                               "from session_muscle_summary where session_id = %s", (sid,)):
+            for side, got in (("L", left), ("R", right)):
+                want = session_fatigue_slope([a[2] for a in acts if a[0] == muscle and a[1] == side])
+                assert got == (None if want is None else pytest.approx(want, rel=1e-5)), (sid, muscle, side)
+            assert n == sum(1 for a in acts if a[0] == muscle and a[2] is not None)
 
     null, checked = _null_columns(s, ids)
     assert len(checked) > 100
