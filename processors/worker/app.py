@@ -543,7 +543,7 @@ def make_app(s: Settings) -> faust.App:
             except Exception:
                 continue
             remember(dp)
-            if dp.session is not None or dp.closing is not None or any(dp.stats.values()):
+            if dp.session is not None or dp.closing is not None or dp.stats.any():
                 await ticks.send(key=key, value=now, partition=p)
 
     health = WorkerHealth(s, lambda: app.consumer, cursors, lambda: held.since_s,

@@ -37,8 +37,10 @@ MAX_SAMPLES_PER_S = 18 * 4000
 class FatiguePart:
     """Per device: `feed` the conditioned signal after each frame, `fit` each closed activation."""
 
-    def __init__(self, fs_hz: float, n_channels: int, min_duration_s: float):
+    def __init__(self, fs_hz: float, n_channels: int, min_duration_s: float, start_s: float = 0.0):
         self.min_duration_s = float(min_duration_s)
+        #: the chain-clock time of the tracker's first sample (not 0 when made for a restored chain)
+        self.start_s = float(start_s)
         #: None for a device beyond MAX_SAMPLES_PER_S: its activations carry no fatigue
         self.tracker = SpectralTracker(fs_hz, n_channels) if fs_hz * n_channels <= MAX_SAMPLES_PER_S else None
         #: per channel: [start_s, end_s, median_hz, mean_hz] of the windows kept
@@ -49,8 +51,9 @@ class FatiguePart:
         if self.tracker is None:
             return
         for w in self.tracker.feed(conditioned_uv):
+            t0, t1 = self.start_s + w.start_s, self.start_s + w.end_s
             for ch, kept in enumerate(self.windows):
-                kept.append([w.start_s, w.end_s, float(w.median_hz[ch]), float(w.mean_hz[ch])])
+                kept.append([t0, t1, float(w.median_hz[ch]), float(w.mean_hz[ch])])
 
     def fit(self, act: Activation) -> ActivationFatigue | None:
         """The fatigue of a closed activation (None when not sustained); its windows are let go."""
@@ -68,7 +71,7 @@ class FatiguePart:
         t = self.tracker
         if t is None:
             return
-        now_s = (t.next_seg * t.step_n + t.pending.shape[1]) / t.fs_hz
+        now_s = self.start_s + (t.next_seg * t.step_n + t.pending.shape[1]) / t.fs_hz
         for ch, kept in enumerate(self.windows):
             if not (ch < len(open_channels) and open_channels[ch]):
                 self.windows[ch] = [w for w in kept if w[0] >= now_s - IDLE_KEEP_S]
@@ -77,12 +80,14 @@ class FatiguePart:
                 self.windows[ch] = kept[:half:2] + kept[half:]
 
     def to_state(self) -> dict[str, Any]:
-        return {"tracker": None if self.tracker is None else self.tracker.to_state(), "windows": self.windows}
+        return {"tracker": None if self.tracker is None else self.tracker.to_state(), "windows": self.windows,
+                "start_s": self.start_s}
 
     @classmethod
     def from_state(cls, s: dict[str, Any], min_duration_s: float) -> "FatiguePart":
         p = cls.__new__(cls)
         p.min_duration_s = float(min_duration_s)
+        p.start_s = float(s.get("start_s", 0.0))
         p.tracker = None if s["tracker"] is None else SpectralTracker.from_state(s["tracker"])
         p.windows = [[list(w) for w in ch] for ch in s["windows"]]
         return p

@@ -1,4 +1,4 @@
-"""The worker's live measures (processors/worker/device.py) on a simulated session: activations
+"""The worker's live measures (processors/worker/device/) on a simulated session: activations
 attributed to their task repetition with an onset latency from the cue, and the 1 s balance by the
 measures' definition (no AI for a pair at rest)."""
 
