@@ -17,6 +17,10 @@ Signal model, per channel (one muscle on one side), in µV::
 
     env(t) = sqrt(rest² + (peak · side · a(t))²)   the CLEAN amplitude (RMS) of the EMG component
 
+During each contraction e(t) fatigues: its spectrum compresses towards lower frequencies at a
+per-patient rate while its variance stays 1 (``ingest/sim_fatigue.py``, with the fatigue truth
+per contraction); ``Simulation(hold_s=...)`` holds every task that long (sustained contractions).
+
 ``a(t)`` is the activation of the muscle: during a window of its own task (``MUSCLES``) it
 is the repetition's effort (0.5-0.9; 1.0 during MVC calibration) times a smooth
 profile (onset latency 0.15-0.35 s, 0.2 s raised-cosine rise, release at the stop

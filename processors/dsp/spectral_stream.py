@@ -86,7 +86,8 @@ class SpectralTracker:
         k = self.next_seg
         self.next_seg += 1
         s = seg.astype(np.float64)
-        s = (s - s.mean(axis=1, keepdims=True)) * self._taper
+        s -= s.sum(axis=1, keepdims=True) * (1.0 / self.seg_n)
+        s *= self._taper
         p = np.abs(np.fft.rfft(s, axis=1)[:, self._band]) ** 2
         out: list[SpectralWindow] = []
         # windows j holding segment k: steps_per_hop * j <= k <= steps_per_hop * j + segs_per_win - 1

@@ -45,12 +45,15 @@ class FatiguePart:
         self.tracker = SpectralTracker(fs_hz, n_channels) if fs_hz * n_channels <= MAX_SAMPLES_PER_S else None
         #: per channel: [start_s, end_s, median_hz, mean_hz] of the windows kept
         self.windows: list[list[list[float]]] = [[] for _ in range(n_channels)] if self.tracker else []
+        self._added = False  # windows added since the last `trim` (not state: `trim` is idempotent)
 
     def feed(self, conditioned_uv: np.ndarray) -> None:
         """Spectral windows of the new samples, added to every channel's list."""
         if self.tracker is None:
             return
-        for w in self.tracker.feed(conditioned_uv):
+        new = self.tracker.feed(conditioned_uv)
+        self._added = self._added or bool(new)
+        for w in new:
             t0, t1 = self.start_s + w.start_s, self.start_s + w.end_s
             for ch, kept in enumerate(self.windows):
                 kept.append([t0, t1, float(w.median_hz[ch]), float(w.mean_hz[ch])])
@@ -69,8 +72,9 @@ class FatiguePart:
     def trim(self, open_channels: list[bool]) -> None:
         """Bound the lists: channels at rest keep the last `IDLE_KEEP_S`; long ones are thinned."""
         t = self.tracker
-        if t is None:
+        if t is None or not self._added:  # the lists change only when windows are added
             return
+        self._added = False
         now_s = self.start_s + (t.next_seg * t.step_n + t.pending.shape[1]) / t.fs_hz
         for ch, kept in enumerate(self.windows):
             if not (ch < len(open_channels) and open_channels[ch]):
@@ -88,6 +92,7 @@ class FatiguePart:
         p = cls.__new__(cls)
         p.min_duration_s = float(min_duration_s)
         p.start_s = float(s.get("start_s", 0.0))
+        p._added = True
         p.tracker = None if s["tracker"] is None else SpectralTracker.from_state(s["tracker"])
         p.windows = [[list(w) for w in ch] for ch in s["windows"]]
         return p

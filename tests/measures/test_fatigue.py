@@ -90,5 +90,25 @@ def test_fatigue_part_state_is_bounded() -> None:
         part.trim([True] * 18)
         assert max(len(w) for w in part.windows) <= MAX_WINDOWS
     assert len(msgspec.msgpack.encode(part.to_state())) < 200_000
+    part.feed(rng.standard_normal((18, 4000)))
     part.trim([False] * 18)  # at rest: the last 1.5 s only
     assert max(len(w) for w in part.windows) <= 2
+
+
+def test_offline_dsp_fatigue_uses_the_same_definition() -> None:
+    """`mimetic dsp`'s fatigue of the longest activation is within the tolerance of the truth too."""
+    from processors.dsp.offline import process_signals
+
+    sim = Simulation(patients=1, sessions=1, duration_s=30, seed=6, hold_s=15.0, fault_prob=0.0,
+                     therapy_types=("biofeedback_exercise",))
+    x = np.concatenate([r.item.microvolts() for r in sim.device_records(0) if r.kind == wire.KIND_FRAME], axis=1)
+    names = [f"{c['muscle']}_{c['side']}" for c in sim.channel_map]
+    res = process_signals(x, float(sim.fs_hz), names, mains_hz=sim.patients[0].mains_hz)
+    truth = {t["channel"]: t for t in sim.truth()["patients"][0]["sessions"][0]["fatigue"]
+             if t["task"] != "mvc_calibration"}
+    assert truth
+    for ch, t in truth.items():
+        f = res.report["channels"][ch]["fatigue"]
+        assert f is not None and abs(f["onset_s"] - t["onset_s"]) < 0.5
+        assert abs(f["median_freq_slope_hz_per_s"] - t["median_freq_slope_hz_s"]) <= SLOPE_TOL_HZ_S, (ch, f, t)
+        assert abs(f["median_freq_hz"] - t["median_freq_hz"]) <= MDF_TOL_HZ
