@@ -38,6 +38,18 @@ ALLOWED_NULL: dict[tuple[str, str], str] = {
     ("research.responder", "baseline_sunnybrook"): "Sunnybrook score at intake (#14)",
 }
 
+#: relations filled only by a workflow the simulator does not drive (clinicians enter courses,
+#: assessments and patient-reported outcomes; cohort aggregates over them): skipped where they exist
+FILLED_ELSEWHERE: dict[str, str] = {
+    "research.course": "treatment courses, entered at intake (#14)",
+    "research.assessment": "House-Brackmann / Sunnybrook assessments, entered by clinicians (#14)",
+    "research.pro": "patient-reported outcomes (#14)",
+    "research.course_outcome": "outcomes per course: needs courses (#14)",
+    "research.course_responder": "responders per course: needs courses (#14)",
+    "research.outcome_rate": "cohort aggregate over courses (#14)",
+    "research.outcome_difference": "cohort aggregate over courses (#14)",
+}
+
 
 def _session_ids(sim: Simulation) -> list[str]:
     return [str(plan.session_id) for plans in sim.plans for plan in plans]
@@ -73,6 +85,8 @@ def _null_columns(s: Settings, ids: list[str]) -> tuple[set[tuple[str, str]], li
     null: set[tuple[str, str]] = set()
     checked: list[str] = []
     for schema, name in relations:
+        if f"{schema}.{name}" in FILLED_ELSEWHERE:
+            continue
         cols = [c for (c,) in query(s, "select column_name from information_schema.columns where table_schema = %s "
                                        "and table_name = %s order by ordinal_position", (schema, name))]
         where, _ = _filter(s, schema, name)
