@@ -229,16 +229,34 @@ group by 1, 2 order by 1""", ("time", "metric", "value"), "time_series")],
               [Query(f"select distinct on (muscle) muscle as \"Muscle\", round(ai::numeric, 3) as \"AI\" "
                      f"from balance where {sess} and window_kind = 'sliding' and muscle in ($muscle) "
                      f"and $__timeFilter(time) order by muscle, time desc", ("Muscle", "AI"))],
-              w=8, h=8, unit="none", min=-1, max=1, decimals=2,
+              w=6, h=8, unit="none", min=-1, max=1, decimals=2,
               thresholds=[(None, "red"), (-0.5, "orange"), (-0.25, "yellow"), (-0.1, "green"), (0.1, "yellow"),
                           (0.25, "orange"), (0.5, "red")],
+              options={"orientation": "horizontal", "displayMode": "lcd",
+                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True}}),
+        # the live ratio is derived here from the patient's affected side (the clinical record, as the
+        # session analysis does), not carried by the device: one source for the side, and a corrected
+        # record applies to the rows already stored
+        Panel("Current affected / healthy ratio", "Latest 1-second ratio of the affected side's activity to the "
+              "healthy side's per muscle pair (1 is symmetric, below 1 the affected side is weaker); the affected "
+              "side is the patient's, from the clinical record (empty when it is not recorded).", "bargauge",
+              [Query("select distinct on (b.muscle) b.muscle as \"Muscle\", round((case p.affected_side "
+                     "when 'L' then b.left_value / nullif(b.right_value, 0) "
+                     "when 'R' then b.right_value / nullif(b.left_value, 0) end)::numeric, 2) as \"Ratio\" "
+                     "from balance b join session_summary ss on ss.session_id = b.session_id "
+                     "join patient p on p.patient_id = ss.patient_id "
+                     f"where b.{sess} and b.window_kind = 'sliding' and b.muscle in ($muscle) "
+                     "and $__timeFilter(b.time) order by b.muscle, b.time desc", ("Muscle", "Ratio"))],
+              w=6, h=8, unit="none", min=0, max=2, decimals=2,
+              thresholds=[(None, "red"), (0.5, "orange"), (0.75, "yellow"), (0.9, "green"), (1.11, "yellow"),
+                          (1.33, "orange"), (2.0, "red")],
               options={"orientation": "horizontal", "displayMode": "lcd",
                        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True}}),
         Panel("Balance over the session", "Asymmetry index per muscle in 1-second windows.", "timeseries",
               [Query(f"select time, muscle as metric, ai as value from balance where {sess} "
                      f"and window_kind = 'sliding' and muscle in ($muscle) and $__timeFilter(time) order by 1",
                      ("time", "metric", "value"), "time_series")],
-              w=16, h=8, unit="none", min=-1, max=1, decimals=2),
+              w=12, h=8, unit="none", min=-1, max=1, decimals=2),
         Panel("Signal quality per electrode", "Latest quality window per electrode: score (0-1), "
               "signal-to-noise (dB), share of mains hum, clipping and whether the electrode touches the skin.",
               "table",

@@ -18,6 +18,7 @@ from processors.dsp.chain import QualityWindow
 from processors.worker.device.activation import TASKS_KEPT, TaskMemory, TaskWindow, activation_records
 from processors.worker.device.balance import (MIN_REST_WINDOWS, RestBaseline, SlidingBalance, pairs,
                                               window_records)
+from processors.worker.device.calibration import Calibration
 from processors.worker.device.common import WorkerParams
 from processors.worker.device.quality import MainsState, QualityFlags, quality_records
 from processors.worker.device.session import MAX_EARLY_SESSIONS, ChannelSite, Lifecycle
@@ -122,6 +123,11 @@ def test_window_records_only_for_active_pairs_with_both_sides_mapped() -> None:
     assert math.isclose(rec.ai, (left - right) / (left + right)) and math.isclose(rec.ratio, right / left)
     assert rec.time.timestamp() == S.T0_US / 1e6 and rec.time_end.timestamp() == S.T0_US / 1e6 + 1.0
     assert window_records(quiet, rest, affected="R", **kw) == []  # at rest: no AI
+    # the session's rest level and a %MVC reference: levels in %MVC, the same AI
+    (pct,) = window_records(loud, rest, affected="R", rest_uv=lambda ch: 0.0, reference_uv=lambda cl, cr: 60.0,
+                            **kw)
+    assert pct.normalized and not rec.normalized
+    assert math.isclose(pct.left, 50.0) and math.isclose(pct.right, 100 * 10 / 60) and math.isclose(pct.ai, 0.5)
     assert window_records(loud, RestBaseline([5.0] * 3, [0.0] * 3, 2), affected=None, **kw) == []  # not learned
 
 
@@ -226,3 +232,36 @@ def test_telemetry_alerts_only_for_the_open_session() -> None:
     hook.seen.clear()  # battery at 17 %: below the clearing level once the alert is raised
     telemetry_records(t, life.session, flags, 600.0, p, hook, **{**kw, "low_battery_active": True})
     assert ("low_battery", True, None) in hook.seen
+
+
+# --- calibration (live rest level and %MVC reference) -----------------------------------------
+
+
+def test_calibration_pools_the_sessions_rest_and_mvc_windows_once_they_are_done() -> None:
+    t0 = S.T0_US / 1e6
+    times = t0 + np.arange(400) * 0.025  # 10 s of envelope at 40 Hz
+    env = np.empty((4, 400))
+    env[0], env[1], env[2], env[3] = 3.0, 4.0, 3.0, 4.0  # rest levels 3 and 4 µV
+    mvc = (times >= t0 + 3.0) & (times < t0 + 6.0)
+    env[0, mvc], env[1, mvc] = 5.0, 20.0  # levels sqrt(25 - 9) = 4 and sqrt(400 - 16)
+    windows = [TaskWindow(SID, "rest", 1, S.T0_US + 500_000, S.T0_US + 2_500_000),
+               TaskWindow(SID, "mvc_calibration", 1, S.T0_US + 3_000_000, None),
+               TaskWindow("another", "rest", 1, S.T0_US, S.T0_US + 9_000_000)]
+    cal = Calibration()
+    cal.feed(SID, env[:, :200], times[:200], windows)  # up to 5 s: the calibration still open
+    assert cal.rest.done and cal.rest.n == 80 and math.isclose(cal.rest_uv(1), 4.0)
+    assert not cal.mvc.done and cal.reference_uv(0, 1, None) is None
+    windows[1] = TaskWindow(SID, "mvc_calibration", 1, S.T0_US + 3_000_000, S.T0_US + 6_000_000)
+    cal.feed(SID, env[:, 200:], times[200:], windows)
+    assert cal.mvc.done and cal.mvc.n == 120
+    strong = math.sqrt(400 - 16)
+    assert math.isclose(cal.reference_uv(0, 1, None), strong)  # unknown affected side: the stronger
+    assert math.isclose(cal.reference_uv(0, 1, "R"), 4.0)  # the healthy side's, even if weaker
+    assert cal.reference_uv(2, 3, None) is None  # no activity in the calibration: no reference
+    sites = [ChannelSite(0, "zygomaticus", "L"), ChannelSite(1, "zygomaticus", "R")]
+    assert math.isclose(cal.peak_pct_mvc(0, 5.0, sites, None), 100 * 4.0 / strong)
+    assert cal.peak_pct_mvc(2, 5.0, sites, None) is None  # a channel of no pair
+    saved = msgspec.convert(msgspec.msgpack.decode(msgspec.msgpack.encode(cal)), Calibration)
+    assert saved == cal
+    cal.feed(str(uuid.UUID(int=9)), env[:, :10], times[:10], windows)  # the next session: afresh
+    assert cal.rest.n == 0 and cal.rest_uv(0) is None and cal.reference_uv(0, 1, None) is None

@@ -142,3 +142,25 @@ def test_a_batch_of_frames_gives_what_one_frame_at_a_time_gives() -> None:
         refused += [k + i for i, _exc in res.refused]
     assert a == b and refused == [50] and refused_one == 1
     assert one.stats == batch.stats and batch.stats.clock_refused == 1
+
+
+def test_a_restore_mid_calibration_changes_nothing() -> None:
+    from ingest.simulator import Simulation
+
+    sim = Simulation(patients=1, sessions=1, duration_s=24, seed=5, fault_prob=0.0,
+                     therapy_types=("biofeedback_exercise",), start_us=S.T0_US)
+    items = [S.Item(r.kind, r.item.t_us, r.item) for r in sim.device_records(0)]
+    straight = DeviceProcessor(sim.device_ids[0], P)
+    restored = DeviceProcessor(sim.device_ids[0], P)
+    a: list[bytes] = []
+    b: list[bytes] = []
+    for i, it in enumerate(items):
+        a += encoded(S.feed(straight, it))
+        b += encoded(S.feed(restored, it))
+        if i % 37 == 36:
+            restored = DeviceProcessor.from_state(restored.to_state(), P)
+    assert a == b
+    recs = [R.decode(x) for x in a]
+    assert straight.calib.mvc.done and straight.calib.rest.done
+    assert any(isinstance(r, R.BalanceRecord) and r.normalized for r in recs)
+    assert any(isinstance(r, R.ActivationRecord) and r.peak_pct_mvc is not None for r in recs)

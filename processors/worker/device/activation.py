@@ -9,6 +9,7 @@ open or closed).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import msgspec
 
@@ -62,11 +63,13 @@ def arm(chain: MultiChannelChain | None, rest: RestBaseline) -> None:
             det.threshold = t
 
 
-def activation_records(acts, *, device_id: str, session_id, t0_us: int, life: Lifecycle,
-                       tasks: TaskMemory, fatigue: FatiguePart | None = None) -> list[R.Record]:
+def activation_records(acts, *, device_id: str, session_id, t0_us: int, life: Lifecycle, tasks: TaskMemory,
+                       peak_pct_mvc: Callable[[int, float], float | None] = lambda ch, peak_uv: None,
+                       fatigue: FatiguePart | None = None) -> list[R.Record]:
     """Closed activations (times since the chain's start) -> records with their task repetition
-    and onset latency from its cue, when the onset falls in a task window of the session, and the
-    fatigue of a sustained one (`fatigue`: the device's spectral windows)."""
+    and onset latency from its cue, when the onset falls in a task window of the session, the
+    peak as %MVC (`peak_pct_mvc(channel, peak µV)`) once the session's calibration is known, and
+    the fatigue of a sustained one (`fatigue`: the device's spectral windows)."""
     out: list[R.Record] = []
     t0 = t0_us / 1e6
     spans = tasks.spans(str(session_id) if session_id else None)
@@ -79,6 +82,7 @@ def activation_records(acts, *, device_id: str, session_id, t0_us: int, life: Li
             onset=utc(onset_s), offset=utc(t0 + act.offset_s), peak_uv=float(act.peak),
             peak_time=None if act.peak_s is None else utc(t0 + act.peak_s),
             mean_uv=float(act.mean), area_uv_s=float(act.area),
+            peak_pct_mvc=peak_pct_mvc(act.channel, float(act.peak)),
             task=span.task if span else None, repetition=span.repetition if span else None,
             onset_latency_s=onset_latency_s(onset_s, span),
             target=(MUSCLES.get(muscle) == span.task) if span else None,

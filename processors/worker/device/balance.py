@@ -9,6 +9,7 @@ gives the same records to the bit.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -145,20 +146,29 @@ def pairs(channel_map: list[ChannelSite], n_channels: int) -> list[tuple[str, in
 
 
 def window_records(win: ClosedWindow, rest: RestBaseline, *, device_id: str, session_id, t0_us: int,
-                   hop_s: float, channel_map: list[ChannelSite], affected: str | None) -> list[R.Record]:
+                   hop_s: float, channel_map: list[ChannelSite], affected: str | None,
+                   rest_uv: Callable[[int], float | None] = lambda ch: None,
+                   reference_uv: Callable[[int, int], float | None] = lambda cl, cr: None) -> list[R.Record]:
     """The sliding balance records of a closed window: one per active muscle pair, none before the
-    rest level is known (activity cannot be told from rest)."""
+    rest level is known (activity cannot be told from rest). `rest_uv(ch)`: the session's rest
+    level where known (else the quietest window's); `reference_uv(left, right)`: the pair's %MVC
+    reference where known, and then the levels are %MVC (``normalized``; the AI is unchanged)."""
     if not rest.ready(len(win.sums)):
         return []
     out: list[R.Record] = []
     t0 = t0_us / 1e6 + win.index * BALANCE_WINDOW_S
     rms = win.rms()
     for muscle, cl, cr in pairs(channel_map, len(win.sums)):
-        left, right, ai, ratio = balance(rms[cl], rms[cr], affected, rest.level(cl), rest.level(cr))
+        rl, rr = rest_uv(cl), rest_uv(cr)
+        left, right, ai, ratio = balance(rms[cl], rms[cr], affected, rest.level(cl) if rl is None else rl,
+                                         rest.level(cr) if rr is None else rr)
         if ai is None:
             continue
+        ref = reference_uv(cl, cr)
+        if ref is not None:
+            left, right = 100.0 * left / ref, 100.0 * right / ref
         out.append(R.BalanceRecord(
             device_id=device_id, session_id=session_id, time=utc(t0), time_end=utc(t0 + win.n * hop_s),
             window_kind="sliding", muscle=muscle, left=left, right=right, ai=ai, ratio=ratio,
-            affected_side=affected, normalized=False))
+            affected_side=affected, normalized=ref is not None))
     return out

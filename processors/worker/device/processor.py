@@ -72,6 +72,7 @@ class DeviceProcessor(SessionEvents):
     flags = property(lambda self: self.parts.quality)
     mains = property(lambda self: self.parts.mains)
     stats = property(lambda self: self.parts.stats)
+    calib = property(lambda self: self.parts.calib)
     session = property(lambda self: self.parts.life.session)
     closing = property(lambda self: self.parts.life.closing)
 
@@ -237,13 +238,16 @@ class DeviceProcessor(SessionEvents):
             out.append(R.EnvelopeFrame.from_array(
                 env, device_id=self.device_id, session_id=session_id, seq=frame.seq, time=utc(t_env0),
                 fs_hz=1.0 / self.p.hop_s, clipped=clipped, stim_blanked=res.blanked_samples > 0))
+            self.calib.feed(str(session_id) if session_id else None, env, t0_us / 1e6 + res.envelope_times_s,
+                            self.tasks.recent)
             out += self._balance(env, res.envelope_times_s, session_id, t0_us)
         out += activation_records(res.activations, device_id=self.device_id, session_id=session_id,
-                                  t0_us=t0_us, life=self.life, tasks=self.tasks, fatigue=self.fatigue)
+                                  t0_us=t0_us, life=self.life, tasks=self.tasks, peak_pct_mvc=self._peak_pct_mvc,
+                                  fatigue=self.fatigue)
         if self.fatigue is not None:
             self.fatigue.after_frame(chain.detectors)
         out += quality_records(res.quality, self.flags, self.rest, self.life, self._observe,
-                                       device_id=self.device_id, session_id=session_id, t0_us=t0_us)
+                                device_id=self.device_id, session_id=session_id, t0_us=t0_us)
         out += self.mains.noise(x_uv, fs_hz=frame.fs_hz, t_us=frame.t_us, mains_hz=mains_hz,
                                 limit_uv=self.p.mains_alert_uv, alert=self._observe, session_id=session_id)
         return out
@@ -260,9 +264,14 @@ class DeviceProcessor(SessionEvents):
                 if (changed or detectors_off) and self.rest.windows_seen >= MIN_REST_WINDOWS:
                     arm(self.chain, self.rest)
             out += window_records(win, self.rest, device_id=self.device_id, session_id=session_id,
-                                          t0_us=t0_us, hop_s=self.p.hop_s, channel_map=self.life.channel_map,
-                                          affected=affected)
+                                  t0_us=t0_us, hop_s=self.p.hop_s, channel_map=self.life.channel_map,
+                                  affected=affected, rest_uv=self.calib.rest_uv,
+                                  reference_uv=lambda cl, cr: self.calib.reference_uv(cl, cr, affected))
         return out
+
+    def _peak_pct_mvc(self, channel: int, peak_uv: float) -> float | None:
+        affected = self.session.affected_side if self.session is not None else None
+        return self.calib.peak_pct_mvc(channel, peak_uv, self.life.channel_map, affected)
 
     def _count_frame(self, sid: str | None) -> list[R.Record]:
         """Count a frame for its session; close a session whose end event waited for its last frames."""

@@ -15,6 +15,7 @@ import msgspec
 
 from processors.worker.device.activation import TaskMemory, TaskWindow
 from processors.worker.device.balance import RestBaseline, SlidingBalance
+from processors.worker.device.calibration import Calibration
 from processors.worker.device.quality import MainsState, QualityFlags
 from processors.worker.device.session import ChannelSite, Lifecycle, OpenTask, Session
 from processors.worker.device.telemetry import StreamCounters
@@ -46,6 +47,7 @@ class Parts(msgspec.Struct):
     quality: QualityFlags = msgspec.field(default_factory=QualityFlags)
     mains: MainsState = msgspec.field(default_factory=MainsState)
     stats: StreamCounters = msgspec.field(default_factory=StreamCounters)
+    calib: Calibration = msgspec.field(default_factory=Calibration)
 
 
 class Snapshot(msgspec.Struct):
@@ -56,7 +58,8 @@ class Snapshot(msgspec.Struct):
     chain: dict[str, Any] | None
     alerts: dict[str, Any]
     parts: Parts
-    #: the spectral windows of `processors.worker.fatigue` (None: restart them with the chain)
+    #: the spectral windows of `processors.worker.fatigue` (None, as saved before them: started anew
+    #: on the restored chain's clock)
     fatigue: dict[str, Any] | None = None
 
 
