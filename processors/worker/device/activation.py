@@ -70,6 +70,8 @@ def activation_records(acts, *, device_id: str, session_id, t0_us: int, life: Li
     and onset latency from its cue, when the onset falls in a task window of the session, the
     peak as %MVC (`peak_pct_mvc(channel, peak µV)`) once the session's calibration is known, and
     the fatigue of a sustained one (`fatigue`: the device's spectral windows)."""
+    if not acts:
+        return []
     out: list[R.Record] = []
     t0 = t0_us / 1e6
     spans = tasks.spans(str(session_id) if session_id else None)
