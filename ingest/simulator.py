@@ -17,6 +17,10 @@ Signal model, per channel (one muscle on one side), in µV::
 
     env(t) = sqrt(rest² + (peak · side · a(t))²)   the CLEAN amplitude (RMS) of the EMG component
 
+During each contraction e(t) fatigues: its spectrum compresses towards lower frequencies at a
+per-patient rate while its variance stays 1 (``ingest/sim_fatigue.py``, with the fatigue truth
+per contraction); ``Simulation(hold_s=...)`` holds every task that long (sustained contractions).
+
 ``a(t)`` is the activation of the muscle: during a window of its own task (``MUSCLES``) it
 is the repetition's effort (0.5-0.9; 1.0 during MVC calibration) times a smooth
 profile (onset latency 0.15-0.35 s, 0.2 s raised-cosine rise, release at the stop
@@ -67,6 +71,7 @@ import numpy as np
 from scipy import signal as sps
 
 from ingest import wire
+from ingest.sim_fatigue import fatigue_truth, session_model
 from mimetic.domain import ETIOLOGIES, MUSCLES, Side, channel_name
 from processors.measures import (affected_ratio, asymmetry_index, mvc_reference_uv, pair_active, pct_mvc,
                                  synkinesis_index, window_level_uv)
@@ -201,21 +206,25 @@ class Fault:
         return self.start_s <= t < self.end_s
 
 
-def build_protocol(duration_s: float, tasks: list[str], rng: np.random.Generator) -> list[TaskWindow]:
-    """Rest baseline, MVC calibration, then the tasks in turn with rests, until the end."""
+def build_protocol(duration_s: float, tasks: list[str], rng: np.random.Generator,
+                   hold_s: float | None = None) -> list[TaskWindow]:
+    """Rest baseline, MVC calibration, then the tasks in turn with rests, until the end;
+    `hold_s` makes every task a sustained contraction of that length (fatigue protocols)."""
     w: list[TaskWindow] = []
     short = duration_s < 40
     hold, gap = (2.0, 1.5) if short else (3.0, 2.5)
+    task_hold = hold if hold_s is None else float(hold_s)
     w.append(TaskWindow("rest", 1, 0.5, 2.5, 0.0, 0.0))
     w.append(TaskWindow("mvc_calibration", 1, 3.0, 3.0 + hold, 1.0, float(rng.uniform(0.15, 0.35))))
     t = 3.0 + hold + gap
     reps: dict[str, int] = {}
     i = 0
-    while t + hold <= duration_s - 2.0 and tasks:
+    while t + task_hold <= duration_s - 2.0 and tasks:
         task = tasks[i % len(tasks)]
         reps[task] = reps.get(task, 0) + 1
-        w.append(TaskWindow(task, reps[task], t, t + hold, float(rng.uniform(0.5, 0.9)), float(rng.uniform(0.15, 0.35))))
-        t += hold + gap
+        w.append(TaskWindow(task, reps[task], t, t + task_hold, float(rng.uniform(0.5, 0.9)),
+                            float(rng.uniform(0.15, 0.35))))
+        t += task_hold + gap
         i += 1
     return w
 
@@ -301,6 +310,9 @@ class SessionSynth:
         self._chunk = max(self.n_per_frame, (fs // 2 // self.n_per_frame) * self.n_per_frame)
         self._emg = np.empty((self.C, 0))
         self._white = np.empty((self.C, 0))
+        self.fatigue = session_model(self.muscles, self.sides, patient.affected_side, plan.synkinesis_level,
+                                     plan.windows, MUSCLES, SYNKINESIS_PAIRS, fs, (EMG_BAND_HZ[0], hi),
+                                     [patient.seed, patient.index, plan.index, 6])
 
     # --- clean amplitudes -------------------------------------------------------
 
@@ -359,6 +371,7 @@ class SessionSynth:
             self._emg = np.concatenate([self._emg, emg * self.norm], axis=1)
             self._white = np.concatenate([self._white, z[1]], axis=1)
         emg, self._emg = self._emg[:, :n], self._emg[:, n:]
+        emg = self.fatigue.apply(emg, t)  # spectral compression during contractions (ingest.sim_fatigue)
         white, self._white = self._white[:, :n], self._white[:, n:]
         x = emg * self.envelope(t)
         tab = idx % self.fs
@@ -449,7 +462,8 @@ class Simulation:
                  channels: int = 8, seed: int = 0, frame_ms: int = 50, start_us: int | None = None,
                  session_gap_s: float = 86400.0, fault_prob: float = 0.35, clinic_id: str = "sim-clinic",
                  device_prefix: str | None = None, therapy_types: tuple[str, ...] = ("microcurrent", "biofeedback_exercise"),
-                 course: Sequence[Any] | None = None, time_scale: float | None = None):
+                 course: Sequence[Any] | None = None, time_scale: float | None = None,
+                 hold_s: float | None = None):
         if duration_s < 20:
             raise ValueError("sessions must last at least 20 s (calibration + one task each)")
         if course is not None:  # every course's sessions, one a day, ending about now
@@ -462,6 +476,7 @@ class Simulation:
         self.session_gap_s = session_gap_s
         self.fault_prob = fault_prob
         self.therapy_types = therapy_types
+        self.hold_s = hold_s  # task hold (s): None for the standard protocol
         prefix = device_prefix or f"sim{seed}"
         #: ingest.cohort.CoursePatient per patient: its recovery, course type and current limit drive the sessions
         self.course = list(course) if course is not None else None
@@ -482,7 +497,7 @@ class Simulation:
         tasks = list(dict.fromkeys(MUSCLES[e["muscle"]] for e in self.channel_map))
         duration_s = (max(20.0, self.course[p.index].planned_minutes * 60 * self.time_scale)
                       if self.course is not None and self.time_scale else self.duration_s)
-        windows = build_protocol(duration_s, tasks, rng)
+        windows = build_protocol(duration_s, tasks, rng, self.hold_s)
         therapy = self.therapy_types[(p.index + k) % len(self.therapy_types)]
         if self.course is not None:
             therapy = self.course[p.index].session_therapy
@@ -736,7 +751,7 @@ class Simulation:
             "strength_affected": round(plan.strength, 5), "synkinesis_level": round(plan.synkinesis_level, 5),
             "stimulation": plan.stimulation,
             "stimulation_on_s": round(synth.stim_on_s, 3) if plan.stimulation else None,
-            "muscles": muscles, "synkinesis": syn,
+            "muscles": muscles, "synkinesis": syn, "fatigue": fatigue_truth(synth),
             "tasks": [{"task": w.task, "repetition": w.repetition, "start_us": us(w.start_s), "stop_us": us(w.stop_s),
                        "start_s": w.start_s, "stop_s": w.stop_s, "effort": round(w.effort, 4)} for w in plan.windows],
             "faults": faults,

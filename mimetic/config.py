@@ -378,6 +378,11 @@ class Settings(BaseSettings):
         "(`mains_hz` in session_start) or shows it in its first 2 s."
     )
     worker_envelope_window_s: float = Field(0.1, description="Moving-RMS envelope window in seconds.")
+    fatigue_min_s: float = Field(
+        3.0, ge=2.0, le=600.0,
+        description="Shortest activation (seconds) given a fatigue fit: median / mean frequency and their slope "
+        "over its 1 s spectral windows (processors/measures/fatigue.py; at least 3 windows, so >= 2 s).",
+    )
     worker_envelope_hop_s: float = Field(0.025, description="Envelope hop in seconds (envelope rate = 1/hop).")
     worker_silent_after_s: float = Field(
         5.0, description="A device with an open session sending nothing this long raises `device_silent`."

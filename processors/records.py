@@ -214,7 +214,11 @@ class ActivationRecord(Record, tag="activation", kw_only=True):
     repetition: int | None = None
     onset_latency_s: float | None = None     # from the task cue, when there is one
     target: bool | None = None               # activation of the task's target muscle?
-    median_freq_slope_hz_s: float | None = None   # fatigue
+    # fatigue of a sustained activation (processors.measures.fatigue; None when shorter than the minimum)
+    median_freq_hz: float | None = None
+    mean_freq_hz: float | None = None
+    median_freq_slope_hz_s: float | None = None
+    mean_freq_slope_hz_s: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -255,7 +259,7 @@ class SessionSummary(Record, tag="session_summary", kw_only=True):
     ended_at: datetime | None = None
     status: Literal["open", "ended", "timed_out"] = "ended"
     minutes: float = 0.0
-    active_minutes: float | None = None     # time with usable signal
+    active_minutes: float | None = None     # set by the database (app.refresh_session_activity)
     discomfort: int | None = None           # patient report 0-10
     skin_reaction: str | None = None
     max_stim_current_ua: float | None = None

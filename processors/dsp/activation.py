@@ -64,6 +64,7 @@ class Activation:
     area: float  # envelope integral over the activation, unit x s
     onset_index: int  # envelope sample indices, end exclusive
     offset_index: int
+    peak_s: float | None = None  # the peak's envelope window centre
 
     @property
     def duration_s(self) -> float:
@@ -166,10 +167,11 @@ class ActivationDetector:
         onset_s, offset_s = self._edges(vals, before, onset)
         offset_s = max(onset_s, offset_s)
         centres = t.centre_s(np.arange(onset, end))
-        inside = vals[(centres >= onset_s) & (centres < offset_s)]
-        feat = inside if inside.size else vals
-        return Activation(self.channel, onset_s, offset_s, float(feat.max()), float(feat.mean()),
-                          float(feat.sum() / t.envelope_fs_hz), int(onset), int(end))
+        mask = (centres >= onset_s) & (centres < offset_s)
+        feat, feat_t = (vals[mask], centres[mask]) if mask.any() else (vals, centres)
+        k = int(np.argmax(feat))
+        return Activation(self.channel, onset_s, offset_s, float(feat[k]), float(feat.mean()),
+                          float(feat.sum() / t.envelope_fs_hz), int(onset), int(end), float(feat_t[k]))
 
     def _edges(self, vals: np.ndarray, before: float | None, onset: int) -> tuple[float, float]:
         """(onset_s, offset_s) of the EMG edges implied by the activation's envelope samples `vals`

@@ -18,10 +18,11 @@ from processors.dsp.balance import none_if_nan, pair_balance, window_rms
 from processors.measures.balance import activity_level_uv
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.envelope import DEFAULT_HOP_S, DEFAULT_WINDOW_S, EnvelopeTiming
-from processors.dsp.fatigue import fatigue_slope, frequency_track
+from processors.dsp.fatigue import frequency_track
 from processors.dsp.filters import DEFAULT_BAND_HZ
 from processors.dsp.quality import channel_quality, detect_mains
 from processors.dsp.spectrum import median_mean_frequency, welch_psd
+from processors.measures.fatigue import MIN_SUSTAINED_S, activation_fatigue
 
 
 @dataclass
@@ -101,18 +102,25 @@ def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
 
 
 def _fatigue(cond: np.ndarray, fs_hz: float, acts: list[Activation], band_hz: tuple[float, float],
-             min_s: float = 3.0) -> dict[str, Any] | None:
-    """Median-frequency slope over the longest activation if it is a sustained one (>= min_s)."""
+             min_s: float = MIN_SUSTAINED_S) -> dict[str, Any] | None:
+    """The fatigue of the longest activation if it is a sustained one, by the definition the pipeline
+    uses (`processors.measures.fatigue.activation_fatigue`: 1 s windows from the recording's start,
+    those wholly inside the activation)."""
     longest = max(acts, key=lambda a: a.duration_s, default=None)
     if longest is None or longest.duration_s < min_s:
         return None
-    seg = cond[int(longest.onset_s * fs_hz):int(longest.offset_s * fs_hz)]
-    track = frequency_track(seg, fs_hz, 1.0, 0.5, 0.25, (band_hz[0], min(band_hz[1], fs_hz / 2)))
-    slope = fatigue_slope(track.times_s, track.median_hz[0])
-    return {"onset_s": longest.onset_s, "offset_s": longest.offset_s, "windows": int(track.times_s.size),
-            "median_freq_start_hz": _f(track.median_hz[0][0]) if track.times_s.size else None,
-            "median_freq_slope_hz_per_s": _f(slope.slope_hz_per_s),
-            "median_freq_relative_change_per_min": _f(slope.relative_per_min)}
+    track = frequency_track(cond, fs_hz, 1.0, 0.5, 0.25, (band_hz[0], min(band_hz[1], fs_hz / 2)))
+    start = track.times_s - 0.5
+    f = activation_fatigue(start, start + 1.0, track.median_hz[0], track.mean_hz[0], longest.onset_s,
+                           longest.offset_s, min_s)
+    if f is None:
+        return None
+    first = track.median_hz[0][(start >= longest.onset_s) & np.isfinite(track.median_hz[0])][0]
+    return {"onset_s": longest.onset_s, "offset_s": longest.offset_s, "windows": f.windows,
+            "median_freq_start_hz": _f(first), "median_freq_hz": _f(f.median_freq_hz),
+            "mean_freq_hz": _f(f.mean_freq_hz), "median_freq_slope_hz_per_s": _f(f.median_freq_slope_hz_s),
+            "mean_freq_slope_hz_per_s": _f(f.mean_freq_slope_hz_s),
+            "median_freq_relative_change_per_min": _f(f.median_freq_slope_hz_s * 60.0 / first) if first else None}
 
 
 def _pairs(names: list[str], env: np.ndarray, timing: EnvelopeTiming, baselines: list[Baseline],

@@ -12,6 +12,13 @@ minimum on/off durations; Bonato et al. 1998, IEEE TBME 45:287; Hodges & Bui
   area_uv_s           integral of the envelope over it, µV*s
   latency_s           onset_s - cue time of the task repetition it belongs to, s
                       (reaction + recruitment time; None outside a task window)
+  peak_time           the peak envelope sample's window centre
+
+Per session, active minutes (`active_minutes`): the time with muscle activity,
+the length of the union over all channels of the session's activations
+[onset, offset), in minutes (overlapping contractions of several muscles count
+once; a dose measure of exercise, computed by the database:
+`app.refresh_session_activity`).
 
 Attribution: an activation belongs to the task repetition whose window
 [start, stop + grace_s) contains its onset (grace: a movement released after the
@@ -74,3 +81,14 @@ def task_of(onset_s: float, spans: list[TaskSpan], grace_s: float = DEFAULT_GRAC
 def onset_latency_s(onset_s: float, span: TaskSpan | None) -> float | None:
     """onset - cue (task_start) in s, for an activation inside a task window; None otherwise."""
     return None if span is None else float(onset_s - span.start_s)
+
+
+def active_minutes(intervals_s: list[tuple[float, float]]) -> float:
+    """Length (minutes) of the union of [onset, offset) intervals (seconds)."""
+    total, end = 0.0, -np.inf
+    for t0, t1 in sorted(intervals_s):
+        if t1 <= end:
+            continue
+        total += t1 - max(t0, end)
+        end = t1
+    return total / 60.0

@@ -91,7 +91,7 @@ def _balance_row(b: r.BalanceRecord) -> tuple:
 def _activation_row(a: r.ActivationRecord) -> tuple:
     return (a.onset, a.offset, a.device_id, a.session_id, a.channel, a.muscle, a.side, a.peak_uv,
             a.peak_time, a.mean_uv, a.area_uv_s, a.peak_pct_mvc, a.task, a.repetition, a.onset_latency_s,
-            a.target, a.median_freq_slope_hz_s)
+            a.target, a.median_freq_slope_hz_s, a.median_freq_hz, a.mean_freq_hz, a.mean_freq_slope_hz_s)
 
 
 def _alert_row(a: r.AlertRecord) -> tuple:
@@ -175,7 +175,8 @@ COPY_SPECS: dict[str, CopySpec] = {
         ("channel", "int2"), ("muscle", "text"), ("side", "char1"), ("peak_uv", "float4"),
         ("peak_time", "timestamptz"), ("mean_uv", "float4"), ("area_uv_s", "float4"),
         ("peak_pct_mvc", "float4"), ("task", "text"), ("repetition", "int4"), ("onset_latency_s", "float4"),
-        ("target", "bool"), ("median_freq_slope_hz_s", "float4")), _activation_row,
+        ("target", "bool"), ("median_freq_slope_hz_s", "float4"), ("median_freq_hz", "float4"),
+        ("mean_freq_hz", "float4"), ("mean_freq_slope_hz_s", "float4")), _activation_row,
         "device_id, channel, onset"),
     "alert": CopySpec("alert_event", (
         ("time", "timestamptz"), ("alert_id", "text"), ("device_id", "text"), ("session_id", "uuid"),
@@ -421,7 +422,8 @@ class DbWriter:
                 device_id = excluded.device_id, patient_id = excluded.patient_id,
                 therapy_type = excluded.therapy_type, started_at = excluded.started_at,
                 ended_at = excluded.ended_at, status = excluded.status, minutes = excluded.minutes,
-                active_minutes = excluded.active_minutes, discomfort = excluded.discomfort,
+                active_minutes = coalesce(excluded.active_minutes, t.active_minutes),
+                discomfort = excluded.discomfort,
                 skin_reaction = excluded.skin_reaction, max_stim_current_ua = excluded.max_stim_current_ua,
                 frames = excluded.frames, missing_frames = excluded.missing_frames,
                 duplicates = excluded.duplicates, alerts = excluded.alerts, tasks = excluded.tasks,

@@ -10,7 +10,6 @@ from processors.dsp.balance import affected_ratio, asymmetry_index, pair_balance
 from processors.dsp.envelope import EnvelopeTiming, moving_rms
 from processors.dsp.fatigue import fatigue_slope, frequency_track
 from processors.dsp.filters import condition, mains_harmonics_hz, make_notch, CombNotch, SOSFilter
-from processors.dsp.normalize import mvc_reference, normalize
 from processors.dsp.offline import process_signals
 from processors.dsp.quality import (blank_pulses, channel_quality, clipping_fraction, detect_mains,
                                     detect_stim_pulses, flat_fraction)
@@ -117,14 +116,6 @@ def test_balance_silence_is_undefined_not_infinite() -> None:
     t = np.arange(100) / 10
     wb = window_balance(np.full(100, 3.0), np.full(100, 1.0), t, [(0, 5), (20, 30)], affected="R")
     assert wb[0] == (0.5, pytest.approx(1 / 3)) and np.isnan(wb[1][0])
-
-
-def test_mvc_normalisation() -> None:
-    env = np.vstack([np.r_[np.full(50, 5.0), np.full(100, 200.0), np.full(50, 5.0)], np.full(200, 0.0)])
-    ref = mvc_reference(env, ["a_L", "a_R"], 100.0, plateau_s=0.5)
-    assert ref["channels"]["a_L"]["mvc_uv"] == pytest.approx(200.0)
-    out = normalize(env, ["a_L", "a_R"], ref)
-    assert out[0, 100] == pytest.approx(100.0) and np.isnan(out[1]).all()
 
 
 def test_fatigue_slope_negative_and_median_frequency() -> None:

@@ -20,6 +20,7 @@ from processors.measures.activation import TaskSpan, onset_latency_s, task_of
 from processors.worker.device.balance import RestBaseline
 from processors.worker.device.common import utc
 from processors.worker.device.session import Lifecycle
+from processors.worker.fatigue import FatiguePart
 
 TASKS_KEPT = 8  # task windows remembered for attribution
 
@@ -63,11 +64,12 @@ def arm(chain: MultiChannelChain | None, rest: RestBaseline) -> None:
 
 
 def activation_records(acts, *, device_id: str, session_id, t0_us: int, life: Lifecycle, tasks: TaskMemory,
-                       peak_pct_mvc: Callable[[int, float], float | None] = lambda ch, peak_uv: None
-                       ) -> list[R.Record]:
+                       peak_pct_mvc: Callable[[int, float], float | None] = lambda ch, peak_uv: None,
+                       fatigue: FatiguePart | None = None) -> list[R.Record]:
     """Closed activations (times since the chain's start) -> records with their task repetition
-    and onset latency from its cue, when the onset falls in a task window of the session, and the
-    peak as %MVC (`peak_pct_mvc(channel, peak µV)`) once the session's calibration is known."""
+    and onset latency from its cue, when the onset falls in a task window of the session, the
+    peak as %MVC (`peak_pct_mvc(channel, peak µV)`) once the session's calibration is known, and
+    the fatigue of a sustained one (`fatigue`: the device's spectral windows)."""
     if not acts:
         return []
     out: list[R.Record] = []
@@ -80,9 +82,11 @@ def activation_records(acts, *, device_id: str, session_id, t0_us: int, life: Li
         out.append(R.ActivationRecord(
             device_id=device_id, session_id=session_id, channel=act.channel, muscle=muscle, side=side,
             onset=utc(onset_s), offset=utc(t0 + act.offset_s), peak_uv=float(act.peak),
+            peak_time=None if act.peak_s is None else utc(t0 + act.peak_s),
             mean_uv=float(act.mean), area_uv_s=float(act.area),
             peak_pct_mvc=peak_pct_mvc(act.channel, float(act.peak)),
             task=span.task if span else None, repetition=span.repetition if span else None,
             onset_latency_s=onset_latency_s(onset_s, span),
-            target=(MUSCLES.get(muscle) == span.task) if span else None))
+            target=(MUSCLES.get(muscle) == span.task) if span else None,
+            **(fatigue.record_fields(act) if fatigue is not None else {})))
     return out

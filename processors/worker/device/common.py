@@ -14,6 +14,7 @@ from typing import Protocol
 from mimetic.config import Settings
 from processors import records as R
 from processors.alerting import ALERT_TYPE_OF, AlertEvent, AlertTracker
+from processors.worker.fatigue import DEFAULT_MIN_S as FATIGUE_MIN_S
 
 INT4_MAX = 2**31 - 1  # stream_stats counters are integer columns
 INT8_MAX = 2**63 - 1
@@ -42,6 +43,7 @@ class WorkerParams:
     stim_slope_uv: float = 250.0
     clock_max_future_s: float = 300.0
     clock_max_age_s: float = 7 * 86400.0
+    fatigue_min_s: float = FATIGUE_MIN_S
 
     @classmethod
     def from_settings(cls, s: Settings) -> "WorkerParams":
@@ -49,7 +51,7 @@ class WorkerParams:
                    s.worker_silent_after_s, s.worker_session_timeout_s, s.worker_current_limit_ua,
                    s.worker_impedance_max_kohm, s.worker_battery_low_pct, s.worker_battery_clear_pct,
                    s.worker_mains_alert_uv, s.worker_electrode_off_kohm, s.worker_stim_slope_uv,
-                   s.clock_max_future_s, s.clock_max_age_s)
+                   s.clock_max_future_s, s.clock_max_age_s, s.fatigue_min_s)
 
 
 class AlertHook(Protocol):

@@ -18,6 +18,7 @@ synkinesis are computed in the database (SQL over `envelope` and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from processors.worker.device.events import SessionEvents
 from processors.worker.device.quality import quality_records
 from processors.worker.device.state import STATE_VERSION, Parts, decode_state, encode_state
 from processors.worker.device.telemetry import telemetry_records
+from processors.worker.fatigue import FatiguePart
 
 
 @dataclass
@@ -57,6 +59,7 @@ class DeviceProcessor(SessionEvents):
         self.rev = 0
         self.seq = SequenceState()
         self.chain: MultiChannelChain | None = None
+        self.fatigue: FatiguePart | None = None  # spectral windows, on the chain's clock: made with it
         self.alerts = AlertTracker(device_id)
         self.parts = Parts()
 
@@ -165,6 +168,7 @@ class DeviceProcessor(SessionEvents):
 
     def _reset_chain(self) -> None:
         self.chain = None
+        self.fatigue = None
         self.mains.meter = None
         self.core.prev_last_uv = None
         self.core.t0_us = None
@@ -206,7 +210,8 @@ class DeviceProcessor(SessionEvents):
             chain = self.chain = MultiChannelChain(ChainConfig(
                 fs_hz=float(frame.fs_hz), n_channels=frame.n_channels, mains_hz=mains_hz,
                 window_s=self.p.window_s, hop_s=self.p.hop_s, full_scale_uv=(-32768 * scale, 32767 * scale),
-                stim_slope_uv=self.p.stim_slope_uv))
+                stim_slope_uv=self.p.stim_slope_uv, keep_conditioned=True))
+            self.fatigue = FatiguePart(float(frame.fs_hz), frame.n_channels, self.p.fatigue_min_s)
             core.t0_us = frame.t_us
             self.window.reset()
             if self.rest.mean is not None and len(self.rest.mean) == frame.n_channels:
@@ -216,6 +221,8 @@ class DeviceProcessor(SessionEvents):
             chain.blanker.slope_uv = self.p.stim_slope_uv if frame.stim_active else math.inf
         core.prev_last_uv = x_uv[:, -1].tolist()
         res = chain.process(x_uv)
+        if self.fatigue is not None and res.conditioned_uv is not None:
+            self.fatigue.feed(res.conditioned_uv)
         core.last_end_us = frame.t_us + frame.duration_us
         self.stats.frames += 1
         self.stats.samples += frame.n_samples * frame.n_channels
@@ -234,7 +241,10 @@ class DeviceProcessor(SessionEvents):
             self.calib.feed(str(session_id) if session_id else None, env, t0_us / 1e6 + res.envelope_times_s)
             out += self._balance(env, res.envelope_times_s, session_id, t0_us)
         out += activation_records(res.activations, device_id=self.device_id, session_id=session_id,
-                                  t0_us=t0_us, life=self.life, tasks=self.tasks, peak_pct_mvc=self._peak_pct_mvc)
+                                  t0_us=t0_us, life=self.life, tasks=self.tasks, peak_pct_mvc=self._peak_pct_mvc,
+                                  fatigue=self.fatigue)
+        if self.fatigue is not None:
+            self.fatigue.after_frame(chain.detectors)
         out += quality_records(res.quality, self.flags, self.rest, self.life, self._observe,
                                 device_id=self.device_id, session_id=session_id, t0_us=t0_us)
         out += self.mains.noise(x_uv, fs_hz=frame.fs_hz, t_us=frame.t_us, mains_hz=mains_hz,
@@ -343,7 +353,7 @@ class DeviceProcessor(SessionEvents):
     def to_state(self) -> bytes:
         """8-byte big-endian revision, then MessagePack (`state`): the revision is read without decoding."""
         self.rev += 1
-        return encode_state(self.rev, self.device_id, self.seq, self.chain, self.alerts, self.parts)
+        return encode_state(self.rev, self.device_id, self.seq, self.chain, self.alerts, self.parts, self.fatigue)
 
     @classmethod
     def from_state(cls, data: bytes, params: WorkerParams) -> "DeviceProcessor":
@@ -355,6 +365,13 @@ class DeviceProcessor(SessionEvents):
             p.chain = None if snap.chain is None else MultiChannelChain.from_state(snap.chain)
         except (ValueError, KeyError, TypeError):
             p.chain = None  # state of another DSP version: restart the filters (a one-window transient)
+        p.fatigue = None if snap.fatigue is None else FatiguePart.from_state(snap.fatigue, params.fatigue_min_s)
+        if p.chain is None:
+            p.fatigue = None
+        elif p.fatigue is None:  # a state saved before fatigue: spectral windows from now on
+            p.chain.cfg = dataclasses.replace(p.chain.cfg, keep_conditioned=True)
+            p.fatigue = FatiguePart(p.chain.cfg.fs_hz, p.chain.cfg.n_channels, params.fatigue_min_s,
+                                    start_s=p.chain.n_samples / p.chain.cfg.fs_hz)
         p.alerts = AlertTracker.from_state(snap.alerts)
         return p
 

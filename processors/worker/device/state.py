@@ -58,16 +58,20 @@ class Snapshot(msgspec.Struct):
     chain: dict[str, Any] | None
     alerts: dict[str, Any]
     parts: Parts
+    #: the spectral windows of `processors.worker.fatigue` (None, as saved before them: started anew
+    #: on the restored chain's clock)
+    fatigue: dict[str, Any] | None = None
 
 
 _ENC = msgspec.msgpack.Encoder()
 
 
-def encode_state(rev: int, device_id: str, seq, chain, alerts, parts: Parts) -> bytes:
+def encode_state(rev: int, device_id: str, seq, chain, alerts, parts: Parts, fatigue=None) -> bytes:
     saved = msgspec.structs.replace(parts, mains=parts.mains.saved())
     return rev.to_bytes(8, "big") + _ENC.encode(Snapshot(
         v=STATE_VERSION, rev=rev, device_id=device_id, seq=seq.to_state(),
-        chain=None if chain is None else chain.to_state(), alerts=alerts.to_state(), parts=saved))
+        chain=None if chain is None else chain.to_state(), alerts=alerts.to_state(), parts=saved,
+        fatigue=None if fatigue is None else fatigue.to_state()))
 
 
 def decode_state(data: bytes) -> Snapshot:
