@@ -1,7 +1,7 @@
 """Simulated patients enter the system as a clinic's would: through :mod:`clinical.service`.
 
 ``register_patients`` gives each simulated patient a patient record (affected side,
-etiology, onset), care and research consent, a therapy course covering its sessions and
+etiology, onset, baseline House-Brackmann and Sunnybrook), care and research consent, a therapy course covering its sessions and
 its device from the first session on. It may run again for the same simulation (the
 demo and tests re-register): what exists already is left as it is.
 """
@@ -26,23 +26,30 @@ ACTOR = S.Actor(name="simulator", channel="demo")
 
 
 def _course(sim: "Simulation", index: int, start: datetime) -> M.CourseIn:
-    """The patient's course: the therapy of its first session, the simulation's plan."""
+    """The patient's course: the therapy of its first session, the simulation's plan, ending on the
+    day its last session ends."""
     plan = sim.plans[index][0]
     kind = plan.therapy_type if plan.therapy_type in COURSE_TYPES else "usual_care"
     limit = max((sim.plans[index][k].stimulation or {}).get("current_limit_ua", 0.0)
                 for k in range(sim.n_sessions)) if kind == "microcurrent" else None
-    return M.CourseIn(therapy_type=kind, start_date=start.date(), planned_sessions=max(1, sim.n_sessions),
+    last_end = start + timedelta(seconds=(sim.n_sessions - 1) * sim.session_gap_s + sim.duration_s)
+    return M.CourseIn(therapy_type=kind, start_date=start.date(), end_date=last_end.date(), planned_sessions=max(1, sim.n_sessions),
                       minutes_per_session=min(240, max(1, math.ceil(sim.duration_s / 60))),
                       current_limit_ua=limit or None)
 
 
 def register_patients(conn: psycopg.Connection, sim: "Simulation") -> None:
-    """Every simulated patient with consent, course and device assignment (devices must exist)."""
+    """Every simulated patient with consent, baseline grades, course and device assignment
+    (devices must exist)."""
+    from ingest.cohort import hb_from_phi
+
     start = datetime.fromtimestamp(sim.start_us / 1e6, timezone.utc)
     today = datetime.now(timezone.utc).date()
     for i, p in enumerate(sim.patients):
         onset = min(today, (start - timedelta(days=14)).date())
-        fields = dict(affected_side=p.affected_side.value, etiology=p.etiology, onset_date=onset)
+        phi0 = p.strength(0)  # the simulated facial function at intake, graded without rater error
+        fields = dict(affected_side=p.affected_side.value, etiology=p.etiology, onset_date=onset,
+                      baseline_hb_grade=hb_from_phi(phi0), baseline_sunnybrook=round(100 * phi0))
         known = conn.execute("select patient_id from patient where code = %s", (p.code,)).fetchone()
         if known is None:
             S.add_patient(conn, ACTOR, M.PatientIn(code=p.code, clinic_id=sim.clinic_id, consent_care=today,

@@ -26,22 +26,11 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 TABLES = ("session_summary", "session_muscle_summary", "session_synkinesis", "activation")
 
 #: (relation, column) -> why it may be null after a simulated clinic
-ALLOWED_NULL: dict[tuple[str, str], str] = {
-    # the registry's clinical intake: the simulator registers patients without these (issue 14)
-    ("research.patient", "baseline_hb_grade"): "House-Brackmann grade at intake: h-intake's assessments (#14)",
-    ("research.patient", "baseline_sunnybrook"): "Sunnybrook score at intake: h-intake's assessments (#14)",
-    ("research.patient", "first_session_day_since_onset"): "needs the onset date from intake (#14)",
-    ("research.session", "day_since_onset"): "needs the onset date from intake (#14)",
-    ("research.session_muscle", "day_since_onset"): "needs the onset date from intake (#14)",
-    ("research.adherence", "baseline_hb_grade"): "House-Brackmann grade at intake (#14)",
-    ("research.responder", "baseline_hb_grade"): "House-Brackmann grade at intake (#14)",
-    ("research.responder", "baseline_sunnybrook"): "Sunnybrook score at intake (#14)",
-}
+ALLOWED_NULL: dict[tuple[str, str], str] = {}
 
 #: relations filled only by a workflow the simulator does not drive (clinicians enter courses,
 #: assessments and patient-reported outcomes; cohort aggregates over them): skipped where they exist
 FILLED_ELSEWHERE: dict[str, str] = {
-    "research.course": "treatment courses, entered at intake (#14)",
     "research.assessment": "House-Brackmann / Sunnybrook assessments, entered by clinicians (#14)",
     "research.pro": "patient-reported outcomes (#14)",
     "research.course_outcome": "outcomes per course: needs courses (#14)",
