@@ -116,7 +116,7 @@ def rows(conn: psycopg.Connection, sql: str, params: tuple) -> list[dict[str, An
 
 def load(conn: psycopg.Connection, code: str, actor: Actor, syn_threshold: float = 0.25) -> ReportData:
     """Everything the report shows for one patient, read in one transaction that also appends the
-    read to the access audit (`clinical.service.audit`: who, through which channel, which patient);
+    read to the access audit as a read of the patient for "report" (who, through which channel);
     LookupError if the login cannot see the patient (nothing read, nothing audited)."""
     with conn.transaction():
         return _load(conn, code, actor, syn_threshold)
@@ -127,8 +127,8 @@ def _load(conn: psycopg.Connection, code: str, actor: Actor, syn_threshold: floa
                      "baseline_sunnybrook, planned_sessions, planned_minutes from patient where code = %s", (code,))
     if not pat:
         raise LookupError(f"no patient {code!r} visible to this login")
-    audit(conn, actor, "read", "report", patient_id=pat[0].pop("patient_id"), clinic_id=pat[0].pop("clinic_id"),
-          detail="progress report")
+    audit(conn, actor, "read", "patient", patient_id=pat[0].pop("patient_id"), clinic_id=pat[0].pop("clinic_id"),
+          detail="report")
     patient = Patient(**pat[0])
     prog = rows(conn, "select pp.session_number, pp.session_id::text, pp.session_date, pp.started_at, "
                       "pp.therapy_type, pp.minutes, pp.discomfort, pp.skin_reaction, pp.max_stim_current_ua, "

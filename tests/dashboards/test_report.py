@@ -25,7 +25,7 @@ def _audit_rows(filled: Filled, code: str) -> list[tuple]:
     with psycopg.connect(filled.settings.db_dsn()) as conn:
         return conn.execute("select a.actor, a.channel, a.action, a.object, a.clinic_id, a.db_user "
                             "from app.access_audit a join patient p on p.patient_id = a.patient_id "
-                            "where p.code = %s and a.object = 'report' order by a.audit_id", (code,)).fetchall()
+                            "where p.code = %s and a.object = 'patient' and a.detail = 'report' order by a.audit_id", (code,)).fetchall()
 
 
 def _ink(img: np.ndarray) -> float:
@@ -86,7 +86,7 @@ def test_report_through_a_clinic_login_sees_only_its_patients(filled: Filled, tm
     assert report.make_report(dsn, filled.codes[1], tmp_path / "ok.png", ACTOR).exists()
     after = _audit_rows(filled, filled.codes[1])
     assert after[:len(before)] == before and len(after) == len(before) + 1
-    assert after[-1] == ("report-test", "cli", "read", "report", filled.clinic_id, login)
+    assert after[-1] == ("report-test", "cli", "read", "patient", filled.clinic_id, login)
     with psycopg.connect(s.db_dsn(), autocommit=True) as conn:
         conn.execute("insert into clinic (clinic_id, name) values ('other-clinic', 'Other') on conflict do nothing")
         conn.execute("insert into patient (clinic_id, code) values ('other-clinic', 'P-OTHER1') "
@@ -108,6 +108,6 @@ def test_report_of_a_patient_without_sessions_is_one_page(filled: Filled, tmp_pa
     try:
         assert len(pdf) == 1
         assert "No finished session yet" in pdf[0].get_textpage().get_text_range()
-        assert _audit_rows(filled, "P-NEW01")[-1][:4] == ("report-test", "cli", "read", "report")
+        assert _audit_rows(filled, "P-NEW01")[-1][:4] == ("report-test", "cli", "read", "patient")
     finally:
         pdf.close()
