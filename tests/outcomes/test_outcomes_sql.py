@@ -232,3 +232,14 @@ def test_sql_semg_definition_equals_python(db: psycopg.Connection) -> None:
         assert [float(x) for x in got[2:5]] == pytest.approx([py.first_abs_ai, py.last_abs_ai, py.improvement],
                                                              abs=6e-4), key
         assert got[5] is py.responder and got[6] == (course["main"] if key == "main" else None)
+    # the researchers' per-patient view says the same once the patients consent to research
+    db.execute("insert into consent (patient_id, purpose, given_on) values (%s, 'research', %s), "
+               "(%s, 'research', %s)", (pid, start, pid_free, start))
+    for patient, key in ((pid, "main"), (pid_free, "free")):
+        py = semg_symmetry(want[key])
+        got = db.execute("select r.sessions, r.first_abs_ai, r.last_abs_ai, r.abs_ai_improvement, r.responder "
+                         "from research.responder r join app.patient_pseudo pp using (research_id) "
+                         "where pp.patient_id = %s", (patient,)).fetchone()
+        assert got[0] == {"main": 11, "free": 15}[key] and got[4] is py.responder, key
+        assert [float(x) for x in got[1:4]] == pytest.approx([py.first_abs_ai, py.last_abs_ai, py.improvement],
+                                                             abs=6e-4), key
