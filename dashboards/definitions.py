@@ -81,9 +81,11 @@ def clinic_progress() -> Dashboard:
               w=5, h=5, unit="d", options={"textMode": "value_and_name", "colorMode": "none"},
               overrides=[{"matcher": {"id": "byName", "options": "Last 7 days"},
                           "properties": [{"id": "unit", "value": "none"}]}]),
-        Panel("Responder status", "Responder: mean |AI| over muscles improved by at least 0.10 from the first to "
-              "the latest session (a documented convention, not a clinical standard). 'Too early' below 2 "
-              "sessions.", "stat",
+        Panel("Responder status", "sEMG responder (outcomes.definitions, as the progress report): over the "
+              "latest therapy course (every session without one), each muscle with n >= 2 valid sessions "
+              "compares the mean |AI| of its first and last min(3, n/2); responder when the mean fall is at "
+              "least 0.10 (a documented convention, not a clinical standard). 'Too early' while no muscle "
+              "has 2 valid sessions.", "stat",
               [Query("select case when responder then 'Responder' when not responder then 'Not yet' "
                      "else 'Too early' end as \"Status\", abs_ai_improvement as \"|AI| improvement\" "
                      "from patient_responder where patient_code = '$patient'", ("Status", "|AI| improvement"))],
@@ -335,15 +337,15 @@ def research_cohort() -> Dashboard:
         time_from="now-1y")
     resp = f"from research.responder where {site_filter} and therapy_type in ($therapy)"
     d.add(
-        Panel("Patients", "Patients in the selection, with at least 2 finished sessions (evaluable), and "
-              "sEMG responders among them (first vs latest session; per-course definitions with intervals "
-              "below).", "stat",
+        Panel("Patients", "Patients in the selection, those with an sEMG verdict (evaluable: a muscle with 2 "
+              "valid sessions in the latest course) and sEMG responders among them (the per-course "
+              "definition; all courses with intervals below).", "stat",
               [Query(f"select count(*) as \"Patients\", count(responder) as \"Evaluable\", "
                      f"count(*) filter (where responder) as \"Responders\" {resp}",
                      ("Patients", "Evaluable", "Responders"))],
               w=8, h=5, options={"textMode": "value_and_name", "colorMode": "none"}),
-        Panel("Responder rate", "Responders among evaluable patients (mean |AI| improved by at least 0.10 from the "
-              "first to the latest session).", "gauge",
+        Panel("Responder rate", "sEMG responders among evaluable patients, latest course (mean |AI| of the first "
+              "and last min(3, n/2) valid sessions per muscle fell by at least 0.10).", "gauge",
               [Query(f"select round(100.0 * avg(responder::int), 1) as \"Responder rate\" {resp} "
                      f"and responder is not null", ("Responder rate",))],
               w=4, h=5, unit="percent", min=0, max=100),
@@ -358,8 +360,9 @@ def research_cohort() -> Dashboard:
                           "properties": [{"id": "unit", "value": "percent"}]}]),
         Panel("Responder rate by course type and definition", "Per therapy course type (a patient's course, "
               "not the therapy of single sessions) and responder definition: courses, those the definition could "
-              "evaluate, responders, rate and its 95 % Wilson interval. sEMG symmetry: mean |AI| of the first 3 "
-              "valid sessions minus the last 3 >= 0.10; clinician grade: House-Brackmann >= 1 grade better or "
+              "evaluate, responders, rate and its 95 % Wilson interval. sEMG symmetry: per muscle with n >= 2 "
+              "valid sessions, mean |AI| of the first min(3, n/2) minus the last min(3, n/2), averaged over "
+              "muscles, >= 0.10; clinician grade: House-Brackmann >= 1 grade better or "
               "Sunnybrook >= 10 points; patient-reported: FaCE >= 10 points or global rating of change >= +4. "
               "Research-consenting patients only (`mimetic outcomes --definitions`).", "table",
               [Query(f"""

@@ -8,6 +8,7 @@ Its headers are short and explained by a legend under it, so that it fits an
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -19,18 +20,20 @@ from rich import box
 from rich.table import Table
 
 from clinical.service import Actor
-from dashboards.report.symmetry import RESPONDER_DROP_AI, Comparison, Point, compare, pct_of_healthy
+from dashboards.report.symmetry import Point, semg_responder
 from mimetic.config import Settings
 from mimetic.where import mimetic_command, repo_relative
+from outcomes.definitions import SEMG_END_SESSIONS, SEMG_MIN_IMPROVEMENT, SemgOutcome
 
 WIDTH = 80
 DEMO_ACTOR = Actor(name="demo", channel="demo")  # the demo's reads of patient data, in the access audit
 LEGEND = (
-    "aff: affected side. |AI|: mean absolute asymmetry index over the muscles, each "
-    "muscle's first -> latest valid session, as in the progress report; t at the same "
-    "muscles and sessions (0 = symmetric; ? = not measured). resp: the report's sEMG "
-    f"responder rule (|AI| fell by at least {RESPONDER_DROP_AI:.2f}). syn: synkinesis. faults: injected fault kinds "
-    "raised as alerts / injected. alerts: alert episodes raised."
+    "aff: affected side. |AI|: mean absolute asymmetry index over the muscles, first -> last "
+    f"valid sessions (up to {SEMG_END_SESSIONS} at each end) of the latest course, as in the "
+    "progress report's responder line; t at the same muscles and sessions (0 = symmetric; ? = not "
+    "evaluable). resp: the sEMG responder definition (outcomes.definitions: |AI| fell by at least "
+    f"{SEMG_MIN_IMPROVEMENT:.2f}). syn: synkinesis. faults: injected fault kinds raised as alerts / "
+    "injected. alerts: alert episodes raised."
 )
 
 
@@ -51,8 +54,8 @@ class PatientRow:
 
 def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
     """Measured values from the database next to the simulator's truth, per patient. The measured
-    |AI| and responder are the progress report's own (`dashboards.report.model.load(...).comparison`),
-    the truth goes through the same comparison."""
+    |AI| and responder are the progress report's own (`dashboards.report.model.load(...).semg`), the
+    truth goes through the same definition at the same muscles and sessions."""
     from dashboards.report.model import load
     from ingest.simulator import FAULT_ALERT
 
@@ -61,7 +64,10 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
             "select ss.device_id, ss.session_id::text, m.muscle, m.ai, m.synkinesis_flag "
             "from session_summary ss join session_muscle_summary m using (session_id)").fetchall()
         alerts = conn.execute("select device_id, alert_type from alert").fetchall()
-        reported = {p["code"]: load(conn, p["code"], DEMO_ACTOR).comparison for p in truth["patients"]}
+        reported = {}
+        for p in truth["patients"]:
+            d = load(conn, p["code"], DEMO_ACTOR)
+            reported[p["code"]] = (d.semg, d.responder_series)
     measured: dict[str, dict[str, dict[str, tuple]]] = defaultdict(lambda: defaultdict(dict))
     for device, session, muscle, ai, syn in rows:
         measured[device][session][muscle] = (ai, syn)
@@ -72,31 +78,30 @@ def patient_rows(s: Settings, truth: dict[str, Any]) -> list[PatientRow]:
     out = []
     for p in truth["patients"]:
         dev, sessions = p["device_id"], p["sessions"]
-        m = reported[p["code"]]
-        t = truth_comparison(sessions, p["affected_side"], like=m)
+        m, used = reported[p["code"]]
+        t = truth_outcome(sessions, used)
         expected = {FAULT_ALERT[f["type"]] for sess in sessions for f in sess["faults"] if f["type"] in FAULT_ALERT}
         out.append(PatientRow(
             code=p["code"], affected_side=p["affected_side"], sessions=len(measured[dev]),
-            ai_measured=(m.first_abs_ai, m.latest_abs_ai), ai_truth=(t.first_abs_ai, t.latest_abs_ai),
+            ai_measured=(m.first_abs_ai, m.last_abs_ai), ai_truth=(t.first_abs_ai, t.last_abs_ai),
             responder=(m.responder, bool(p["responder"])),
             synkinesis=(any(v[1] for sess in measured[dev].values() for v in sess.values()), bool(p["synkinesis"])),
             faults=(len(expected & set(raised[dev])), len(expected)), alerts=sum(raised[dev].values())))
     return out
 
 
-def truth_comparison(sessions: list[dict[str, Any]], affected_side: str,
-                     like: Comparison | None = None) -> Comparison:
-    """The simulator's true AI per session and muscle through the report's first/latest comparison;
-    with `like` (the measured comparison), at the same muscles and sessions as the measurement, so
-    the m and t columns differ only by measurement error (session n = the n-th simulated session)."""
+def truth_outcome(sessions: list[dict[str, Any]], used: dict[str, list[Point]]) -> SemgOutcome:
+    """The simulator's true AI through the sEMG responder definition at the muscles and sessions
+    the measurement used (`ReportData.responder_series`), so the m and t columns differ only by
+    measurement error (session n = the n-th simulated session)."""
     series: dict[str, list[Point]] = defaultdict(list)
-    keep = None if like is None else {(m.muscle, n) for m in like.muscles
-                                      for n in (m.first.session_number, m.latest.session_number)}
-    for i, sess in enumerate(sessions, start=1):
-        for muscle, v in sess["muscles"].items():
-            if v["ai"] is not None and (keep is None or (muscle, i) in keep):
-                series[muscle].append(Point(i, float(v["ai"]), pct_of_healthy(float(v["ai"]), affected_side)))
-    return compare(series, len(sessions))
+    for muscle, pts in used.items():
+        for pt in pts:
+            v = sessions[pt.session_number - 1]["muscles"].get(muscle, {}).get("ai") \
+                if pt.session_number <= len(sessions) else None
+            if v is not None:
+                series[muscle].append(Point(pt.session_number, float(v), math.nan))
+    return semg_responder(series)
 
 
 def results_table(rows: list[PatientRow]) -> Table:

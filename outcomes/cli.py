@@ -13,9 +13,9 @@ import typer
 DEFINITIONS_TEXT = """\
 Responder definitions, per therapy course (outcomes/definitions.py, 0016):
 
-sEMG symmetry    per muscle, the |AI| of the course's sessions whose analysis
-                 gave the pair an AI; a muscle counts with >= 6 of them;
-                 change = mean of the first 3 - mean of the last 3;
+sEMG symmetry    per muscle, the n sessions of the course whose analysis gave
+                 the pair an AI; a muscle counts with n >= 2; change = mean
+                 |AI| of the first k - of the last k, k = min(3, n // 2);
                  responder when the mean change over muscles is >= 0.10.
 clinician grade  House-Brackmann improves by >= 1 grade OR the Sunnybrook
                  composite rises by >= 10 points. Baseline: the last

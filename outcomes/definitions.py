@@ -24,8 +24,10 @@ class Definition(enum.StrEnum):
     PRO = "patient_reported"
 
 
-#: sessions averaged at each end of a course for the sEMG definition
+#: most valid sessions averaged at each end of a course for the sEMG definition
 SEMG_END_SESSIONS = 3
+#: fewest valid sessions of a muscle for it to count in the sEMG definition
+SEMG_MIN_SESSIONS = 2
 #: fall of the mean |AI| (first sessions minus last sessions, averaged over muscles) that counts
 SEMG_MIN_IMPROVEMENT = 0.10
 #: House-Brackmann grades gained (a lower grade is better) that count
@@ -49,21 +51,37 @@ class SemgOutcome:
     responder: bool | None
 
 
-def semg_symmetry(abs_ai_by_muscle: Mapping[str, Sequence[float]],
+def semg_end_sessions(valid_sessions: int, end_sessions: int = SEMG_END_SESSIONS) -> int:
+    """Sessions averaged at each end for a muscle with ``valid_sessions``: min(3, n // 2),
+    0 below 2 (the muscle does not count). The two ends never share a session."""
+    if valid_sessions < SEMG_MIN_SESSIONS:
+        return 0
+    return min(end_sessions, valid_sessions // 2)
+
+
+def semg_symmetry(abs_ai_by_muscle: Mapping[str, Sequence[float | None]],
                   end_sessions: int = SEMG_END_SESSIONS,
                   min_improvement: float = SEMG_MIN_IMPROVEMENT) -> SemgOutcome:
-    """sEMG symmetry responder.
+    """sEMG symmetry responder: the project's one sEMG responder definition.
 
-    For each muscle, the |AI| of its valid sessions in course order (a session is valid
-    for a muscle when its analysis gave the pair an AI: faulty electrodes and silent
-    pairs leave it out, so "first" never silently means a faulty session 1). A muscle
-    counts when it has at least 2 x ``end_sessions`` valid sessions; its change is
-    mean(first ``end_sessions``) - mean(last ``end_sessions``) (positive = more
-    symmetric). Averaging 3 sessions at each end keeps one odd day from deciding.
-    The patient's improvement is the mean over counted muscles; responder when it is
+    Used by the outcomes per therapy course (migration 0016, ``app.course_outcome``), the
+    clinic view ``patient_responder`` (migration 0018), the progress report's responder
+    line and the demo table; tests keep the SQL equal to this function.
+
+    Input: per muscle, the AI (or |AI|) of its valid sessions in time order (a session is
+    valid for a muscle when its analysis gave the pair an AI: faulty electrodes and
+    silent pairs leave it out, so "first" never silently means a faulty session 1).
+    With n the muscle's valid sessions, it counts when n >= 2, and
+    k = min(3, n // 2) sessions are averaged at each end:
+    change = mean |AI| of the first k - mean |AI| of the last k (positive = more
+    symmetric). Three sessions at each end keep one odd day from deciding once a
+    course has 6; a shorter course (a 4-session demo, a course under way) still gets
+    a verdict from its ends (k = 1 at n = 2 or 3, k = 2 at n = 4 or 5), and 2k <= n
+    keeps the two ends apart. The improvement is the mean change over counted muscles
+    (= mean first - mean last over the same muscles); responder when it is
     >= ``min_improvement`` (0.10 of |AI|, the project's stated threshold, about a
     quarter of the typical baseline |AI| of 0.3-0.6 in moderate palsy; AI from
-    processors.measures.balance). None when no muscle counts.
+    processors.measures.balance). None (not evaluable) when no muscle counts.
     """
     if end_sessions < 1:
         raise ValueError("end_sessions must be >= 1")
@@ -71,10 +89,11 @@ def semg_symmetry(abs_ai_by_muscle: Mapping[str, Sequence[float]],
     lasts: list[float] = []
     for values in abs_ai_by_muscle.values():
         v = [abs(float(x)) for x in values if x is not None and math.isfinite(x)]
-        if len(v) < 2 * end_sessions:
+        k = semg_end_sessions(len(v), end_sessions)
+        if not k:
             continue
-        firsts.append(math.fsum(v[:end_sessions]) / end_sessions)
-        lasts.append(math.fsum(v[-end_sessions:]) / end_sessions)
+        firsts.append(math.fsum(v[:k]) / k)
+        lasts.append(math.fsum(v[-k:]) / k)
     if not firsts:
         return SemgOutcome(0, None, None, None, None)
     n = len(firsts)

@@ -17,8 +17,10 @@ from typing import Any
 import psycopg
 
 from clinical.service import Actor, audit
-from dashboards.report.clinical import Clinical, load_clinical
-from dashboards.report.symmetry import Comparison, Point, compare, pct_of_healthy
+from dashboards.report.clinical import Clinical, Course, load_clinical
+from dashboards.report.symmetry import (Comparison, Point, compare, pct_of_healthy, responder_series,
+                                        semg_responder)
+from outcomes.definitions import SemgOutcome
 
 #: alert types by what they are about (processors.records.ALERT_TYPES)
 PATIENT_REPORTED = ("discomfort", "skin_reaction")
@@ -103,6 +105,23 @@ class ReportData:
     @property
     def comparison(self) -> Comparison:
         return compare(self.muscles, len(self.sessions))
+
+    @property
+    def responder_course(self) -> Course | None:
+        """The course the sEMG responder verdict is about: the latest by start date (None: no course)."""
+        return max(self.clinical.courses, key=lambda c: (c.start_date, c.course_id), default=None)
+
+    @property
+    def responder_series(self) -> dict[str, list[Point]]:
+        """Valid points of the sessions the verdict uses: the latest course's, else every session."""
+        c = self.responder_course
+        return responder_series(self.muscles, {s.number: s.day for s in self.sessions},
+                                None if c is None else (c.start_date, c.end_date))
+
+    @property
+    def semg(self) -> SemgOutcome:
+        """The sEMG responder definition (`outcomes.definitions.semg_symmetry`) on `responder_series`."""
+        return semg_responder(self.responder_series)
 
     def alerts_of(self, *types: str) -> list[Alert]:
         return [a for a in self.alerts if a.alert_type in types]

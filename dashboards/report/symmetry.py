@@ -1,27 +1,33 @@
-"""The report's one symmetry measure and its first-against-latest comparison (pure).
+"""The report's one symmetry measure, its first-against-latest comparison and the
+sessions the sEMG responder definition is applied to (pure).
 
 Symmetry is the affected/healthy ratio of activity levels
 (`processors.measures.affected_ratio`), shown as the affected side in % of the
-healthy side (100 % = symmetric). The responder rule of the clinic views and the
-demo table is stated in the asymmetry index |AI|; for a known affected side it is
-the same quantity: |AI| = |1 - r| / (1 + r), r the ratio (`ai_from_ratio`).
+healthy side (100 % = symmetric). The asymmetry index |AI| is the same quantity
+for a known affected side: |AI| = |1 - r| / (1 + r), r the ratio (`ai_from_ratio`).
 
-First against latest, per muscle: the muscle's first session with a valid
-measurement and its latest one. A muscle whose session 1 gave no valid value
-(electrode fault, over-current, no activity above rest) starts at its next valid
-session, and the report says so. Only muscles with at least two valid sessions
-enter the mean, so the mean of the first values, the mean of the latest values
-and the mean change come from the same muscles and add up
-(first - latest = improvement). The demo table uses `compare` too.
+First against latest, per muscle (`compare`): the muscle's first session with a
+valid measurement and its latest one, a description of the change over every
+finished session. A muscle whose session 1 gave no valid value (electrode fault,
+over-current, no activity above rest) starts at its next valid session, and the
+report says so. Only muscles with at least two valid sessions enter the mean, so
+the means of the first and latest values and the mean change come from the same
+muscles. It is not the responder criterion.
+
+The responder verdict is `outcomes.definitions.semg_symmetry` (the project's one
+definition, also the clinic view patient_responder's and the outcomes'), applied
+to the valid sessions of the patient's latest therapy course, or to every
+finished session without a course (`responder_series`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 from typing import Iterable, Mapping, Sequence
 
-RESPONDER_DROP_AI = 0.10  # mean |AI| first -> latest, the documented sEMG responder rule (migration 0007)
+from outcomes.definitions import SemgOutcome, semg_symmetry
 
 
 @dataclass(frozen=True)
@@ -72,12 +78,6 @@ class Comparison:
     def latest_pct(self) -> float | None:
         return _mean(m.latest.pct for m in self.muscles)
 
-    @property
-    def responder(self) -> bool | None:
-        """Mean |AI| fell by at least RESPONDER_DROP_AI; None below 2 sessions or without a muscle to compare."""
-        imp = self.abs_ai_improvement
-        return None if imp is None or self.sessions < 2 else imp >= RESPONDER_DROP_AI - 1e-12
-
 
 def pct_of_healthy(ai: float, affected_side: str | None) -> float:
     """Affected side in % of the healthy side from the AI (left minus right); without a known affected
@@ -102,6 +102,26 @@ def compare(series: Mapping[str, Sequence[Point]], sessions: int) -> Comparison:
         if len(valid) >= 2:
             out.append(MuscleChange(muscle, valid[0], valid[-1]))
     return Comparison(tuple(out), sessions)
+
+
+def responder_series(series: Mapping[str, Sequence[Point]], days: Mapping[int, date],
+                     window: tuple[date, date | None] | None) -> dict[str, list[Point]]:
+    """Each muscle's valid points (session order) in the sessions the responder verdict uses:
+    those whose day (clinic time zone, `days`: session number -> day) lies in the course
+    `window` (start, end or None while open), every session when `window` is None."""
+    out: dict[str, list[Point]] = {}
+    for muscle, pts in sorted(series.items()):
+        keep = [p for p in sorted(pts, key=lambda p: p.session_number) if math.isfinite(p.ai) and (
+            window is None or (p.session_number in days and days[p.session_number] >= window[0]
+                               and (window[1] is None or days[p.session_number] <= window[1])))]
+        if keep:
+            out[muscle] = keep
+    return out
+
+
+def semg_responder(series: Mapping[str, Sequence[Point]]) -> SemgOutcome:
+    """`outcomes.definitions.semg_symmetry` of the points of `responder_series`."""
+    return semg_symmetry({m: [p.ai for p in pts] for m, pts in series.items()})
 
 
 def trend_per_session(pts: Sequence[Point]) -> float | None:

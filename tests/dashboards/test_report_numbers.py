@@ -7,12 +7,14 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
 from dashboards import report
 from dashboards.report.text import plural
+from outcomes.definitions import semg_symmetry
 
 from .conftest import Filled
 
@@ -50,8 +52,25 @@ def _truth(conn: psycopg.Connection, code: str) -> dict:
         "select count(distinct a.alert_id) from alert a join session_summary s on s.device_id = a.device_id "
         "and a.raised_at < s.ended_at and coalesce(a.cleared_at, 'infinity') > s.started_at "
         "where s.session_id = any(%s::uuid[]) and a.alert_type = 'over_current'", (list(number),)).fetchone()[0]
+    # the latest course and the valid AIs of its sessions (start day in the clinic's zone within its dates)
+    course = conn.execute(
+        "select c.course_id, c.start_date, c.end_date, k.timezone from therapy_course c "
+        "join patient p on p.patient_id = c.patient_id join clinic k on k.clinic_id = p.clinic_id "
+        "where p.code = %s order by c.start_date desc, c.course_id desc limit 1", (code,)).fetchone()
+    in_course = set(number)
+    if course is not None:
+        in_course = {sid for sid, _n, _d, _sk, started, *_ in sessions
+                     if course[1] <= started.astimezone(ZoneInfo(course[3])).date()
+                     and (course[2] is None or started.astimezone(ZoneInfo(course[3])).date() <= course[2])}
+    course_ai: dict[str, list[float]] = defaultdict(list)
+    for muscle, ai in conn.execute(
+            "select m.muscle, m.ai from session_muscle_summary m join session_summary s using (session_id) "
+            "where m.session_id = any(%s::uuid[]) and m.ai is not null order by s.started_at, s.session_id",
+            (list(in_course),)):
+        course_ai[muscle].append(float(ai))
     disc = [d for _s, _n, d, *_ in sessions if d is not None]
-    return {"n": len(sessions), "pairs": pairs, "syn": dict(syn), "over_current": over, "discomfort": disc,
+    return {"n": len(sessions), "pairs": pairs, "course_ai": dict(course_ai),
+            "course_id": None if course is None else course[0], "syn": dict(syn), "over_current": over, "discomfort": disc,
             "skin": sorted(n for _s, n, _d, skin, *_ in sessions if skin not in (None, "none"))}
 
 
@@ -61,6 +80,7 @@ def _mean(xs: list[float]) -> float:
 
 def test_report_numbers_match_the_database(filled: Filled) -> None:
     checked_first_not_1 = False
+    checked_responder = 0
     with psycopg.connect(filled.settings.db_dsn()) as conn:
         for code in filled.codes:
             t = _truth(conn, code)
@@ -91,22 +111,28 @@ def test_report_numbers_match_the_database(filled: Filled) -> None:
                 sym = next(ln for ln in lines if ln.startswith("Symmetry"))
                 assert f"works at {last_pct:.0f}% of the healthy side" in sym and f"against {first_pct:.0f}%" in sym
                 assert f"({last_pct - first_pct:+.0f} percentage points)" in sym
-                resp = next(ln for ln in lines if ln.startswith("sEMG responder"))
-                assert f"{first_ai:.2f} → {last_ai:.2f}" in resp
-                assert f"{abs(first_ai - last_ai):.2f}" in resp
-                assert ("rule met" in resp) == (first_ai - last_ai >= 0.10)
                 for (f, _l) in t["pairs"]:
                     if f[0] != 1:
                         assert f"from session {f[0]} (session 1:" in sym
-            # the clinic dashboard's responder view (migration 0018) says the same
-            view = conn.execute("select first_abs_ai, last_abs_ai, abs_ai_improvement, responder "
-                                "from patient_responder where patient_code = %s", (code,)).fetchone()
-            if c.muscles:
-                assert [float(x) for x in view[:3]] == pytest.approx(
-                    [c.first_abs_ai, c.latest_abs_ai, c.abs_ai_improvement], abs=6e-4)
-                assert view[3] == c.responder
+            # the responder line: the outcomes' definition over the latest course's valid sessions
+            want = semg_symmetry(t["course_ai"])
+            assert d.semg == want
+            resp = next(ln for ln in lines if ln.startswith("sEMG responder"))
+            if want.responder is None:
+                assert "not yet evaluable" in resp
             else:
-                assert view[3] is None
+                checked_responder += 1
+                assert f"{want.first_abs_ai:.2f} → {want.last_abs_ai:.2f}" in resp
+                assert f"{abs(want.improvement):.2f}" in resp and plural(want.muscles, "muscle") in resp
+                assert ("rule met" in resp) == (want.improvement >= 0.10)
+            # the clinic dashboard's responder view (migration 0018) says the same
+            view = conn.execute("select first_abs_ai, last_abs_ai, abs_ai_improvement, responder, muscles, "
+                                "course_id from patient_responder where patient_code = %s", (code,)).fetchone()
+            assert view[5] == t["course_id"] and view[4] == want.muscles
+            if want.responder is not None:
+                assert [float(x) for x in view[:3]] == pytest.approx(
+                    [want.first_abs_ai, want.last_abs_ai, want.improvement], abs=6e-4)
+            assert view[3] == want.responder
             # synkinesis: each flagged pair with its count of flagged sessions
             for (task, muscle), k in t["syn"].items():
                 pair = next(p for p in d.synkinesis if (p.target_task, p.muscle) == (task, muscle))
@@ -125,6 +151,7 @@ def test_report_numbers_match_the_database(filled: Filled) -> None:
             assert "skin" not in device and "discomfort" not in device
             assert not re.search(r"\b1 (days|sessions|muscles|assessments|alerts)\b", text), text
     assert checked_first_not_1, "the simulated clinic should have a muscle whose session 1 is not usable"
+    assert checked_responder, "the simulated clinic should have an evaluable sEMG responder verdict"
 
 
 def test_report_grades_pros_and_course_plan_match_the_database(filled: Filled) -> None:

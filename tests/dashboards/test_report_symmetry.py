@@ -1,16 +1,19 @@
-"""The report's one symmetry measure and its first-against-latest comparison (pure, no stack)."""
+"""The report's one symmetry measure, its first-against-latest comparison and the sessions of its
+responder verdict (pure, no stack)."""
 
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dashboards.report.symmetry import (RESPONDER_DROP_AI, Point, ai_from_ratio, compare, pct_of_healthy,
-                                        trend_per_session)
-from mimetic.demo_results import truth_comparison
+from dashboards.report.symmetry import (Point, ai_from_ratio, compare, pct_of_healthy, responder_series,
+                                        semg_responder, trend_per_session)
+from mimetic.demo_results import truth_outcome
+from outcomes.definitions import semg_symmetry
 from processors.measures import ratio_from_ai
 
 ais = st.floats(-0.95, 0.95, allow_nan=False)
@@ -50,9 +53,11 @@ def test_first_latest_mean_and_improvement_add_up(raw: dict) -> None:
         diffs = [abs(mc.first.ai) - abs(mc.latest.ai) for mc in c.muscles]
         assert math.isclose(c.abs_ai_improvement, float(np.mean(diffs)), abs_tol=1e-12)
         assert math.isclose(c.first_abs_ai - c.latest_abs_ai, c.abs_ai_improvement, abs_tol=1e-12)
-        assert c.responder == (float(np.mean(diffs)) >= RESPONDER_DROP_AI - 1e-12)
     else:
-        assert c.responder is None and c.first_abs_ai is None
+        assert c.first_abs_ai is None
+    # the responder verdict over every session is the outcomes' definition of the valid AIs in order
+    every = responder_series(pts, {}, None)
+    assert semg_responder(every) == semg_symmetry({m: [a for _n, a in sorted(xs)] for m, xs in raw.items()})
 
 
 def test_a_muscle_whose_session_1_is_invalid_starts_at_session_2() -> None:
@@ -60,7 +65,7 @@ def test_a_muscle_whose_session_1_is_invalid_starts_at_session_2() -> None:
                  "frontalis": [Point(3, 0.4, 233.0)]}, 4)
     assert [(m.muscle, m.first.session_number, m.latest.session_number) for m in c.muscles] == \
         [("zygomaticus", 2, 4)]
-    assert math.isclose(c.abs_ai_improvement, 0.3) and c.responder is True
+    assert math.isclose(c.abs_ai_improvement, 0.3)
 
 
 def test_trend_is_the_least_squares_slope() -> None:
@@ -69,16 +74,26 @@ def test_trend_is_the_least_squares_slope() -> None:
     assert trend_per_session(pts[:2]) is None
 
 
-def test_demo_truth_goes_through_the_same_comparison() -> None:
+def test_responder_series_keeps_the_course_window() -> None:
+    days = {n: date(2026, 3, n) for n in range(1, 7)}
+    pts = {"zygomaticus": [Point(n, 0.1 * n, math.nan) for n in range(1, 7)] + [Point(7, 0.9, math.nan)],
+           "frontalis": [Point(1, 0.5, math.nan), Point(2, math.nan, math.nan)]}
+    got = responder_series(pts, days, (date(2026, 3, 3), date(2026, 3, 5)))
+    assert {m: [p.session_number for p in v] for m, v in got.items()} == {"zygomaticus": [3, 4, 5]}
+    open_course = responder_series(pts, days, (date(2026, 3, 2), None))
+    assert [p.session_number for p in open_course["zygomaticus"]] == [2, 3, 4, 5, 6]
+    # 5 valid sessions: k = 2, (0.2 + 0.3) / 2 against (0.5 + 0.6) / 2
+    o = semg_responder(open_course)
+    assert o.muscles == 1 and math.isclose(o.improvement, -0.3) and o.responder is False
+
+
+def test_demo_truth_goes_through_the_same_definition() -> None:
     sessions = [{"muscles": {"zygomaticus": {"ai": -0.6}, "frontalis": {"ai": -0.5}}},
                 {"muscles": {"zygomaticus": {"ai": -0.3}, "frontalis": {"ai": None}}},
-                {"muscles": {"zygomaticus": {"ai": -0.2}, "frontalis": {"ai": -0.1}}}]
-    t = truth_comparison(sessions, "L")
-    assert math.isclose(t.first_abs_ai, 0.55) and math.isclose(t.latest_abs_ai, 0.15)
+                {"muscles": {"zygomaticus": {"ai": -0.2}, "frontalis": {"ai": -0.1}}},
+                {"muscles": {"zygomaticus": {"ai": -0.1}, "frontalis": {"ai": -0.1}}}]
+    # at the measurement's muscles and sessions: zygomaticus measured in sessions 2-4, frontalis in 1 only
+    used = {"zygomaticus": [Point(n, -0.3, 50.0) for n in (2, 3, 4)], "frontalis": [Point(1, -0.4, 50.0)]}
+    t = truth_outcome(sessions, used)
+    assert t.muscles == 1 and math.isclose(t.first_abs_ai, 0.3) and math.isclose(t.last_abs_ai, 0.1)
     assert t.responder is True
-    # at the measurement's muscles and sessions: zygomaticus measured from session 2 only
-    measured = compare({"zygomaticus": [Point(2, -0.35, 48.0), Point(3, -0.25, 60.0)]}, 3)
-    like = truth_comparison(sessions, "L", like=measured)
-    assert [(m.muscle, m.first.session_number, m.latest.session_number) for m in like.muscles] == \
-        [("zygomaticus", 2, 3)]
-    assert math.isclose(like.first_abs_ai, 0.3) and math.isclose(like.latest_abs_ai, 0.2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import math
 import uuid
 
 import psycopg
@@ -166,8 +167,10 @@ def test_baseline_and_follow_up_windows(db: psycopg.Connection) -> None:
 
 
 def test_sql_semg_definition_equals_python(db: psycopg.Connection) -> None:
-    """Session analyses of one course (with invalid sessions, a short muscle, sessions outside the
-    course and an open one): the view's sEMG inputs and verdict are semg_symmetry's."""
+    """Session analyses of two courses (with invalid sessions, short and too-short muscles, sessions
+    outside the courses and an open one): the sEMG inputs and verdicts of app.course_outcome per course
+    and of the clinic view patient_responder (latest course; every session without a course) are
+    semg_symmetry's."""
     import numpy as np
 
     from outcomes.definitions import semg_symmetry
@@ -175,35 +178,68 @@ def test_sql_semg_definition_equals_python(db: psycopg.Connection) -> None:
     rng = np.random.default_rng(7)
     clinic = f"semg-{uuid.uuid4().hex[:6]}"
     db.execute("insert into clinic (clinic_id, name) values (%s, 's')", (clinic,))
-    pid = db.execute("insert into patient (clinic_id, code) values (%s, %s) returning patient_id",
-                     (clinic, f"P-S{uuid.uuid4().hex[:6]}")).fetchone()[0]
+    pid, pid_free = (db.execute("insert into patient (clinic_id, code) values (%s, %s) returning patient_id",
+                                (clinic, f"P-S{uuid.uuid4().hex[:6]}")).fetchone()[0] for _ in range(2))
     start = dt.date(2026, 5, 4)
-    db.execute("insert into therapy_course (patient_id, therapy_type, start_date, end_date, planned_sessions, "
-               "minutes_per_session, current_limit_ua) values (%s, 'microcurrent', %s, %s, 12, 30, 300)",
-               (pid, start, start + dt.timedelta(days=11)))
-    muscles = ("zygomaticus", "frontalis", "mentalis")
-    want: dict[str, list[float | None]] = {m: [] for m in muscles}
-    # day -2 and day 12 lie outside the course; day 5 is still open: none of them counts
-    for day in range(-2, 13):
-        sid = uuid.uuid4()
-        status = "open" if day == 5 else "ended"
-        t0 = dt.datetime.combine(start + dt.timedelta(days=day), dt.time(9), dt.timezone.utc)
-        db.execute("insert into session_summary (session_id, device_id, patient_id, therapy_type, started_at, "
-                   "ended_at, status, minutes, computed_at) values (%s, 'semg-dev', %s, 'microcurrent', %s, %s, %s, "
-                   "30, now())", (sid, pid, t0, t0 + dt.timedelta(minutes=30), status))
-        counted = 0 <= day <= 11 and status == "ended"
-        for j, m in enumerate(muscles):
-            ai = None if rng.random() < 0.2 else float(np.float32(rng.uniform(-0.8, 0.8) * (1 - day / 20)))
-            if m == "mentalis" and day > 3:
-                ai = None  # too few valid sessions: this muscle does not count
-            db.execute("insert into session_muscle_summary (session_id, muscle, ai) values (%s, %s, %s)",
-                       (sid, m, ai))
-            if counted:
-                want[m].append(ai)
-    py = semg_symmetry(want)
-    got = db.execute("select sessions_done, muscles, first_abs_ai, last_abs_ai, abs_ai_improvement, semg_responder "
-                     "from app.course_outcome where patient_id = %s", (pid,)).fetchone()
-    assert got[0] == 11 and got[1] == py.muscles == 2
-    assert got[2:5] == (pytest.approx(py.first_abs_ai, abs=1e-9), pytest.approx(py.last_abs_ai, abs=1e-9),
-                        pytest.approx(py.improvement, abs=1e-9))
-    assert got[5] is py.responder
+    course = {}
+    for name, first, last in (("early", -3, -2), ("main", 0, 11)):
+        course[name] = db.execute(
+            "insert into therapy_course (patient_id, therapy_type, start_date, end_date, planned_sessions, "
+            "minutes_per_session, current_limit_ua) values (%s, 'microcurrent', %s, %s, 12, 30, 300) "
+            "returning course_id", (pid, start + dt.timedelta(days=first), start + dt.timedelta(days=last))
+        ).fetchone()[0]
+    muscles = ("zygomaticus", "frontalis", "mentalis", "orbicularis_oris")
+    want: dict[str, dict[str, list[float | None]]] = {k: {m: [] for m in muscles} for k in ("early", "main", "free")}
+    # day -1 and day 12 lie outside both courses; day 5 is still open: none of them counts
+    for day in range(-3, 13):
+        for patient, key in ((pid, "main" if day >= 0 else "early"), (pid_free, "free")):
+            sid = uuid.uuid4()
+            status = "open" if day == 5 else "ended"
+            t0 = dt.datetime.combine(start + dt.timedelta(days=day), dt.time(9), dt.timezone.utc)
+            db.execute("insert into session_summary (session_id, device_id, patient_id, therapy_type, started_at, "
+                       "ended_at, status, minutes, computed_at) values (%s, 'semg-dev', %s, 'microcurrent', %s, "
+                       "%s, %s, 30, now())", (sid, patient, t0, t0 + dt.timedelta(minutes=30), status))
+            counted = status == "ended" and (key == "free" or day not in (-1, 12))
+            for m in muscles:
+                ai = None if rng.random() < 0.2 else float(np.float32(rng.uniform(-0.8, 0.8) * (1 - day / 20)))
+                if m == "mentalis" and day != 2:
+                    ai = None  # one valid session: this muscle does not count
+                if m == "orbicularis_oris" and day > 3:
+                    ai = math.nan if day == 6 else None  # 3 or 4 valid sessions: a short muscle, k = 1 or 2
+                db.execute("insert into session_muscle_summary (session_id, muscle, ai) values (%s, %s, %s)",
+                           (sid, m, ai))
+                if counted:
+                    want[key][m].append(ai)
+    seen_k = set()
+    for key in ("early", "main"):
+        py = semg_symmetry(want[key])
+        got = db.execute("select sessions_done, muscles, first_abs_ai, last_abs_ai, abs_ai_improvement, "
+                         "semg_responder from app.course_outcome where course_id = %s", (course[key],)).fetchone()
+        assert got[0] == {"early": 2, "main": 11}[key] and got[1] == py.muscles, key
+        assert got[2:5] == (pytest.approx(py.first_abs_ai, abs=1e-9), pytest.approx(py.last_abs_ai, abs=1e-9),
+                            pytest.approx(py.improvement, abs=1e-9)), key
+        assert got[5] is py.responder
+        seen_k |= {k for (k,) in db.execute("select end_sessions from app.course_muscle_symmetry "
+                                            "where course_id = %s and valid_sessions >= 2", (course[key],))}
+    assert want["main"]["orbicularis_oris"].count(None) < 11 and {1, 3} <= seen_k
+    assert semg_symmetry(want["main"]).muscles == 3
+    # the clinic view: the latest course for a patient with courses, every session for one without
+    for patient, key in ((pid, "main"), (pid_free, "free")):
+        py = semg_symmetry(want[key])
+        got = db.execute("select sessions, muscles, first_abs_ai, last_abs_ai, abs_ai_improvement, responder, "
+                         "course_id from patient_responder where patient_id = %s", (patient,)).fetchone()
+        assert got[0] == {"main": 11, "free": 15}[key] and got[1] == py.muscles == 3, key
+        assert [float(x) for x in got[2:5]] == pytest.approx([py.first_abs_ai, py.last_abs_ai, py.improvement],
+                                                             abs=6e-4), key
+        assert got[5] is py.responder and got[6] == (course["main"] if key == "main" else None)
+    # the researchers' per-patient view says the same once the patients consent to research
+    db.execute("insert into consent (patient_id, purpose, given_on) values (%s, 'research', %s), "
+               "(%s, 'research', %s)", (pid, start, pid_free, start))
+    for patient, key in ((pid, "main"), (pid_free, "free")):
+        py = semg_symmetry(want[key])
+        got = db.execute("select r.sessions, r.first_abs_ai, r.last_abs_ai, r.abs_ai_improvement, r.responder "
+                         "from research.responder r join app.patient_pseudo pp using (research_id) "
+                         "where pp.patient_id = %s", (patient,)).fetchone()
+        assert got[0] == {"main": 11, "free": 15}[key] and got[4] is py.responder, key
+        assert [float(x) for x in got[1:4]] == pytest.approx([py.first_abs_ai, py.last_abs_ai, py.improvement],
+                                                             abs=6e-4), key

@@ -9,9 +9,11 @@
 -- The definitions restate outcomes/definitions.py (documented there, with their references);
 -- tests/outcomes/test_outcomes_sql.py keeps the two equal:
 --   semg_symmetry     per muscle, the |AI| of the course's finished sessions whose analysis gave
---                     the pair an AI (valid sessions), in time order; a muscle counts with >= 6;
---                     its change = mean |AI| of the first 3 - mean of the last 3. Improvement =
---                     mean change over counted muscles; responder when >= 0.10.
+--                     the pair an AI (valid sessions), in time order; with n of them a muscle
+--                     counts when n >= 2 and k = min(3, n / 2) are averaged at each end: its
+--                     change = mean |AI| of the first k - mean of the last k. Improvement =
+--                     mean change over counted muscles; responder when >= 0.10. (The clinic view
+--                     patient_responder, migration 0018, applies it to the latest course.)
 --   clinician_grade   House-Brackmann gain (baseline - latest) >= 1 grade OR Sunnybrook composite
 --                     gain >= 10 points.
 --   patient_reported  FaCE total gain >= 10 points OR latest global rating of change >= +4
@@ -106,21 +108,22 @@ from therapy_course c
 join patient p on p.patient_id = c.patient_id
 join clinic k on k.clinic_id = p.clinic_id;
 
--- per course and muscle: mean |AI| over the first and the last 3 valid sessions
+-- per course and muscle: mean |AI| over the first and the last k = min(3, n / 2) of its n valid
+-- sessions (outcomes.definitions.semg_end_sessions); a muscle counts with n >= 2
 create view app.course_muscle_symmetry as
 with s as (
     select w.course_id, m.muscle, abs(m.ai)::float8 as abs_ai,
-           row_number() over (partition by w.course_id, m.muscle order by so.started_at, so.session_id) as k,
+           row_number() over (partition by w.course_id, m.muscle order by so.started_at, so.session_id) as i,
            count(*) over (partition by w.course_id, m.muscle) as n
     from app.course_window w
     join app.session_base so on so.patient_id = w.patient_id and so.status in ('ended', 'timed_out')
                             and (so.started_at at time zone w.timezone)::date >= w.start_date
                             and (w.end_date is null or (so.started_at at time zone w.timezone)::date <= w.end_date)
-    join session_muscle_summary m on m.session_id = so.session_id and m.ai is not null and m.ai = m.ai
+    join session_muscle_summary m on m.session_id = so.session_id and m.ai is not null and m.ai <> 'NaN'
 )
-select course_id, muscle, n as valid_sessions,
-       avg(abs_ai) filter (where k <= 3) as first_abs_ai,
-       avg(abs_ai) filter (where k > n - 3) as last_abs_ai
+select course_id, muscle, n as valid_sessions, least(3, n / 2) as end_sessions,
+       avg(abs_ai) filter (where i <= least(3, n / 2)) as first_abs_ai,
+       avg(abs_ai) filter (where i > n - least(3, n / 2)) as last_abs_ai
 from s group by course_id, muscle, n;
 
 -- finished sessions per course (one join, not a scan of the sessions per course)
@@ -149,7 +152,7 @@ left join app.course_sessions_done sd on sd.course_id = w.course_id
 left join (
     select course_id, count(*) as muscles, avg(first_abs_ai) as first_abs_ai, avg(last_abs_ai) as last_abs_ai,
            avg(first_abs_ai - last_abs_ai) as abs_ai_improvement
-    from app.course_muscle_symmetry where valid_sessions >= 6 group by course_id) sm on sm.course_id = w.course_id
+    from app.course_muscle_symmetry where valid_sessions >= 2 group by course_id) sm on sm.course_id = w.course_id
 left join lateral (select a.hb_grade::integer as v from clinical_assessment a
                    where a.patient_id = w.patient_id and a.hb_grade is not null and a.assessed_on <= w.start_date
                    order by a.assessed_on desc, a.assessment_id desc limit 1) hb0 on true
@@ -237,24 +240,48 @@ comment on view research.outcome_difference is
     'Difference in responder rate (a - b, percentage points) between two course types for each definition, '
     'with its 95 % Newcombe hybrid score interval; both orders are listed.';
 
--- research.responder (0007) gave each patient the most frequent therapy of their sessions; it now
--- gives the type of the patient's latest therapy course (null without a course)
+-- research.responder (0007) gave each patient the most frequent therapy of their sessions and its own
+-- first-vs-latest responder rule; it now gives the type of the patient's latest therapy course and the
+-- sEMG verdict of the one definition (outcomes/definitions.py) as the clinic view patient_responder
+-- (0018) does: over the latest course (research.course_outcome), over every finished session for a
+-- patient without a course
 create or replace view research.responder as
-select po.research_id, rp.site_id, rp.etiology, rp.affected_side, rp.baseline_hb_grade, rp.baseline_sunnybrook,
-       (select c.therapy_type from app.patient_pseudo x join therapy_course c on c.patient_id = x.patient_id
-         where x.research_id = po.research_id order by c.start_date desc limit 1) as therapy_type,
-       max(po.sessions) as sessions,
-       round(avg(po.first_abs_ai)::numeric, 3) as first_abs_ai,
-       round(avg(po.last_abs_ai)::numeric, 3) as last_abs_ai,
-       round(avg(po.abs_ai_improvement)::numeric, 3) as abs_ai_improvement,
-       case when max(po.sessions) < 2 then null else avg(po.abs_ai_improvement) >= 0.10 end as responder
-from research.patient_outcome po
-join research.patient rp on rp.research_id = po.research_id
-group by po.research_id, rp.site_id, rp.etiology, rp.affected_side, rp.baseline_hb_grade, rp.baseline_sunnybrook;
+with latest as materialized (
+    select distinct on (o.research_id) o.research_id, o.therapy_type, o.sessions_done, o.first_abs_ai,
+           o.last_abs_ai, o.abs_ai_improvement, o.semg_responder
+    from research.course_outcome o order by o.research_id, o.course_number desc
+), free_valid as (
+    select sm.research_id, sm.muscle, sm.abs_ai::float8 as abs_ai,
+           row_number() over (partition by sm.research_id, sm.muscle order by sm.session_number) as i,
+           count(*) over (partition by sm.research_id, sm.muscle) as n
+    from research.session_muscle sm
+    where sm.abs_ai is not null and sm.abs_ai <> 'NaN'
+      and not exists (select 1 from latest l where l.research_id = sm.research_id)
+), free as (
+    select research_id, avg(first_abs_ai) as first_abs_ai, avg(last_abs_ai) as last_abs_ai,
+           avg(first_abs_ai - last_abs_ai) as abs_ai_improvement
+    from (select research_id, muscle,
+                 avg(abs_ai) filter (where i <= least(3, n / 2)) as first_abs_ai,
+                 avg(abs_ai) filter (where i > n - least(3, n / 2)) as last_abs_ai
+          from free_valid where n >= 2 group by research_id, muscle, n) per_muscle
+    group by research_id
+)
+select rp.research_id, rp.site_id, rp.etiology, rp.affected_side, rp.baseline_hb_grade, rp.baseline_sunnybrook,
+       l.therapy_type, coalesce(l.sessions_done, rp.sessions_done) as sessions,
+       round(coalesce(l.first_abs_ai, f.first_abs_ai)::numeric, 3) as first_abs_ai,
+       round(coalesce(l.last_abs_ai, f.last_abs_ai)::numeric, 3) as last_abs_ai,
+       round(coalesce(l.abs_ai_improvement, f.abs_ai_improvement)::numeric, 3) as abs_ai_improvement,
+       case when l.research_id is not null then l.semg_responder
+            else app.outcome_semg_responder(f.abs_ai_improvement) end as responder
+from research.patient rp
+left join latest l on l.research_id = rp.research_id
+left join free f on f.research_id = rp.research_id;
 comment on view research.responder is
-    'Per patient (pseudonymous): cohort attributes, type of the latest therapy course, mean |AI| first vs '
-    'latest session over muscles, responder (mean improvement >= 0.10, null with < 2 sessions). The three '
-    'course-based definitions with intervals: research.course_outcome and research.outcome_rate.';
+    'Per patient (pseudonymous): cohort attributes, type of the latest therapy course, finished sessions '
+    '(of that course), and the sEMG responder definition (outcomes/definitions.py; per muscle with n >= 2 '
+    'valid sessions the mean |AI| of the first and last min(3, n/2)) over the latest course, over every '
+    'session without a course; null = not evaluable. Per course with intervals: research.course_outcome '
+    'and research.outcome_rate.';
 
 grant select on research.course_outcome, research.course_responder, research.outcome_rate,
     research.outcome_difference to mimetic_researcher;
