@@ -46,6 +46,7 @@ from processors.measures.activation import TaskSpan, onset_latency_s, task_of
 from processors.measures.balance import (activity_level_uv, affected_ratio, asymmetry_index, optional,
                                          pair_active)
 from processors.sequencing import Delivery, SequenceState, accept, flush
+from processors.worker import late_frames
 
 STATE_VERSION = 4
 BALANCE_WINDOW_S = 1.0
@@ -259,7 +260,7 @@ class DeviceProcessor:
         return frame.session_id is None or str(frame.session_id) == s["session_id"]
 
     def _process(self, frame: Frame) -> list[R.Record]:
-        out: list[R.Record] = []
+        out: list[R.Record] = late_frames.finish_behind(self, frame)
         t_start_s = frame.t_us / 1e6
         # silence detected from the data itself: the device clock jumped inside one open session
         if self.last_end_us is not None and frame.t_us - self.last_end_us > self.p.silent_after_s * 1e6:
@@ -607,7 +608,7 @@ class DeviceProcessor:
     def _finish_closing(self) -> list[R.Record]:
         """The final summary of the session waiting for its last frames."""
         c, self.closing = self.closing, None
-        return [] if c is None else [self._summary("ended", c["ending_us"] / 1e6, c)]
+        return [] if c is None else late_frames.clear_closing(self, c) + [self._summary("ended", c["ending_us"] / 1e6, c)]
 
     def _summary(self, status: str, t_s: float, s: dict[str, Any] | None = None) -> R.SessionSummary:
         s = s if s is not None else self.session
@@ -667,9 +668,10 @@ class DeviceProcessor:
         return rec
 
     def _alert(self, ev: AlertEvent, session_id=None, threshold: float | None = None) -> R.AlertRecord:
-        if self.session is not None and ev.state == "raised":
-            self.session["alerts"] += 1
         sid = session_id or self._session_uuid()
+        late_frames.count_alert(self, sid, ev.state)
+        if ev.state == "raised":
+            self.alerts.mark(ev.kind, ev.channel, None if sid is None else str(sid))
         c = self.alerts.conds[self.alerts._key(ev.kind, ev.channel)]
         raised_at = utc(c.raised_at if c.raised_at is not None else ev.time_s)
         kind = ALERT_TYPE_OF.get(ev.kind, ev.kind)
