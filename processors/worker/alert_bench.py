@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest import wire
+from ingest import sim_faults, wire
 from ingest.alert_truth import BY_DEFINITION, causes
-from ingest.simulator import FAULT_ALERT, FAULT_TYPES, Simulation
+from ingest.simulator import FAULT_ALERT, FAULT_TYPES, Fault, Simulation
 from processors import records as R
 from processors.alerting import ALERT_TYPE_OF, RULES
 from processors.worker.device import DeviceProcessor, WorkerParams
@@ -143,11 +143,25 @@ def simulate(shape: BenchShape, params: WorkerParams, tick_s: float,
     """Every planned session through the processor: fault-free ones, then those with a fault
     (devices in `workers` processes)."""
     free = [(m, None) for m in shape.mains for _ in range(shape.fault_free_sessions)]
-    faulty = [(m, k) for m in shape.mains for k in shape.faults for _ in range(shape.sessions)]
+    faulty = _stimulated(
+        [(m, k) for m in shape.mains for k in shape.faults for _ in range(shape.sessions)])
     runs = _simulate(shape, free, shape.fault_free_s, shape.fault_free_frame_ms, "f", params, tick_s, progress,
                      workers)
     return runs + _simulate(shape, faulty, shape.duration_s, shape.frame_ms, "x", params, tick_s, progress,
                             workers)
+
+
+def _stimulated(plan: list[tuple[float, str | None]]) -> list[tuple[float, str | None]]:
+    """Over-current needs stimulation: swap it with its device's other session where the simulator
+    would make it a biofeedback one (session k of device i is microcurrent when i + k is even; an
+    over-current pair keeps one biofeedback session, whose fault is not injected)."""
+    out = list(plan)
+    for j, (_m, kind) in enumerate(out):
+        partner = j ^ 1
+        if kind == "over_current" and (j // 2 + j % 2) % 2 == 1 and partner < len(out) \
+                and out[partner][1] != "over_current":
+            out[j], out[partner] = out[partner], out[j]
+    return out
 
 
 def _simulate(shape: BenchShape, plan: list[tuple[float, str | None]], duration_s: float, frame_ms: int,
@@ -201,6 +215,10 @@ class _DeviceJob:
         for k, (mains, kind) in enumerate(pair + [pair[-1]] * (2 - len(pair))):
             sp = sim.plans[i][k]
             sp.faults = [f for f in sp.faults if f.type == kind]
+            if kind in sim_faults.SIGNAL_FAULT_TYPES and not sp.faults:  # placed clear of the others: alone now
+                rng = np.random.default_rng([self.shape.seed, i, k, 8])
+                sp.faults = [f for f in sim_faults.plan(rng, sp.duration_s, self.shape.channels, 1.0, Fault)
+                             if f.type == kind]
             if kind is None or kind != "over_current":
                 sp.discomfort, sp.skin_reaction = min(sp.discomfort, 3), "none"
             sp.stated_mains_hz = int(p.mains_hz) if p.states_mains else None

@@ -608,7 +608,9 @@ class DeviceProcessor:
     def _finish_closing(self) -> list[R.Record]:
         """The final summary of the session waiting for its last frames."""
         c, self.closing = self.closing, None
-        return [] if c is None else late_frames.clear_closing(self, c) + [self._summary("ended", c["ending_us"] / 1e6, c)]
+        if c is None:
+            return []
+        return late_frames.clear_closing(self, c) + [self._summary("ended", c["ending_us"] / 1e6, c)]
 
     def _summary(self, status: str, t_s: float, s: dict[str, Any] | None = None) -> R.SessionSummary:
         s = s if s is not None else self.session

@@ -312,7 +312,8 @@ def _delivery_latency_on_metrics(notifier: NotifierProcess) -> None:
     assert series[f'{count}{{kind="webhook",reason="audience",state="raised"}}'] >= 2, series
     assert series[f'{count}{{kind="email",reason="escalation",state="raised"}}'] == 1, series
     assert series[f'{count}{{kind="email",reason="audience",state="raised"}}'] >= 1, series
-    le_4h = 'mimetic_notify_delivery_latency_seconds_bucket{kind="email",le="14400.0",reason="escalation",state="raised"}'
+    le_4h = ('mimetic_notify_delivery_latency_seconds_bucket'
+             '{kind="email",le="14400.0",reason="escalation",state="raised"}')
     assert series[le_4h] == 0, series
 
 
