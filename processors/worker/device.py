@@ -304,7 +304,7 @@ class DeviceProcessor:
         if env.shape[1]:
             t_env0 = self.t0_us / 1e6 + float(res.envelope_times_s[0])
             rails = (frame.samples >= 32767) | (frame.samples <= -32768)
-            clipped = sum(1 << ch for ch in np.flatnonzero(rails.any(axis=1)) if ch < 31)
+            clipped = sum(1 << int(ch) for ch in np.flatnonzero(rails.any(axis=1)) if ch < 31)
             out.append(R.EnvelopeFrame.from_array(
                 env, device_id=self.device_id, session_id=session_id, seq=frame.seq, time=utc(t_env0),
                 fs_hz=1.0 / self.p.hop_s, clipped=clipped, stim_blanked=res.blanked_samples > 0))

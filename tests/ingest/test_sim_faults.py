@@ -45,3 +45,30 @@ def test_clipping_rails_its_channel_and_mains_adds_hum_only_there() -> None:
     assert 0.15 < railed < 0.45, railed
     assert not x[0].any()
     assert np.sqrt(np.mean(x[2] ** 2)) == pytest.approx(100 / np.sqrt(2), rel=0.01)
+
+
+def test_every_record_of_a_clipping_session_encodes() -> None:
+    """A railed channel sets the envelope's `clipped` bit mask, which must be a plain int: a numpy
+    integer there made every such envelope unencodable and stalled the worker on the device."""
+    from ingest import wire
+    from ingest.simulator import Simulation
+    from processors import records as R
+    from processors.worker.device import DeviceProcessor, WorkerParams
+
+    sim = Simulation(patients=1, sessions=1, duration_s=60, channels=2, seed=2, fault_prob=0.0,
+                     frame_ms=250, start_us=1_780_000_000_000_000)
+    plan = sim.plans[0][0]
+    plan.faults = [Fault("clipping", 20.0, 34.0, 1, {"peak_over_rail": 1.1, "artefact_hz": sim_faults.ARTEFACT_HZ})]
+    dp = DeviceProcessor(sim.device_ids[0], WorkerParams())
+    clipped = 0
+    for rec in sim.device_records(0):
+        if rec.kind == wire.KIND_FRAME:
+            out = dp.on_frame(rec.item, wire.encode_frame(rec.item))[0]
+        elif rec.kind == wire.KIND_TELEMETRY:
+            out = dp.on_telemetry(rec.item)
+        else:
+            out = dp.on_event(rec.item)
+        for r in out:
+            R.encode(r)
+            clipped += isinstance(r, R.EnvelopeFrame) and r.clipped == 2
+    assert clipped >= 20
