@@ -12,7 +12,8 @@ attached to:
    discomfort or a skin reaction, and a counter restart, are events the device reports, not
    faults a detector can get wrong.
 
-Anything else is *unexplained*: a false alert. `mimetic bench alerts` also requires the alert
+Anything else is *unexplained*: a false alert. An injected fault *must* raise its own alert
+(`expected_alert`), except a device silence shorter than the silence threshold. `mimetic bench alerts` also requires the alert
 to fall within the fault's time span (`processors.worker.alert_bench`); the demo, which
 looks at stored episodes, asks only for the session.
 """
@@ -34,6 +35,15 @@ BY_DEFINITION: dict[str, str] = {
     "discomfort": "the patient's own report",
     "sequence_restart": "the device's counter restarted: an event it reports",
 }
+
+
+def expected_alert(fault: Mapping[str, Any], silent_after_s: float) -> str | None:
+    """The alert an injected fault must raise (`FAULT_ALERT`), or None: a device silence shorter
+    than MIMETIC_WORKER_SILENT_AFTER_S (cut short by its session's end) is no `device_silent`."""
+    kind = FAULT_ALERT.get(fault["type"])
+    if kind == "device_silent" and fault["end_s"] - fault["start_s"] < silent_after_s:
+        return None
+    return kind
 
 
 def _on_channel(fault: Mapping[str, Any], channel: int | None) -> bool:

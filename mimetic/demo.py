@@ -239,7 +239,7 @@ def _print_alerts(s: Settings, sim, truth: dict[str, Any], console: Console) -> 
 
     from mimetic.demo_alerts import LEGEND, alerts_table, kind_rows, stored_episodes, summary_line
 
-    rows = kind_rows(stored_episodes(s, list(sim.device_ids)), truth)
+    rows = kind_rows(stored_episodes(s, list(sim.device_ids)), truth, s.worker_silent_after_s)
     console.print(alerts_table(rows))
     console.print("\n".join(textwrap.wrap(LEGEND, 80)), highlight=False)
     console.print(summary_line(rows), highlight=False)

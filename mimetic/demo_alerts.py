@@ -46,10 +46,9 @@ def stored_episodes(s: Settings, devices: list[str]) -> list[Episode]:
     return [Episode(*r) for r in rows]
 
 
-def kind_rows(episodes: list[Episode], truth: dict[str, Any]) -> list[KindRow]:
+def kind_rows(episodes: list[Episode], truth: dict[str, Any], silent_after_s: float = 5.0) -> list[KindRow]:
     """Per alert type (those injected or raised), from stored episodes and the simulator's truth."""
-    from ingest.alert_truth import causes, explanation
-    from ingest.simulator import FAULT_ALERT
+    from ingest.alert_truth import causes, expected_alert, explanation
 
     faults_of: dict[str, list[dict]] = {}
     for p in truth["patients"]:
@@ -62,7 +61,7 @@ def kind_rows(episodes: list[Episode], truth: dict[str, Any]) -> list[KindRow]:
     raised: dict[str, int] = defaultdict(int)
     for sid, faults in faults_of.items():
         for f in faults:
-            kind = FAULT_ALERT.get(f["type"])
+            kind = expected_alert(f, silent_after_s)
             if kind is None:
                 continue
             injected[kind] += 1
