@@ -36,8 +36,8 @@ def test_no_false_alert_in_40_fault_free_session_hours() -> None:
     """80 fault-free 30-minute sessions (40 per mains frequency, two per device an hour apart, half
     the devices stating their mains), at what the bench runs for the README: 2 channels, 2 kHz,
     1 s frames (the wire's longest), ticks every 2 s. Devices run in 2 processes (identical
-    results: `test_parallel_devices_give_the_same_report`); measured 305 s CPU: about 155 s
-    wall on 2 idle cores, 888 s on the shared machine at load 10-14."""
+    results: `test_parallel_devices_give_the_same_report`); measured 264-305 s CPU, 230 s wall
+    on the shared 2 cores at load 3.4 (888 s at load 10-14)."""
     shape = BenchShape(sessions=0, fault_free_sessions=40, fault_free_s=1800.0, faults=())
     report = score(simulate(shape, WorkerParams(), TICK_S, workers=WORKERS))
     assert report["session_hours"] == pytest.approx(40.0)
