@@ -35,7 +35,7 @@ import aiohttp
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
 from mimetic import topics
@@ -52,6 +52,13 @@ log = logging.getLogger("mimetic.notify")
 
 ALERTS_IN = Counter("mimetic_notify_alert_records_total", "Alert records taken from Kafka and queued")
 DELIVERIES = Counter("mimetic_notify_deliveries_total", "Notification sends by result (sent, failed)", ["result"])
+#: from the alert's transition (the record's `time`: the raise or the clear, on the device clock,
+#: which the gateway keeps within MIMETIC_CLOCK_MAX_FUTURE_S of its own) to the receiver accepting
+#: the notice; per receiver kind, raise/clear, and reason (audience, or escalated: after the wait)
+DELIVERY_LATENCY = Histogram(
+    "mimetic_notify_delivery_latency_seconds", "Alert transition to notification delivered",
+    ["kind", "state", "reason"],
+    buckets=(0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0))
 
 
 class Notifier:
@@ -233,6 +240,7 @@ class Notifier:
             async with self.pool.connection() as conn:
                 await queue.record_delivered(conn, d, detail)
             DELIVERIES.labels("sent").inc()
+            DELIVERY_LATENCY.labels(d.kind, d.state, d.reason).observe(delivery_latency_s(d.payload))
 
     async def _send(self, d: queue.Due) -> str:
         if d.kind == "webhook":
@@ -248,6 +256,13 @@ class Notifier:
         if n:
             log.info("escalated %d alert(s)", n)
             self._wake.set()
+
+
+def delivery_latency_s(payload: dict, now: datetime | None = None) -> float:
+    """Seconds from the alert transition in a notice (`payload["time"]`) to `now` (0 when the
+    device clock was ahead)."""
+    t = datetime.fromisoformat(payload["time"])
+    return max(0.0, ((now or datetime.now(timezone.utc)) - t).total_seconds())
 
 
 def notifier_dsn(s: Settings) -> str:

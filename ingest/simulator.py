@@ -56,7 +56,8 @@ stimulation current 1.3-1.6x the prescribed limit, microcurrent only), ``packet_
 (frames in the window dropped with probability 0.3: seq gaps), ``duplicates`` (frames sent
 twice), ``reordering`` (adjacent frames swapped), ``silent_device`` (the device stalls:
 nothing is sent, no frame is generated, the next frame has the next seq but a later
-timestamp).
+timestamp), and the signal faults of `ingest.sim_faults`: ``clipping`` (an artefact drives one
+channel past the converter's range) and ``mains_interference`` (hum picked up on one channel).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ from typing import Any
 import numpy as np
 from scipy import signal as sps
 
-from ingest import wire
+from ingest import sim_faults, wire
 from ingest.sim_fatigue import fatigue_truth, session_model
 from mimetic.domain import ETIOLOGIES, MUSCLES, Side, channel_name
 from processors.measures import (affected_ratio, asymmetry_index, mvc_reference_uv, pair_active, pct_mvc,
@@ -90,12 +91,14 @@ PEAK_UV: dict[str, float] = {
 #: (target task, non-target muscle) pairs where synkinesis is injected
 SYNKINESIS_PAIRS: tuple[tuple[str, str], ...] = (("smile", "orbicularis_oculi"), ("eye_closure_tight", "zygomaticus"))
 
-FAULT_TYPES = ("electrode_liftoff", "impedance_drift", "low_battery", "over_current", "packet_loss",
-               "duplicates", "reordering", "silent_device")
+DEVICE_FAULT_TYPES = ("electrode_liftoff", "impedance_drift", "low_battery", "over_current", "packet_loss",
+                      "duplicates", "reordering", "silent_device")
+FAULT_TYPES = DEVICE_FAULT_TYPES + sim_faults.SIGNAL_FAULT_TYPES
 #: the alert type (processors.records.ALERT_TYPES) the pipeline must raise for an injected fault;
 #: duplicates and reordering are repaired and counted, not alerted
 FAULT_ALERT = {"electrode_liftoff": "electrode_off", "impedance_drift": "impedance", "low_battery": "battery_low",
-               "over_current": "over_current", "packet_loss": "data_gap", "silent_device": "device_silent"}
+               "over_current": "over_current", "packet_loss": "data_gap", "silent_device": "device_silent",
+               **sim_faults.SIGNAL_FAULT_ALERT}
 STIM_UV_PER_UA = 3.0
 SCALE_UV = 0.1  # µV per count: ±3.2 mV range
 EMG_BAND_HZ = (50.0, 180.0)
@@ -405,6 +408,7 @@ class SessionSynth:
                     x[:, i] += STIM_UV_PER_UA * cur * self.stim_coupling
                     if i + 1 < n:
                         x[:, i + 1] -= STIM_UV_PER_UA * cur * self.stim_coupling
+        sim_faults.apply(self.plan.faults, x, t, self._mains_table, tab)
         for f in self._faults("electrode_liftoff"):
             m = (t >= f.start_s) & (t < f.end_s)
             if m.any():
@@ -510,6 +514,8 @@ class Simulation:
                     "frequency_hz": float(rng.choice([10.0, 20.0, 30.0])), "pulse_width_us": 500.0,
                     "waveform": "biphasic"}
         faults = self._faults(rng, therapy, windows, duration_s)
+        faults += sim_faults.plan(np.random.default_rng([self.seed, p.index, k, 7]), duration_s,
+                                  self.channels, self.fault_prob, Fault, faults)
         t0 = self.start_us + int(k * self.session_gap_s * 1e6) + p.index * 1_000_000
         return SessionPlan(
             # deterministic for a given seed AND start time: re-running a seed later gives new session ids
@@ -526,7 +532,7 @@ class Simulation:
                 duration_s: float | None = None) -> list[Fault]:
         d = self.duration_s if duration_s is None else duration_s
         out: list[Fault] = []
-        for ftype in FAULT_TYPES:
+        for ftype in DEVICE_FAULT_TYPES:
             if rng.random() >= self.fault_prob:
                 continue
             if ftype == "over_current" and therapy != "microcurrent":

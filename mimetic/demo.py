@@ -183,6 +183,7 @@ def run_demo(base: Settings, opt: DemoOptions, console: Console) -> int:
         truth = sim.truth()
         console.print(results_table(patient_rows(s, truth)))
         console.print(legend(), highlight=False)
+        _print_alerts(s, sim, truth, console)
         console.print("writing progress reports and dashboards ...")
         codes = [p["code"] for p in truth["patients"]]
         outputs = write_outputs(s, codes, DEMO_CLINIC, opt.out_dir)
@@ -232,6 +233,18 @@ def _stream(sim, s: Settings, secrets: dict[str, str], opt: DemoOptions, procs: 
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+def _print_alerts(s: Settings, sim, truth: dict[str, Any], console: Console) -> None:
+    """Alerts raised against injected faults, per type, and how many nothing explains."""
+    import textwrap
+
+    from mimetic.demo_alerts import LEGEND, alerts_table, kind_rows, stored_episodes, summary_line
+
+    rows = kind_rows(stored_episodes(s, list(sim.device_ids)), truth, s.worker_silent_after_s)
+    console.print(alerts_table(rows))
+    console.print("\n".join(textwrap.wrap(LEGEND, 80)), highlight=False)
+    console.print(summary_line(rows), highlight=False)
 
 
 def _check_alive(procs: list[Proc]) -> None:

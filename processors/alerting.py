@@ -27,8 +27,8 @@ before its session, or is attached to a session it did not happen in.
 | `battery_low` | warning | operators | a reading below MIMETIC_WORKER_BATTERY_LOW_PCT | a reading above MIMETIC_WORKER_BATTERY_CLEAR_PCT; at the latest the session's end | 1.5 s | 1.5 s |
 | `device_silent` | warning | operators | no frame for MIMETIC_WORKER_SILENT_AFTER_S inside an open session (worker tick, or a device-clock jump between two frames of the session); dated silence start + that delay; a device between sessions is never silent | the next frame; at the latest the session's end | 9 s | 2 s |
 | `data_gap` | warning | operators | a sequence gap declared lost (MIMETIC_WORKER_HOLD_FRAMES later frames, or the tick); the latency is for frames of 250 ms, it grows with the frame length | 10 s of frames without a new gap; at the latest the session's end | 3 s | 12 s |
-| `clipping` | warning | operators | over 1 % of a 1 s window's samples at the ADC rails, for 1 s | 5 s without; at the latest the session's end | 3 s | 7 s |
-| `mains_noise` | info | operators | the session's mains lines (detected in its frames' first 2 s) above MIMETIC_WORKER_MAINS_ALERT_UV RMS over the EMG floor beside them, for 5 s | 5 s below; at the latest the session's end | 7 s | 7 s |
+| `clipping` | warning | operators | over 1 % of a 1 s window's samples at the ADC rails, for 1 s | 5 s without; at the latest the session's end | 3 s | 7.5 s |
+| `mains_noise` | info | operators | the session's mains lines (detected in its frames' first 2 s) above MIMETIC_WORKER_MAINS_ALERT_UV RMS over the EMG floor beside them, for 5 s | 5 s below (a strong contraction can read over the limit for a window and restart the count); at the latest the session's end | 7.5 s | 20 s |
 | `discomfort` | warning | clinic | a patient report with discomfort >= 7/10 or a skin reaction | the session's end | 0 s | 0 s |
 | `sequence_restart` | info | operators | a frame opening a new sequence epoch | at once (an event, not a state) | 0 s | 0 s |
 """
@@ -90,11 +90,12 @@ RULES: dict[str, AlertRule] = {
                   "10 s of frames without a new gap" + _AT_END, 3.0, 12.0),
         AlertRule("clipping", "warning", 1.0, 5.0, "amplifier saturation: samples at the converter's limits",
                   "over 1 % of a 1 s window's samples at the ADC rails, for 1 s",
-                  "5 s without" + _AT_END, 3.0, 7.0),
+                  "5 s without" + _AT_END, 3.0, 7.5),
         AlertRule("mains_noise", "info", 5.0, 5.0, "strong mains interference (50/60 Hz): check grounding and cables",
                   "the session's mains lines (detected in its frames' first 2 s) above "
                   "MIMETIC_WORKER_MAINS_ALERT_UV RMS over the EMG floor beside them, for 5 s",
-                  "5 s below" + _AT_END, 7.0, 7.0),
+                  "5 s below (a strong contraction can read over the limit for a window and restart the "
+                  "count)" + _AT_END, 7.5, 20.0),
         AlertRule("discomfort", "warning", 0.0, 0.0, "patient reported high discomfort or a skin reaction",
                   "a patient report with discomfort >= 7/10 or a skin reaction",
                   "the session's end", 0.0, 0.0),
@@ -151,6 +152,7 @@ class _Cond:
     false_since: float | None = None
     raised_at: float | None = None
     last_value: float | None = None
+    session: str | None = None  # the session the active alert was raised in (`AlertTracker.mark`)
 
 
 @dataclass
@@ -175,6 +177,16 @@ class AlertTracker:
                 kind, ch = key.split(":")
                 out.append((kind, int(ch) if ch else None))
         return out
+
+    def mark(self, kind: str, channel: int | None, session: str | None) -> None:
+        """Remember the session an alert was raised in (it is cleared in that session)."""
+        c = self.conds.get(self._key(kind, channel))
+        if c is not None:
+            c.session = session
+
+    def active_in(self, session: str) -> list[tuple[str, int | None]]:
+        """The active alerts raised in `session`."""
+        return [(k, ch) for k, ch in self.active() if self.conds[self._key(k, ch)].session == session]
 
     def observe(self, kind: str, condition: bool, time_s: float, value: float | None = None,
                 channel: int | None = None, detail: str = "") -> list[AlertEvent]:
@@ -219,12 +231,12 @@ class AlertTracker:
 
     def to_state(self) -> dict:
         return {"device_id": self.device_id,
-                "conds": {k: [c.active, c.true_since, c.false_since, c.raised_at, c.last_value]
+                "conds": {k: [c.active, c.true_since, c.false_since, c.raised_at, c.last_value, c.session]
                           for k, c in self.conds.items()}}
 
     @classmethod
     def from_state(cls, d: dict) -> "AlertTracker":
         t = cls(d["device_id"])
-        for k, (a, ts, fs, ra, lv) in d["conds"].items():
-            t.conds[k] = _Cond(a, ts, fs, ra, lv)
+        for k, v in d["conds"].items():  # 5 fields: a state saved before `session`
+            t.conds[k] = _Cond(*v)
         return t

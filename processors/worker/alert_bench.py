@@ -19,8 +19,8 @@ For every alert type the report gives:
   being emitted; clear latency: from the fault's end (or the
   session's end, for faults lasting to it) to the cleared record;
 * false alerts: raised records no injected fault explains, per 100 session-hours.
-  A lifted electrode picks up mains hum and rails, so mains_noise and clipping on
-  its channel while it is off count as explained (`SECONDARY`), not as false.
+  What explains an alert is the rule of `ingest.alert_truth` (a lifted electrode's
+  hum and rails are side effects, not false), within the fault's time span.
 
 Latencies are emission times, not the record's `raised_at` (which is dated back to
 when the condition started), because they say when someone can first be told.
@@ -30,23 +30,23 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import resource
+import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ingest import wire
-from ingest.simulator import FAULT_ALERT, FAULT_TYPES, Simulation
+from ingest import sim_faults, wire
+from ingest.alert_truth import BY_DEFINITION, causes
+from ingest.simulator import FAULT_ALERT, FAULT_TYPES, Fault, Simulation
 from processors import records as R
 from processors.alerting import ALERT_TYPE_OF, RULES
 from processors.worker.device import DeviceProcessor, WorkerParams
 
-#: fault kind -> alert types it causes besides its own, on its channel, while it lasts
-SECONDARY: dict[str, frozenset[str]] = {
-    "electrode_liftoff": frozenset({"mains_noise", "clipping"}),
-    "impedance_drift": frozenset({"mains_noise"}),
-}
 #: seconds an alert may be emitted after its fault ended and still belong to it
 MATCH_SLACK_S = 15.0
 SESSION_GAP_S = 3600.0
@@ -139,27 +139,75 @@ def run_device(sim: Simulation, index: int, params: WorkerParams, tick_s: float)
 
 
 def simulate(shape: BenchShape, params: WorkerParams, tick_s: float,
-             progress: Callable[[int, int], None] = lambda i, n: None) -> list[SessionRun]:
-    """Every planned session through the processor: fault-free ones, then those with a fault."""
+             progress: Callable[[int, int], None] = lambda i, n: None, workers: int = 1) -> list[SessionRun]:
+    """Every planned session through the processor: fault-free ones, then those with a fault
+    (devices in `workers` processes)."""
     free = [(m, None) for m in shape.mains for _ in range(shape.fault_free_sessions)]
-    faulty = [(m, k) for m in shape.mains for k in shape.faults for _ in range(shape.sessions)]
-    runs = _simulate(shape, free, shape.fault_free_s, shape.fault_free_frame_ms, "f", params, tick_s, progress)
-    return runs + _simulate(shape, faulty, shape.duration_s, shape.frame_ms, "x", params, tick_s, progress)
+    faulty = _stimulated(
+        [(m, k) for m in shape.mains for k in shape.faults for _ in range(shape.sessions)])
+    runs = _simulate(shape, free, shape.fault_free_s, shape.fault_free_frame_ms, "f", params, tick_s, progress,
+                     workers)
+    return runs + _simulate(shape, faulty, shape.duration_s, shape.frame_ms, "x", params, tick_s, progress,
+                            workers)
+
+
+def _stimulated(plan: list[tuple[float, str | None]]) -> list[tuple[float, str | None]]:
+    """Over-current needs stimulation: swap it with its device's other session where the simulator
+    would make it a biofeedback one (session k of device i is microcurrent when i + k is even; an
+    over-current pair keeps one biofeedback session, whose fault is not injected)."""
+    out = list(plan)
+    for j, (_m, kind) in enumerate(out):
+        partner = j ^ 1
+        if kind == "over_current" and (j // 2 + j % 2) % 2 == 1 and partner < len(out) \
+                and out[partner][1] != "over_current":
+            out[j], out[partner] = out[partner], out[j]
+    return out
 
 
 def _simulate(shape: BenchShape, plan: list[tuple[float, str | None]], duration_s: float, frame_ms: int,
-              tag: str, params: WorkerParams, tick_s: float, progress: Callable[[int, int], None]
-              ) -> list[SessionRun]:
-    """Sessions of `plan`, two per device (an hour apart)."""
+              tag: str, params: WorkerParams, tick_s: float, progress: Callable[[int, int], None],
+              workers: int = 1) -> list[SessionRun]:
+    """Sessions of `plan`, two per device (an hour apart); devices are independent, so with
+    `workers` > 1 they run in that many processes (the same results, in the same order)."""
     if not plan:
         return []
     pairs = [plan[i:i + 2] for i in range(0, len(plan), 2)]
-    sim = Simulation(patients=len(pairs), sessions=2, duration_s=duration_s, fs_hz=shape.fs_hz,
-                     channels=shape.channels, seed=shape.seed, frame_ms=frame_ms, fault_prob=1.0,
-                     session_gap_s=SESSION_GAP_S, device_prefix=f"ab{tag}{shape.seed}",
-                     start_us=1_780_000_000_000_000)
+    job = _DeviceJob(shape, pairs, duration_s, frame_ms, tag, params, tick_s)
     runs: list[SessionRun] = []
-    for i, pair in enumerate(pairs):
+    if workers <= 1 or len(pairs) < 2:
+        for i in range(len(pairs)):
+            runs += job(i)
+            progress(i + 1, len(pairs))
+        return runs
+    ctx = multiprocessing.get_context("fork")  # no re-import per worker
+    with ProcessPoolExecutor(max_workers=min(workers, len(pairs)), mp_context=ctx) as pool:
+        for i, dev_runs in enumerate(pool.map(job, range(len(pairs)))):
+            runs += dev_runs
+            progress(i + 1, len(pairs))
+    return runs
+
+
+@dataclass(frozen=True)
+class _DeviceJob:
+    """One device's planned sessions through a processor (a picklable callable for a process pool)."""
+
+    shape: BenchShape
+    pairs: list[list[tuple[float, str | None]]]
+    duration_s: float
+    frame_ms: int
+    tag: str
+    params: WorkerParams
+    tick_s: float
+
+    def simulation(self) -> Simulation:
+        s = self.shape
+        return Simulation(patients=len(self.pairs), sessions=2, duration_s=self.duration_s, fs_hz=s.fs_hz,
+                          channels=s.channels, seed=s.seed, frame_ms=self.frame_ms, fault_prob=1.0,
+                          session_gap_s=SESSION_GAP_S, device_prefix=f"ab{self.tag}{s.seed}",
+                          start_us=1_780_000_000_000_000)
+
+    def __call__(self, i: int) -> list[SessionRun]:
+        sim, pair, frame_ms, params = self.simulation(), self.pairs[i], self.frame_ms, self.params
         p = sim.patients[i]
         p.mains_hz = pair[0][0]
         p.states_mains = i % 2 == 0
@@ -167,6 +215,10 @@ def _simulate(shape: BenchShape, plan: list[tuple[float, str | None]], duration_
         for k, (mains, kind) in enumerate(pair + [pair[-1]] * (2 - len(pair))):
             sp = sim.plans[i][k]
             sp.faults = [f for f in sp.faults if f.type == kind]
+            if kind in sim_faults.SIGNAL_FAULT_TYPES and not sp.faults:  # placed clear of the others: alone now
+                rng = np.random.default_rng([self.shape.seed, i, k, 8])
+                sp.faults = [f for f in sim_faults.plan(rng, sp.duration_s, self.shape.channels, 1.0, Fault)
+                             if f.type == kind]
             if kind is None or kind != "over_current":
                 sp.discomfort, sp.skin_reaction = min(sp.discomfort, 3), "none"
             sp.stated_mains_hz = int(p.mains_hz) if p.states_mains else None
@@ -174,7 +226,7 @@ def _simulate(shape: BenchShape, plan: list[tuple[float, str | None]], duration_
             dev_runs.append(SessionRun(sim.device_ids[i], p.mains_hz, p.states_mains, t0, t0 + sp.duration_s, [
                 {"type": f.type, "start_s": t0 + f.start_s, "end_s": t0 + f.end_s, "channel": f.channel,
                  "onset_s": t0 + f.start_s, "to_end": f.end_s >= sp.duration_s - 1e-6} for f in sp.faults]))
-        emitted = run_device(sim, i, params, tick_s)
+        emitted = run_device(sim, i, params, self.tick_s)
         for run in dev_runs:
             run.alerts = [e for e in emitted if run.start_s - 1.0 <= e.rec.raised_at.timestamp() <= run.end_s + 1.0]
             k = 0 if run is dev_runs[0] else 1
@@ -186,9 +238,7 @@ def _simulate(shape: BenchShape, plan: list[tuple[float, str | None]], duration_
                     if sent["dropped_seqs"]:
                         lost = min(sent["dropped_seqs"]) - sent["first_seq"] + 1
                         f["onset_s"] = run.start_s + lost * frame_ms / 1000.0
-        runs += dev_runs[:len(pair)]  # an odd count: the last device's second session is not scored
-        progress(i + 1, len(pairs))
-    return runs
+        return dev_runs[:len(pair)]  # an odd count: the last device's second session is not scored
 
 
 def _impedance_onset(sim: Simulation, i: int, run: SessionRun, f: dict, max_kohm: float) -> float:
@@ -203,14 +253,10 @@ def _impedance_onset(sim: Simulation, i: int, run: SessionRun, f: dict, max_kohm
 
 
 def _explains(f: dict, e: Emitted, own: bool) -> bool:
-    a = e.rec
-    want = FAULT_ALERT.get(f["type"]) if own else None
-    types = {want} if own else SECONDARY.get(f["type"], frozenset())
-    if a.alert_type not in types:
+    """The rule of `ingest.alert_truth` (type and channel), and inside the fault's time span."""
+    if not causes(f, e.rec.alert_type, e.rec.channel, own):
         return False
-    if f["channel"] is not None and a.channel != f["channel"]:
-        return False
-    return f["start_s"] - 1.0 <= a.raised_at.timestamp() and e.at_s <= f["end_s"] + MATCH_SLACK_S
+    return f["start_s"] - 1.0 <= e.rec.raised_at.timestamp() and e.at_s <= f["end_s"] + MATCH_SLACK_S
 
 
 def _pct(xs: list[float]) -> dict[str, float | None]:
@@ -253,7 +299,7 @@ def score(runs: list[SessionRun]) -> dict:
             if e.rec.alert_id in used:
                 continue
             t = e.rec.alert_type
-            if t == "discomfort" or t == "sequence_restart":
+            if t in BY_DEFINITION:
                 continue  # a patient's report, a counter restart: events, not faults to score
             if any(_explains(f, e, False) for f in run.faults):
                 per[t]["secondary"] += 1
@@ -294,14 +340,20 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_alert_bench(shape: BenchShape, params: WorkerParams, tick_s: float, out: Path | None,
-                    log: Callable[[str], None] = lambda s: None) -> dict:
-    import time
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the bench's worker processes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
-    t0 = time.process_time()
-    runs = simulate(shape, params, tick_s, lambda i, n: log(f"device {i}/{n}") if i % 10 == 0 else None)
+
+def run_alert_bench(shape: BenchShape, params: WorkerParams, tick_s: float, out: Path | None,
+                    log: Callable[[str], None] = lambda s: None, workers: int = 1) -> dict:
+    cpu0, wall0 = cpu_s(), time.monotonic()
+    runs = simulate(shape, params, tick_s, lambda i, n: log(f"device {i}/{n}") if i % 10 == 0 else None,
+                    workers)
     report = {"shape": asdict(shape), "tick_s": tick_s, **score(runs),
-              "cpu_s": round(time.process_time() - t0, 1)}
+              "cpu_s": round(cpu_s() - cpu0, 1), "wall_s": round(time.monotonic() - wall0, 1),
+              "workers": workers}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")

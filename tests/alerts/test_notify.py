@@ -293,7 +293,28 @@ def _smtp_escalation_ack(s: Settings, notifier: NotifierProcess, webhook: Webhoo
     with pytest.raises(psycopg.errors.RaiseException):
         db.execute("delete from app.alert_audit where alert_id = %s", (a1.alert_id,))
 
+    _delivery_latency_on_metrics(notifier)
     _dashboards_show_acknowledgement(s, clinic, other, code, a1, a2)
+
+
+def _delivery_latency_on_metrics(notifier: NotifierProcess) -> None:
+    """/metrics has the delivery latency histogram per receiver kind, state and reason: the ward's
+    two raises by webhook, the escalation and the operators' raise by e-mail (dated T0, a day ago:
+    beyond the 4 h bucket)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{notifier.admin_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    series = {}
+    for line in text.splitlines():
+        if line.startswith("mimetic_notify_delivery_latency_seconds_"):
+            name, value = line.rsplit(" ", 1)
+            series[name] = float(value)
+    count = "mimetic_notify_delivery_latency_seconds_count"
+    assert series[f'{count}{{kind="webhook",reason="audience",state="raised"}}'] >= 2, series
+    assert series[f'{count}{{kind="email",reason="escalation",state="raised"}}'] == 1, series
+    assert series[f'{count}{{kind="email",reason="audience",state="raised"}}'] >= 1, series
+    le_4h = ('mimetic_notify_delivery_latency_seconds_bucket'
+             '{kind="email",le="14400.0",reason="escalation",state="raised"}')
+    assert series[le_4h] == 0, series
 
 
 def _panel_sql(title: str) -> str:

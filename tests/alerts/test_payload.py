@@ -48,3 +48,14 @@ def test_every_alert_type_has_an_audience() -> None:
     assert PATIENT_SAFETY_TYPES <= set(ALERT_TYPES)
     for t in ALERT_TYPES:
         assert audience_of(t) == ("clinic" if t in ("over_current", "discomfort", "skin_reaction") else "operators")
+
+
+def test_delivery_latency_counts_from_the_transition_and_never_below_zero() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from alerts.notifier import delivery_latency_s
+
+    t = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+    payload = notice_payload(alert("dev-1", "over_current", 1), None) | {"time": "2026-12-01T08:00:00Z"}
+    assert delivery_latency_s(payload, t + timedelta(seconds=2.5)) == 2.5
+    assert delivery_latency_s(payload, t - timedelta(seconds=3)) == 0.0  # the device clock was ahead

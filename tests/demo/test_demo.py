@@ -63,6 +63,17 @@ def test_demo_leaves_pictures_and_runnable_commands(settings: Settings, tmp_path
                             r"(yes|no|\?)/(yes|no)\s+(yes|no)/(yes|no)\s+\d+/\d+\s+\d+$", ln), ln
         codes = [ln.split()[0] for ln in rows]
 
+        # alerts: raised against injected per type, and none that no injected fault explains
+        summary = re.search(r"^(\d+)/(\d+) injected faults raised; (\d+) unexplained of (\d+) alerts$",
+                            res.stdout, re.M)
+        assert summary, res.stdout
+        kinds = {m[1]: tuple(map(int, m.groups()[1:])) for m in re.finditer(
+            r"^([a-z_]+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", res.stdout, re.M)}
+        assert kinds and sum(k[1] for k in kinds.values()) == int(summary[1]), res.stdout
+        assert int(summary[3]) == 0 and all(k[3] == 0 for k in kinds.values()), res.stdout
+        assert int(summary[2]) >= 1  # the demo's default fault probability injects some
+        print("\n".join(res.stdout.split("alerts: raised against injected faults", 1)[1].splitlines()[:16]))
+
         # pictures: each patient's report as PDF and PNG, and the built dashboards
         for code in codes:
             pdf, png = out / "reports" / f"{code}.pdf", out / "reports" / f"{code}.png"

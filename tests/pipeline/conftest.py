@@ -163,6 +163,22 @@ def streaming(sim: Simulation, s: Settings, **options) -> Iterator[Future]:
 # --- what an undisturbed run stores ------------------------------------------------------------
 
 
+#: faults whose alerts do not depend on how the worker interleaves the frames, telemetry and events
+#: topics (low battery starts with the session; lift-off combines telemetry with the signal; a silent
+#: device is seen by the wall-clock tick); the signal faults are in the frames alone
+DETERMINISTIC_FAULTS = ("over_current", "impedance_drift", "packet_loss", "duplicates", "reordering", "clipping",
+                        "mains_interference")
+
+
+def keep_deterministic_faults(sim: Simulation) -> Simulation:
+    """Only the `DETERMINISTIC_FAULTS` of a simulation made with faults, so a disturbed run's alerts,
+    activations and session summaries can be compared with an undisturbed one's."""
+    for plans in sim.plans:
+        for plan in plans:
+            plan.faults = [f for f in plan.faults if f.type in DETERMINISTIC_FAULTS]
+    return sim
+
+
 def expected_envelopes(sim: Simulation, params: WorkerParams) -> dict[tuple, np.ndarray]:
     """What an undisturbed worker writes: every device's frames through one DeviceProcessor."""
     out: dict[tuple, np.ndarray] = {}

@@ -11,6 +11,7 @@ from processors.worker.alert_bench import BenchShape, markdown, simulate, score
 from processors.worker.device import WorkerParams
 
 TICK_S = 2.0
+WORKERS = 2
 
 
 def test_every_injected_fault_is_raised_and_cleared_within_its_documented_latency() -> None:
@@ -30,13 +31,26 @@ def test_every_injected_fault_is_raised_and_cleared_within_its_documented_latenc
 
 
 @pytest.mark.slow
-def test_no_false_alert_in_16_fault_free_session_hours() -> None:
-    """32 fault-free 30-minute sessions (16 per mains frequency, two per device an hour apart), at
-    2 channels, 1 kHz and 1 s frames to fit the CI budget (measured: 101 s CPU, 185 s wall on the
-    shared, loaded 2 cores); the signal alerts are framing-independent. 40 h (the issue's bar) do not
-    fit: `mimetic bench alerts` runs 40 h at 2 kHz for the README (328 s CPU)."""
-    shape = BenchShape(sessions=0, fault_free_sessions=16, fault_free_s=1800.0, fs_hz=1000, faults=())
-    report = score(simulate(shape, WorkerParams(), TICK_S))
-    assert report["session_hours"] == pytest.approx(16.0)
+@pytest.mark.timeout(1800)  # a loaded shared machine gives it a third of a core per process
+def test_no_false_alert_in_40_fault_free_session_hours() -> None:
+    """80 fault-free 30-minute sessions (40 per mains frequency, two per device an hour apart, half
+    the devices stating their mains), at what the bench runs for the README: 2 channels, 2 kHz,
+    1 s frames (the wire's longest), ticks every 2 s. Devices run in 2 processes (identical
+    results: `test_parallel_devices_give_the_same_report`); measured 264-305 s CPU, 230 s wall
+    on the shared 2 cores at load 3.4 (888 s at load 10-14)."""
+    shape = BenchShape(sessions=0, fault_free_sessions=40, fault_free_s=1800.0, faults=())
+    report = score(simulate(shape, WorkerParams(), TICK_S, workers=WORKERS))
+    assert report["session_hours"] == pytest.approx(40.0)
+    assert report["sessions"] == 80
     false = {k: r["false_examples"] for k, r in report["alerts"].items() if r["false"]}
     assert not false, false
+
+
+def test_parallel_devices_give_the_same_report() -> None:
+    """Running devices in processes changes nothing in the report (order included)."""
+    shape = BenchShape(sessions=1, duration_s=40.0, fault_free_sessions=1, fault_free_s=40.0,
+                       faults=("over_current", "silent_device"))
+    one = score(simulate(shape, WorkerParams(), TICK_S, workers=1))
+    two = score(simulate(shape, WorkerParams(), TICK_S, workers=2))
+    assert one == two
+    assert one["alerts"]["over_current"]["injected"] >= 1

@@ -19,7 +19,8 @@ from mimetic.kafka_admin import ensure_topics
 from mimetic.stack import kafka
 from processors.worker.device import WorkerParams
 
-from .conftest import (Service, assert_exactly_expected, envelope_count, expected_envelopes, stored_envelopes,
+from .conftest import (Service, assert_exactly_expected, assert_records_as_expected, expected_records,
+                       keep_deterministic_faults, stored_records, envelope_count, expected_envelopes, stored_envelopes,
                        streaming, wait_for, wait_for_rows)
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -43,8 +44,11 @@ def test_broker_restarted_mid_stream_gives_exactly_the_undisturbed_rows(
     s = pipeline_settings.model_copy(update={"kafka_bootstrap": broker.kafka_bootstrap})
     kafka.start(broker)
     ensure_topics(s)
-    sim = Simulation(patients=2, sessions=1, duration_s=75, seed=44, fault_prob=0.0, device_prefix=PREFIX)
+    sim = keep_deterministic_faults(Simulation(patients=2, sessions=1, duration_s=75, seed=44, fault_prob=1.0,
+                                               device_prefix=PREFIX))
     expected = expected_envelopes(sim, WorkerParams.from_settings(s))
+    expected_rows = expected_records(sim, WorkerParams.from_settings(s))
+    assert expected_rows["alert_event"] and expected_rows["activation"], expected_rows
     n = len(expected)
 
     restarts: dict[str, int] = {}
@@ -72,5 +76,6 @@ def test_broker_restarted_mid_stream_gives_exactly_the_undisturbed_rows(
     how = wait_for_rows(s, PREFIX, n, 240, stall_s=60, each_poll=supervise)
     time.sleep(3)  # anything extra would show up now
     assert_exactly_expected(stored_envelopes(s, PREFIX), expected, f"{how} (process restarts {restarts})")
+    assert_records_as_expected(stored_records(s, PREFIX), expected_rows, f"{how} (process restarts {restarts})")
     print(f"{before} of {n} rows before the broker stopped, {during} when it started again; all rows "
           f"{time.monotonic() - up_at:.0f} s after it was back; process restarts {restarts or 'none'}")

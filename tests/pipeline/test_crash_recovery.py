@@ -13,7 +13,7 @@ from mimetic.config import Settings
 from processors.worker.device import WorkerParams
 
 from .conftest import (Service, assert_exactly_expected, assert_records_as_expected, envelope_count,
-                       expected_envelopes, expected_records, stored_envelopes, stored_records, streaming, wait_for,
+                       expected_envelopes, keep_deterministic_faults, expected_records, stored_envelopes, stored_records, streaming, wait_for,
                        wait_for_rows)
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -24,20 +24,13 @@ def _restored(worker: Service) -> int:
     return worker.log_text().count("restored e2e-kill")
 
 
-#: faults whose alerts do not depend on how the worker interleaves the frames, telemetry and events
-#: topics (low battery starts with the session; lift-off combines telemetry with the signal; a silent
-#: device is seen by the wall-clock tick)
-DETERMINISTIC_FAULTS = ("over_current", "impedance_drift", "packet_loss", "duplicates", "reordering")
-
 
 def test_worker_killed_three_times_writes_exactly_the_undisturbed_rows(pipeline_settings: Settings,
                                                                         services) -> None:
     s = pipeline_settings
     sim = Simulation(patients=2, sessions=1, duration_s=60, seed=41, fault_prob=1.0, device_prefix="e2e-kill",
                      therapy_types=("microcurrent",))
-    for plans in sim.plans:
-        for plan in plans:
-            plan.faults = [f for f in plan.faults if f.type in DETERMINISTIC_FAULTS]
+    keep_deterministic_faults(sim)
     params = WorkerParams.from_settings(s)
     expected = expected_envelopes(sim, params)
     expected_rows = expected_records(sim, params)

@@ -20,7 +20,8 @@ from mimetic.net import free_loopback_port
 from mimetic.stack import postgres
 from processors.worker.device import WorkerParams
 
-from .conftest import (assert_exactly_expected, committed_offsets, end_offsets, envelope_count, expected_envelopes,
+from .conftest import (assert_exactly_expected, assert_records_as_expected, expected_records,
+                       keep_deterministic_faults, stored_records, committed_offsets, end_offsets, envelope_count, expected_envelopes,
                        stored_envelopes, streaming,
                        wait_for, wait_for_rows)
 
@@ -48,8 +49,11 @@ def test_database_stopped_30s_mid_stream_gives_exactly_the_undisturbed_rows(
     # the sink writes to the private cluster; Kafka topics and groups are this test's own
     db = s.model_copy(update={k: getattr(private_pg, k) for k in ("home", "pg_port", "pg_password", "pg_database")})
     metrics_port = free_loopback_port()
-    sim = Simulation(patients=2, sessions=1, duration_s=75, seed=43, fault_prob=0.0, device_prefix=PREFIX)
+    sim = keep_deterministic_faults(Simulation(patients=2, sessions=1, duration_s=75, seed=43, fault_prob=1.0,
+                                               device_prefix=PREFIX))
     expected = expected_envelopes(sim, WorkerParams.from_settings(s))
+    expected_rows = expected_records(sim, WorkerParams.from_settings(s))
+    assert expected_rows["alert_event"] and expected_rows["activation"], expected_rows
     n = len(expected)
     features = T.FEATURES.name(s)
 
@@ -91,6 +95,7 @@ def test_database_stopped_30s_mid_stream_gives_exactly_the_undisturbed_rows(
     caught_up_s = time.monotonic() - up_at
     time.sleep(3)  # anything extra would show up now
     assert_exactly_expected(stored_envelopes(db, PREFIX), expected, how)
+    assert_records_as_expected(stored_records(db, PREFIX), expected_rows, how)
     assert _metric(metrics_port, "mimetic_sink_db_up") == 1.0
     assert "database unavailable" in sink.log_text()
     assert worker.alive() and sink.alive()

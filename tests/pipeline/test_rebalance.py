@@ -22,7 +22,8 @@ from mimetic import topics as T
 from mimetic.config import Settings
 from processors.worker.device import WorkerParams
 
-from .conftest import (Service, assert_exactly_expected, committed_offsets, envelope_count, expected_envelopes,
+from .conftest import (Service, assert_exactly_expected, assert_records_as_expected, expected_records,
+                       keep_deterministic_faults, stored_records, committed_offsets, envelope_count, expected_envelopes,
                        group_members, stored_envelopes, streaming,
                        wait_for, wait_for_rows)
 
@@ -35,10 +36,10 @@ def _simulation_on_every_partition(partitions: int) -> Simulation:
     """A real-time-sized simulation whose devices hash to every partition (the producer's murmur2
     partitioner), so whichever partitions a worker is given, it has devices to process."""
     for k in range(1000):
-        sim = Simulation(patients=N_DEVICES, sessions=1, duration_s=75, seed=47, fault_prob=0.0,
+        sim = Simulation(patients=N_DEVICES, sessions=1, duration_s=75, seed=47, fault_prob=1.0,
                          device_prefix=f"e2e-rebal{k:03d}")
         if {T.partition_of(d.encode(), partitions) for d in sim.device_ids} == set(range(partitions)):
-            return sim
+            return keep_deterministic_faults(sim)
     raise AssertionError(f"no device prefix covers all {partitions} partitions with {N_DEVICES} devices")
 
 
@@ -78,6 +79,8 @@ def test_second_worker_joins_then_first_leaves_gives_exactly_the_undisturbed_row
     sim = _simulation_on_every_partition(s.topic_partitions)
     prefix = sim.device_ids[0].rsplit("-", 1)[0]
     expected = expected_envelopes(sim, WorkerParams.from_settings(s))
+    expected_rows = expected_records(sim, WorkerParams.from_settings(s))
+    assert expected_rows["alert_event"] and expected_rows["activation"], expected_rows
     n = len(expected)
     all_partitions = set(range(s.topic_partitions))
 
@@ -111,6 +114,7 @@ def test_second_worker_joins_then_first_leaves_gives_exactly_the_undisturbed_row
     how = wait_for_rows(s, prefix, n, 120, stall_s=45)
     time.sleep(3)  # anything extra would show up now
     assert_exactly_expected(stored_envelopes(s, prefix), expected, how)
+    assert_records_as_expected(stored_records(s, prefix), expected_rows, how)
     assert second.alive()
     print(f"split {sorted(a)} / {sorted(b)} {split_s:.1f} s after the second worker started, "
           f"{rows_at_split} of {n} rows stored by then")

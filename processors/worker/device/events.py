@@ -11,6 +11,7 @@ from processors import records as R
 from processors.alerting import AlertTracker
 from processors.pro_events import pro_record
 from processors.sequencing import SequenceState
+from processors.worker.device import late_frames
 from processors.worker.device.activation import TaskMemory, TaskWindow
 from processors.worker.device.calibration import Calibration
 from processors.worker.device.common import utc
@@ -122,4 +123,6 @@ class SessionEvents:
     def _finish_closing(self) -> list[R.Record]:
         """The final summary of the session waiting for its last frames."""
         c, self.life.closing = self.life.closing, None
-        return [] if c is None or c.ending_us is None else [self._summary("ended", c.ending_us / 1e6, c)]
+        if c is None or c.ending_us is None:
+            return []
+        return late_frames.clear_closing(self, c) + [self._summary("ended", c.ending_us / 1e6, c)]

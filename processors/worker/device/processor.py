@@ -34,6 +34,7 @@ from processors.sequencing import Delivery, SequenceState, accept, flush
 from processors.worker.device.activation import activation_records, arm
 from processors.worker.device.balance import BALANCE_WINDOW_S, MIN_REST_WINDOWS, window_records
 from processors.worker.device.common import WorkerParams, alert_record, utc
+from processors.worker.device import late_frames
 from processors.worker.device.events import SessionEvents
 from processors.worker.device.quality import quality_records
 from processors.worker.device.state import STATE_VERSION, Parts, decode_state, encode_state
@@ -183,7 +184,7 @@ class DeviceProcessor(SessionEvents):
         return frame.session_id is None or str(frame.session_id) == s.session_id
 
     def _process(self, frame: Frame) -> list[R.Record]:
-        out: list[R.Record] = []
+        out: list[R.Record] = late_frames.finish_behind(self, frame)
         core = self.core
         t_start_s = frame.t_us / 1e6
         # silence detected from the data itself: the device clock jumped inside one open session
@@ -234,7 +235,7 @@ class DeviceProcessor(SessionEvents):
         if env.shape[1]:
             t_env0 = t0_us / 1e6 + float(res.envelope_times_s[0])
             rails = (frame.samples >= 32767) | (frame.samples <= -32768)
-            clipped = sum(1 << ch for ch in np.flatnonzero(rails.any(axis=1)) if ch < 31)
+            clipped = sum(1 << int(ch) for ch in np.flatnonzero(rails.any(axis=1)) if ch < 31)
             out.append(R.EnvelopeFrame.from_array(
                 env, device_id=self.device_id, session_id=session_id, seq=frame.seq, time=utc(t_env0),
                 fs_hz=1.0 / self.p.hop_s, clipped=clipped, stim_blanked=res.blanked_samples > 0))
@@ -344,9 +345,11 @@ class DeviceProcessor(SessionEvents):
                 for ev in self.alerts.observe(kind, condition, t_s, value=value, channel=channel, detail=detail)]
 
     def _alert(self, ev: AlertEvent, session_id=None, threshold: float | None = None) -> R.AlertRecord:
-        if self.session is not None and ev.state == "raised":
-            self.session.alerts += 1
-        return alert_record(self.device_id, self.alerts, ev, session_id or self.life.session_uuid(), threshold)
+        sid = session_id or self.life.session_uuid()
+        late_frames.count_alert(self, sid, ev.state)
+        if ev.state == "raised":
+            self.alerts.mark(ev.kind, ev.channel, None if sid is None else str(sid))
+        return alert_record(self.device_id, self.alerts, ev, sid, threshold)
 
     # --- state -----------------------------------------------------------------------------
 
