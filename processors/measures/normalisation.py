@@ -15,7 +15,14 @@ own-side %MVC would read ~symmetric for a paralysed face. With one reference
 per pair, AI and the affected/healthy ratio are unchanged by normalisation (AI
 is scale invariant) and %MVC reads as "percent of what the healthy side can
 do". Where the affected side is unknown, the stronger side's MVC is the
-reference. References: Burden 2010, J Electromyogr Kinesiol 20:1023
+reference.
+
+Session without a calibration: the session analysis borrows the reference of
+the patient's latest earlier session that had its own (`mvc_ref_session` in
+the session summary says which; migration 0019). Electrodes are placed anew
+each session, so a borrowed reference is the less exact one and is used only
+when the session has none; the live worker (no patient history) gives no %MVC
+then. References: Burden 2010, J Electromyogr Kinesiol 20:1023
 (normalisation methods); Halaki & Ginn 2012 (normalisation to MVC).
 """
 

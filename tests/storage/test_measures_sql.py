@@ -46,28 +46,31 @@ def envelope(k: int) -> list[float]:
     return [math.sqrt(base * base + x * x) for x in act]
 
 
-def records(device: str, session: uuid.UUID) -> list[r.Record]:
+def records(device: str, session: uuid.UUID, t0=T0, calibration: bool = True) -> list[r.Record]:
+    """The session's records starting at t0 (without the calibration's task window if not `calibration`)."""
     recs: list[r.Record] = []
     for j in range(int(DURATION_S * FS_HZ / 2)):  # 2 envelope samples per frame
         env = np.array([envelope(2 * j), envelope(2 * j + 1)], dtype=np.float32).T
         recs.append(r.EnvelopeFrame.from_array(env, device_id=device, session_id=session, seq=j,
-                                               time=T0 + timedelta(seconds=2 * j / FS_HZ), fs_hz=FS_HZ))
+                                               time=t0 + timedelta(seconds=2 * j / FS_HZ), fs_hz=FS_HZ))
     # two activations of zygomaticus L in the first smile (onset 0.3 s after the cue): one the worker could
     # not attribute (no markers yet), one it did; and one of zygomaticus R outside every task window
     for ch, side, on_s, task in ((0, "L", 6.3, None), (0, "L", 9.25, "smile"), (1, "R", 5.5, None)):
         recs.append(r.ActivationRecord(
             device_id=device, session_id=session, channel=ch, muscle="zygomaticus", side=side,
-            onset=T0 + timedelta(seconds=on_s), offset=T0 + timedelta(seconds=on_s + 1.0),
+            onset=t0 + timedelta(seconds=on_s), offset=t0 + timedelta(seconds=on_s + 1.0),
             peak_uv=float(math.hypot(120.0, math.sqrt(17.0))), mean_uv=80.0, area_uv_s=80.0,
             task=task, repetition=2 if task else None, onset_latency_s=0.25 if task else None,
             target=True if task else None))
     for task, rep, a, b in WINDOWS:
+        if task == "mvc_calibration" and not calibration:
+            continue
         recs.append(r.TaskWindowRecord(device_id=device, session_id=session, task=task, repetition=rep,
-                                       time=T0 + timedelta(seconds=a), time_end=T0 + timedelta(seconds=b)))
+                                       time=t0 + timedelta(seconds=a), time_end=t0 + timedelta(seconds=b)))
     recs.append(r.SessionSummary(session_id=session, device_id=device, therapy_type="biofeedback_exercise",
-                                 started_at=T0, ended_at=T0 + timedelta(seconds=DURATION_S), status="ended",
+                                 started_at=t0, ended_at=t0 + timedelta(seconds=DURATION_S), status="ended",
                                  minutes=DURATION_S / 60, channel_map=CHANNEL_MAP, revision=1,
-                                 computed_at=T0 + timedelta(seconds=DURATION_S)))
+                                 computed_at=t0 + timedelta(seconds=DURATION_S)))
     return recs
 
 
@@ -160,3 +163,33 @@ def test_sql_session_measures_equal_the_python_definitions(settings: Settings, d
     assert pct_ == pytest.approx(100 * 120.0 / ref, rel=1e-4)
     assert acts[(0, 9.25)][:4] == ("smile", 2, pytest.approx(0.25), True)
     assert acts[(1, 5.5)][:4] == (None, None, None, None)
+
+
+def test_pct_mvc_borrows_the_patients_latest_calibration(settings: Settings, db: psycopg.Connection) -> None:
+    """A session without a calibration takes the reference of the patient's latest earlier session with
+    its own (0019), and says so; a first session without one has none."""
+    device, _pid = register(db, "mvf")
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    w = DbWriter(settings.db_dsn())
+    try:
+        w.write(records(device, first, T0, calibration=False))       # nothing to borrow yet
+        w.write(records(device, second, T0 + timedelta(days=1)))      # its own calibration
+        w.write(records(device, third, T0 + timedelta(days=2), calibration=False))
+        assert w.refresh_sessions(settle_s=0) >= 3
+    finally:
+        w.close()
+    rows = {(sid, m): (pl, pr, ref, src) for sid, m, pl, pr, ref, src in db.execute(
+        "select session_id, muscle, left_pct_mvc, right_pct_mvc, mvc_ref_uv, mvc_ref_session "
+        "from session_muscle_summary where session_id = any(%s)", ([first, second, third],))}
+    for muscle in ("zygomaticus", "orbicularis_oculi"):
+        own_l, own_r, own_ref, own_src = rows[(second, muscle)]
+        assert own_src == second and own_ref > 0
+        pl, pr, ref, src = rows[(third, muscle)]
+        assert src == second and ref == pytest.approx(own_ref)
+        assert (pl, pr) == pytest.approx((own_l, own_r), rel=1e-5)   # same signal, same reference
+        assert rows[(first, muscle)] == (None, None, None, None)
+    # the borrowed reference also normalises the activations' peaks
+    pct = db.execute("select peak_pct_mvc from activation where session_id = %s and channel = 0 order by onset",
+                     (third,)).fetchall()
+    ref = rows[(third, "zygomaticus")][2]
+    assert pct and pct[0][0] == pytest.approx(100 * 120.0 / ref, rel=1e-4)
