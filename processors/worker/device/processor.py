@@ -31,7 +31,7 @@ from processors.alerting import AlertEvent, AlertTracker
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.stim_pulses import remove_biphasic_pulses
 from processors.sequencing import Delivery, SequenceState, accept, flush
-from processors.dsp.rest_baseline import arm, detect_causal
+from processors.dsp.rest_baseline import ClosedWindow, arm, detect_causal
 from processors.worker.device.activation import activation_records
 from processors.worker.device.balance import window_records
 from processors.worker.device.common import WorkerParams, alert_record, utc
@@ -255,7 +255,7 @@ class DeviceProcessor(SessionEvents):
                                 limit_uv=self.p.mains_alert_uv, alert=self._observe, session_id=session_id)
         return out
 
-    def _balance(self, closed, session_id, t0_us: int) -> list[R.Record]:
+    def _balance(self, closed: list[ClosedWindow], session_id, t0_us: int) -> list[R.Record]:
         """Closed 1 s windows (the rest baseline already updated from them) -> balance records."""
         out: list[R.Record] = []
         affected = self.session.affected_side if self.session is not None else None
