@@ -26,6 +26,7 @@ def dsp_cmd(
     k: Annotated[float, typer.Option("--k", help="Activation threshold = rest mean + k*SD")] = 3.0,
     min_on_s: Annotated[float, typer.Option("--min-on-s", help="Shortest activation kept \\[s]")] = 0.05,
     min_off_s: Annotated[float, typer.Option("--min-off-s", help="Shorter dips below threshold are bridged \\[s]")] = 0.1,
+    baseline: Annotated[str, typer.Option("--baseline", help="Activation baseline: causal (the live worker's: quietest 1 s so far) or whole-recording")] = "causal",
     affected: Annotated[str | None, typer.Option("--affected", help="Affected side L or R (default: the weaker side per pair)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of signal, envelope and activations")] = None,
@@ -36,7 +37,7 @@ def dsp_cmd(
 
     try:
         run_dsp(file, fs_hz=fs, band_hz=band, notch=notch, window_s=window_s, hop_s=hop_s, k=k,
-                affected=affected, as_json=as_json, plot=plot, min_on_s=min_on_s, min_off_s=min_off_s)
+                affected=affected, as_json=as_json, plot=plot, min_on_s=min_on_s, min_off_s=min_off_s, baseline=baseline)
     except (RecordingError, DspUsageError) as exc:
         _die(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 

@@ -133,6 +133,8 @@ class MultiChannelChain:
 
     def __init__(self, cfg: ChainConfig, *, _restore: dict[str, Any] | None = None):
         self.cfg = cfg
+        #: envelope samples made but not yet through `detect` (0 between calls of `process`)
+        self.undetected = 0
         n = cfg.n_channels
         self.timing = cfg.timing
         hop = self.timing.hop_n
@@ -185,25 +187,27 @@ class MultiChannelChain:
         self.detectors = []
         for i, t in enumerate(thr):
             d = ActivationDetector(t, self.timing, i, self.cfg.min_on_s, self.cfg.min_off_s, self.cfg.settle_s)
-            d.n_seen = self.n_env
+            d.n_seen = self.n_env - self.undetected
             self.detectors.append(d)
 
     # --- processing ---
-    def process(self, block: np.ndarray) -> ChainOutput:
+    def process(self, block: np.ndarray, detect: bool = True) -> ChainOutput:
         """Process a frame of any length (n_channels, n); long inputs are cut into
-        cache-sized chunks internally (exact, since framing never changes the output)."""
+        cache-sized chunks internally (exact, since framing never changes the output).
+        `detect=False`: the caller runs `detect` on the envelope itself (a causal baseline
+        moves the thresholds inside a frame: `processors.dsp.rest_baseline`)."""
         x = as_2d(block)
         if x.shape[0] != self.cfg.n_channels:
             raise ValueError(f"expected {self.cfg.n_channels} channels, got {x.shape[0]}")
         if x.shape[1] <= CHUNK_SAMPLES:
-            return self._process(x)
-        parts = [self._process(x[:, i:i + CHUNK_SAMPLES]) for i in range(0, x.shape[1], CHUNK_SAMPLES)]
+            return self._process(x, detect)
+        parts = [self._process(x[:, i:i + CHUNK_SAMPLES], detect) for i in range(0, x.shape[1], CHUNK_SAMPLES)]
         return ChainOutput(np.concatenate([p.envelope_uv for p in parts], axis=-1), parts[0].envelope_index0,
                            self.timing, [a for p in parts for a in p.activations], [q for p in parts for q in p.quality],
                            np.concatenate([p.conditioned_uv for p in parts], axis=-1) if self.cfg.keep_conditioned else None,
                            sum(p.blanked_samples for p in parts))
 
-    def _process(self, x: np.ndarray) -> ChainOutput:
+    def _process(self, x: np.ndarray, detect: bool = True) -> ChainOutput:
         n_ch, n = x.shape
         self.n_samples += n
         # per-sample statistics, one row block each, summed per hop; the offset-removed
@@ -239,7 +243,16 @@ class MultiChannelChain:
             hs[:n_ch] *= self.notch.gain ** 2
         env, k0 = self._envelope(hs[:n_ch]), self.n_env
         self.n_env += env.shape[1]
+        self.undetected += env.shape[1]
+        acts = self.detect(env) if detect else []
+        q = self._quality(hs) if hs.shape[1] else []
+        return ChainOutput(env, k0, self.timing, acts, q, y if self.cfg.keep_conditioned else None, blanked)
+
+    def detect(self, env: np.ndarray) -> list[Activation]:
+        """Run the detectors (if armed) on the next envelope columns (channels, n); the closed
+        activations. Every envelope sample goes through here exactly once, in order."""
         acts: list[Activation] = []
+        self.undetected -= env.shape[1]
         if self.detectors is not None and env.shape[1]:
             # one comparison for all channels; a detector at rest with nothing above its threshold
             # only counts the samples (what its own `process` would do, without the call)
@@ -251,8 +264,7 @@ class MultiChannelChain:
                     det.last_value = float(env[i, -1])
                 else:
                     acts.extend(det.process(env[i]))
-        q = self._quality(hs) if hs.shape[1] else []
-        return ChainOutput(env, k0, self.timing, acts, q, y if self.cfg.keep_conditioned else None, blanked)
+        return acts
 
     def _envelope(self, hop_power: np.ndarray) -> np.ndarray:
         b = self.timing.blocks

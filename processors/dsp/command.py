@@ -31,7 +31,7 @@ def parse_notch(value: str) -> float | None | str:
 
 def run_dsp(path: Path, *, fs_hz: float | None, band_hz: tuple[float, float], notch: str, window_s: float,
             hop_s: float, k: float, affected: str | None, as_json: bool, plot: Path | None,
-            min_on_s: float = 0.05, min_off_s: float = 0.1) -> dict[str, Any]:
+            min_on_s: float = 0.05, min_off_s: float = 0.1, baseline: str = "causal") -> dict[str, Any]:
     """Process one recording; raises RecordingError / DspUsageError with one-line messages."""
     from processors.dsp.offline import plot_result, process_signals
 
@@ -42,6 +42,8 @@ def run_dsp(path: Path, *, fs_hz: float | None, band_hz: tuple[float, float], no
         raise DspUsageError("--window-s and --hop-s must be positive")
     if min_on_s < 0 or min_off_s <= 0 or k <= 0:
         raise DspUsageError("--min-on-s must be >= 0, --min-off-s and --k > 0")
+    if baseline not in ("causal", "whole-recording"):
+        raise DspUsageError(f"--baseline must be causal or whole-recording, not {baseline!r}")
     if affected not in (None, "L", "R"):
         raise DspUsageError("--affected must be L or R")
     rec = load_recording(path, fs_hz)
@@ -54,7 +56,7 @@ def run_dsp(path: Path, *, fs_hz: float | None, band_hz: tuple[float, float], no
              "units_label": "µV" if rec.calibrated else rec.source_units}
     res = process_signals(rec.samples_uv, rec.fs_hz, rec.channel_names, band_hz=band_hz, mains_hz=mains,
                           window_s=window_s, hop_s=hop_s, k=k, min_on_s=min_on_s, min_off_s=min_off_s,
-                          affected=affected, extra=extra,
+                          affected=affected, extra=extra, baseline=baseline,
                           calibrated=rec.calibrated)
     if plot is not None:
         plot_result(res, str(plot), title=path.name)

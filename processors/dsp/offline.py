@@ -1,8 +1,17 @@
 """Offline processing of a whole recording (the `mimetic dsp` command).
 
 Runs exactly the streaming chain over the whole signal (one frame), then the
-metrics that need the whole picture: rest baseline, activations, median
-frequency, full quality metrics, left/right pairs.
+metrics that need the whole picture: activations, median frequency, full
+quality metrics, left/right pairs.
+
+Activation baseline (`baseline`):
+  * "causal" (default): the live worker's, `processors.dsp.rest_baseline` (the
+    quietest full 1 s window so far; detection from the third second on), so a
+    recording gives the same activations here as replayed through the pipeline;
+  * "whole-recording": estimated from the whole recording afterwards
+    (`estimate_baseline`: the quietest quarter of its 0.5 s segments). It can
+    see quiet stretches after an activation, which no live process can: on a
+    recording without a quiet start its activations differ from the live ones.
 """
 
 from __future__ import annotations
@@ -21,8 +30,12 @@ from processors.dsp.envelope import DEFAULT_HOP_S, DEFAULT_WINDOW_S, EnvelopeTim
 from processors.dsp.fatigue import frequency_track
 from processors.dsp.filters import DEFAULT_BAND_HZ
 from processors.dsp.quality import channel_quality, detect_mains
+from processors.dsp.rest_baseline import RestBaseline, WindowSums, detect_causal
 from processors.dsp.spectrum import median_mean_frequency, welch_psd
 from processors.measures.fatigue import MIN_SUSTAINED_S, activation_fatigue
+
+
+BASELINES = ("causal", "whole-recording")
 
 
 @dataclass
@@ -49,8 +62,12 @@ def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
                     band_hz: tuple[float, float] = DEFAULT_BAND_HZ, mains_hz: float | None | str = "auto",
                     window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, k: float = 3.0,
                     min_on_s: float = 0.05, min_off_s: float = 0.1, settle_s: float = 0.5, affected: str | None = None,
-                    extra: dict[str, Any] | None = None, calibrated: bool = True) -> OfflineResult:
-    """Full offline analysis of (n_channels, n_samples) µV; returns arrays and the JSON report."""
+                    extra: dict[str, Any] | None = None, calibrated: bool = True,
+                    baseline: str = "causal") -> OfflineResult:
+    """Full offline analysis of (n_channels, n_samples) µV; returns arrays and the JSON report.
+    `baseline`: "causal" (the live worker's) or "whole-recording" (module doc)."""
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, not {baseline!r}")
     x = np.asarray(samples_uv, dtype=np.float64)
     if mains_hz == "auto":
         mains_hz = detect_mains(x, fs_hz)
@@ -58,16 +75,21 @@ def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
                       window_s=window_s, hop_s=hop_s, min_on_s=min_on_s, min_off_s=min_off_s,
                       settle_s=settle_s, keep_conditioned=True)
     chain = MultiChannelChain(cfg)
-    out = chain.process(x)
+    out = chain.process(x, detect=False)
     env, cond, timing = out.envelope_uv, out.conditioned_uv, chain.timing
     efs = timing.envelope_fs_hz
-    baselines, acts, channels = [], [], []
+    if baseline == "causal":
+        baselines, acts = _causal(chain, env, out.envelope_times_s, k)
+    else:
+        baselines, acts = [], []
+        for i in range(len(names)):
+            settle = min(int(np.ceil(settle_s * efs)), env.shape[1] // 2)
+            b = estimate_baseline(env[i][settle:], efs, k)
+            baselines.append(b)
+            acts.append(detect_activations(env[i], timing, b.threshold, i, min_on_s, min_off_s, settle_s))
+    channels = []
     for i, name in enumerate(names):
-        settle = min(int(np.ceil(settle_s * efs)), env.shape[1] // 2)
-        b = estimate_baseline(env[i][settle:], efs, k)
-        a = detect_activations(env[i], timing, b.threshold, i, min_on_s, min_off_s, settle_s)
-        baselines.append(b)
-        acts.append(a)
+        b, a = baselines[i], acts[i]
         f, p = welch_psd(cond[i], fs_hz, 0.25)
         med, mean = median_mean_frequency(f, p, (band_hz[0], min(band_hz[1], fs_hz / 2)))
         q = channel_quality(x[i], cond[i], env[i], fs_hz, efs, mains_hz, calibrated=calibrated)
@@ -92,6 +114,7 @@ def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
         "hop_s": timing.hop_s,
         "band_hz": [float(band_hz[0]), float(min(band_hz[1], 0.95 * fs_hz / 2))],
         "notch_hz": mains_hz,
+        "baseline": baseline,
         "n_samples": int(x.shape[1]),
         "duration_s": x.shape[1] / fs_hz,
         **(extra or {}),
@@ -99,6 +122,22 @@ def process_signals(samples_uv: np.ndarray, fs_hz: float, names: list[str], *,
         "pairs": pairs,
     }
     return OfflineResult(fs_hz, timing, mains_hz, names, x, cond, env, baselines, acts, report)
+
+
+def _causal(chain: MultiChannelChain, env: np.ndarray, times_s: np.ndarray,
+            k: float) -> tuple[list[Baseline], list[list[Activation]]]:
+    """The live worker's detection (causal rest baseline) over the whole envelope, then the
+    activation still open at the end closed (the recording ends there). Baselines: the final
+    rest baseline (or the whole envelope's minimum window if shorter than the warm-up)."""
+    rest = RestBaseline()
+    found, _closed = detect_causal(chain, rest, WindowSums(), env, times_s, k)
+    found += chain.flush()
+    acts: list[list[Activation]] = [[] for _ in range(env.shape[0])]
+    for a in found:
+        acts[a.channel].append(a)
+    if rest.mean is None or len(rest.mean) != env.shape[0]:
+        return [Baseline(0.0, 0.0, k) for _ in range(env.shape[0])], acts
+    return [rest.as_baseline(i, k) for i in range(env.shape[0])], acts
 
 
 def _fatigue(cond: np.ndarray, fs_hz: float, acts: list[Activation], band_hz: tuple[float, float],

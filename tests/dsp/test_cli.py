@@ -69,10 +69,20 @@ def test_dsp_on_every_real_recording(app: typer.Typer, path: Path) -> None:
 
 
 def test_biosppy_emg1_bursts_found(app: typer.Typer) -> None:
-    rep = json.loads(run(app, str(DATA_DIR / "biosppy" / "emg_1.txt"), "--json").stdout)
+    """The README's clear bursts (1.4, 15.4, 25.6 s): the causal baseline (the default, the live
+    worker's) detects from the third second on; the whole-recording one sees the first burst too."""
+    path = str(DATA_DIR / "biosppy" / "emg_1.txt")
+    rep = json.loads(run(app, path, "--json").stdout)
     assert rep["notch_hz"] == 50.0  # the 50 Hz line of this file is detected
+    assert rep["baseline"] == "causal"
     onsets = [a["onset_s"] for a in rep["channels"][0]["activations"]]
-    for burst_s in (1.4, 15.4, 25.6):  # the README's clear bursts
+    assert min(onsets) > 3.0
+    for burst_s in (15.4, 25.6):
+        assert any(abs(o - burst_s) < 0.3 for o in onsets), (burst_s, onsets)
+    whole = json.loads(run(app, path, "--json", "--baseline", "whole-recording").stdout)
+    assert whole["baseline"] == "whole-recording"
+    onsets = [a["onset_s"] for a in whole["channels"][0]["activations"]]
+    for burst_s in (1.4, 15.4, 25.6):
         assert any(abs(o - burst_s) < 0.3 for o in onsets), (burst_s, onsets)
 
 
@@ -99,7 +109,8 @@ def write_pair_csv(path: Path, with_time: bool) -> None:
 def test_dsp_on_written_csv(app: typer.Typer, tmp_path: Path, with_time: bool) -> None:
     path = tmp_path / "session.csv"
     write_pair_csv(path, with_time)
-    args = [str(path), "--json"] + ([] if with_time else ["--fs", "1000"])
+    # bursts from the first second on: the whole-recording baseline (the causal one detects from 3 s)
+    args = [str(path), "--json", "--baseline", "whole-recording"] + ([] if with_time else ["--fs", "1000"])
     r = run(app, *args)
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
@@ -117,7 +128,7 @@ def test_dsp_on_written_edf_and_plot(app: typer.Typer, tmp_path: Path) -> None:
     import pyedflib
 
     rng = np.random.default_rng(12)
-    sig = [burst_signal(FS, 6.0, [(2.0, 3.0, 80.0)], 4.0, rng), burst_signal(FS, 6.0, [(2.0, 3.0, 40.0)], 4.0, rng)]
+    sig = [burst_signal(FS, 6.0, [(3.5, 4.5, 80.0)], 4.0, rng), burst_signal(FS, 6.0, [(3.5, 4.5, 40.0)], 4.0, rng)]
     path = tmp_path / "rec.edf"
     w = pyedflib.EdfWriter(str(path), 2, file_type=pyedflib.FILETYPE_EDFPLUS)
     hdrs = []

@@ -1,5 +1,6 @@
-"""Activations: detector thresholds from the rest baseline, and each closed activation as a
-record attributed to the task repetition whose window holds its onset.
+"""Activations: each closed activation (detected against the causal rest baseline,
+`processors.dsp.rest_baseline`) as a record attributed to the task repetition whose
+window holds its onset.
 
 Task markers and frames are not ordered: an activation is attributed when its
 task's start marker is already here (`TaskMemory` keeps the last few windows,
@@ -15,9 +16,7 @@ import msgspec
 
 from mimetic.domain import MUSCLES
 from processors import records as R
-from processors.dsp.chain import MultiChannelChain
 from processors.measures.activation import TaskSpan, onset_latency_s, task_of
-from processors.worker.device.balance import RestBaseline
 from processors.worker.device.common import utc
 from processors.worker.device.session import Lifecycle
 from processors.worker.fatigue import FatiguePart
@@ -48,19 +47,6 @@ class TaskMemory(msgspec.Struct):
         """The session's windows as `TaskSpan`s (seconds; an open window reaches to infinity)."""
         return [TaskSpan(w.task, w.rep, w.start_us / 1e6, w.stop_us / 1e6 if w.stop_us is not None else math.inf)
                 for w in self.recent if w.session_id == session_id]
-
-
-def arm(chain: MultiChannelChain | None, rest: RestBaseline) -> None:
-    """Set the chain's detector thresholds from the rest baseline (open activations are kept:
-    an armed detector only has its threshold moved)."""
-    if chain is None or rest.mean is None:
-        return
-    thr = [rest.threshold(ch) for ch in range(len(rest.mean))]
-    if chain.detectors is None:
-        chain.set_baselines(thr)
-    else:
-        for det, t in zip(chain.detectors, thr):
-            det.threshold = t
 
 
 def activation_records(acts, *, device_id: str, session_id, t0_us: int, life: Lifecycle, tasks: TaskMemory,

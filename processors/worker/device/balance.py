@@ -1,125 +1,26 @@
-"""The live left/right balance: envelope statistics per 1 s window, the rest baseline learned
-from the quietest window so far, and the balance records of each closed window.
-
-The window statistics are kept as Python float sums, added envelope sample by
-sample (the same rounding however the frames are cut), so a replay after a crash
-gives the same records to the bit.
+"""The live left/right balance records of each closed 1 s window. The windows and the rest
+baseline learned from the quietest one so far are `processors.dsp.rest_baseline` (shared with
+`mimetic dsp`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-
-import msgspec
-import numpy as np
 
 from processors import records as R
 from processors.measures.balance import (activity_level_uv, affected_ratio, asymmetry_index, optional,
                                          pair_active)
+from processors.dsp.rest_baseline import (ACTIVATION_K, MIN_REST_WINDOWS, REST_WINDOW_S, ClosedWindow,
+                                          RestBaseline, WindowSums)
 from processors.worker.device.common import utc
 from processors.worker.device.session import ChannelSite
 
-BALANCE_WINDOW_S = 1.0
-ACTIVATION_K = 3.0  # threshold = rest mean + k * SD
-MIN_REST_WINDOWS = 3  # windows seen before activation detection starts
-
-
-class RestBaseline(msgspec.Struct):
-    """Per channel, the envelope's mean and SD over the quietest full window seen (µV)."""
-
-    mean: list[float] | None = None
-    sd: list[float] | None = None
-    windows_seen: int = 0
-
-    def update(self, means: list[float], sds: list[float]) -> bool:
-        """One more full window; True when the baseline was set or lowered (thresholds to re-arm)."""
-        self.windows_seen += 1
-        if self.mean is None or self.sd is None or len(self.mean) != len(means):
-            self.mean, self.sd = list(means), list(sds)
-            return True
-        changed = False
-        for i, (m, s) in enumerate(zip(means, sds)):
-            if m < self.mean[i]:
-                self.mean[i], self.sd[i] = m, s
-                changed = True
-        return changed
-
-    def ready(self, n_channels: int) -> bool:
-        """Whether activity can be told from rest on `n_channels` channels."""
-        return self.mean is not None and len(self.mean) == n_channels and self.windows_seen >= MIN_REST_WINDOWS
-
-    def threshold(self, ch: int) -> float:
-        """Activity threshold of a channel's envelope: rest mean + k * SD (SD at least 5 % of the mean)."""
-        assert self.mean is not None and self.sd is not None
-        m, s = self.mean[ch], self.sd[ch]
-        return m + ACTIVATION_K * max(s, 0.05 * m)
-
-    def level(self, ch: int) -> float:
-        """The channel's rest level (µV): the RMS of its quietest window's envelope."""
-        assert self.mean is not None and self.sd is not None
-        return math.hypot(self.mean[ch], self.sd[ch])
-
-    def base(self, ch: int) -> float | None:
-        """The rest mean of a channel (µV), None before any window."""
-        return self.mean[ch] if self.mean and ch < len(self.mean) else None
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedWindow:
-    """One balance window's envelope sums, per channel, when it closed."""
-
-    index: int  # floor(time since the chain's start / BALANCE_WINDOW_S)
-    n: int  # envelope samples in it
-    sums: list[float]
-    squares: list[float]
-
-    def means(self) -> list[float]:
-        return [s / self.n for s in self.sums]
-
-    def sds(self) -> list[float]:
-        return [math.sqrt(max(q / self.n - m * m, 0.0)) for q, m in zip(self.squares, self.means())]
-
-    def rms(self) -> list[float]:
-        return [math.sqrt(q / self.n) for q in self.squares]
-
-
-class SlidingBalance(msgspec.Struct):
-    """The open balance window's sums per channel."""
-
-    index: int | None = None
-    sums: list[float] = []
-    squares: list[float] = []
-    n: int = 0
-
-    def reset(self) -> None:
-        """A new chain: the open window is forgotten (its time base is gone)."""
-        self.index = None
-
-    def feed(self, env: np.ndarray, times_s: np.ndarray) -> list[ClosedWindow]:
-        """A batch of envelope columns (channels, n) at `times_s` since the chain's start; the
-        windows it closed (empty ones left out)."""
-        closed: list[ClosedWindow] = []
-        idx = np.floor(times_s / BALANCE_WINDOW_S).astype(np.int64).tolist()
-        ws = wq = None  # the window's sums as arrays while adding (sample by sample: same rounding as floats)
-        for j, w in enumerate(idx):
-            if self.index is None or w != self.index:
-                if ws is not None:
-                    self.sums, self.squares = ws.tolist(), wq.tolist()
-                if self.index is not None and self.n:
-                    closed.append(ClosedWindow(self.index, self.n, self.sums, self.squares))
-                self.index, self.sums, self.squares, self.n = w, [0.0] * env.shape[0], [0.0] * env.shape[0], 0
-                ws = wq = None
-            if ws is None:
-                ws, wq = np.array(self.sums, dtype=np.float64), np.array(self.squares, dtype=np.float64)
-            col = env[:, j]
-            ws += col
-            wq += col * col
-            self.n += 1
-        if ws is not None:
-            self.sums, self.squares = ws.tolist(), wq.tolist()
-        return closed
+BALANCE_WINDOW_S = REST_WINDOW_S
+#: the live window sums are the causal rest baseline's (one window for both)
+SlidingBalance = WindowSums
+__all__ = ["ACTIVATION_K", "BALANCE_WINDOW_S", "MIN_REST_WINDOWS", "ClosedWindow", "RestBaseline", "SlidingBalance",
+           "balance", "pairs", "window_records"]
 
 
 def balance(left_rms_uv: float, right_rms_uv: float, affected_side: str | None, rest_left_uv: float = 0.0,

@@ -31,8 +31,9 @@ from processors.alerting import AlertEvent, AlertTracker
 from processors.dsp.chain import ChainConfig, MultiChannelChain
 from processors.dsp.stim_pulses import remove_biphasic_pulses
 from processors.sequencing import Delivery, SequenceState, accept, flush
-from processors.worker.device.activation import activation_records, arm
-from processors.worker.device.balance import BALANCE_WINDOW_S, MIN_REST_WINDOWS, window_records
+from processors.dsp.rest_baseline import ClosedWindow, arm, detect_causal
+from processors.worker.device.activation import activation_records
+from processors.worker.device.balance import window_records
 from processors.worker.device.common import WorkerParams, alert_record, utc
 from processors.worker.device import late_frames
 from processors.worker.device.events import SessionEvents
@@ -221,7 +222,7 @@ class DeviceProcessor(SessionEvents):
         if chain.blanker is not None:
             chain.blanker.slope_uv = self.p.stim_slope_uv if frame.stim_active else math.inf
         core.prev_last_uv = x_uv[:, -1].tolist()
-        res = chain.process(x_uv)
+        res = chain.process(x_uv, detect=False)  # detected below, against the causal rest baseline
         if self.fatigue is not None and res.conditioned_uv is not None:
             self.fatigue.feed(res.conditioned_uv)
         core.last_end_us = frame.t_us + frame.duration_us
@@ -240,8 +241,11 @@ class DeviceProcessor(SessionEvents):
                 env, device_id=self.device_id, session_id=session_id, seq=frame.seq, time=utc(t_env0),
                 fs_hz=1.0 / self.p.hop_s, clipped=clipped, stim_blanked=res.blanked_samples > 0))
             self.calib.feed(str(session_id) if session_id else None, env, t0_us / 1e6 + res.envelope_times_s)
-            out += self._balance(env, res.envelope_times_s, session_id, t0_us)
-        out += activation_records(res.activations, device_id=self.device_id, session_id=session_id,
+            acts, closed = detect_causal(chain, self.rest, self.window, env, res.envelope_times_s)
+            out += self._balance(closed, session_id, t0_us)
+        else:
+            acts = []
+        out += activation_records(acts, device_id=self.device_id, session_id=session_id,
                                   t0_us=t0_us, life=self.life, tasks=self.tasks, peak_pct_mvc=self._peak_pct_mvc,
                                   fatigue=self.fatigue)
         if self.fatigue is not None:
@@ -252,17 +256,11 @@ class DeviceProcessor(SessionEvents):
                                 limit_uv=self.p.mains_alert_uv, alert=self._observe, session_id=session_id)
         return out
 
-    def _balance(self, env: np.ndarray, times_s: np.ndarray, session_id, t0_us: int) -> list[R.Record]:
-        """Envelope columns -> closed 1 s windows -> rest baseline, thresholds, balance records."""
+    def _balance(self, closed: list[ClosedWindow], session_id, t0_us: int) -> list[R.Record]:
+        """Closed 1 s windows (the rest baseline already updated from them) -> balance records."""
         out: list[R.Record] = []
-        full_n = int(round(BALANCE_WINDOW_S / self.p.hop_s))
         affected = self.session.affected_side if self.session is not None else None
-        for win in self.window.feed(env, times_s):
-            if win.n >= full_n:
-                changed = self.rest.update(win.means(), win.sds())
-                detectors_off = self.chain is None or self.chain.detectors is None
-                if (changed or detectors_off) and self.rest.windows_seen >= MIN_REST_WINDOWS:
-                    arm(self.chain, self.rest)
+        for win in closed:
             out += window_records(win, self.rest, device_id=self.device_id, session_id=session_id,
                                   t0_us=t0_us, hop_s=self.p.hop_s, channel_map=self.life.channel_map,
                                   affected=affected, rest_uv=self.calib.rest_uv,
