@@ -194,6 +194,8 @@ def make_app(s: Settings) -> faust.App:
     batch_lock = asyncio.Lock()  # a checkpoint never saves a state whose batch is still being delivered
     sought: dict = {}  # partition -> (offset, monotonic time) of the last seek back
     last_frame_offset: dict[int, int] = {}
+    #: per partition, the newest gateway receive time among the frames processed (s): the stream's clock
+    frames_clock_s: dict[int, float] = {}
 
     def _frames_lag(partition: int) -> int:
         """Frames waiting in this partition (from the consumer's last fetch)."""
@@ -259,6 +261,9 @@ def make_app(s: Settings) -> faust.App:
                 last_frame_offset[ev.message.partition] = ev.message.offset
                 recs, late = dp.on_frame(frame, ev.value, _received_at_us(meta))
                 dp.last_arrival_s = (meta.received_at_us or 0) / 1e6 or dp.last_arrival_s
+                if dp.last_arrival_s is not None:
+                    p = ev.message.partition
+                    frames_clock_s[p] = max(frames_clock_s.get(p, 0.0), dp.last_arrival_s)
                 out.frames += 1
                 if meta.received_at_us:
                     out.latencies_s.append(max(0.0, time.time() - meta.received_at_us / 1e6))
@@ -274,9 +279,12 @@ def make_app(s: Settings) -> faust.App:
                 recs = dp.on_event(e, _received_at_us(meta))
             else:  # tick
                 now_s = float(ev.value.decode())
-                # wall-clock silence only means something when this partition's frames are caught up
-                recs = dp.on_tick(now_s, dp.last_arrival_s) if _frames_lag(ev.message.partition) <= CAUGHT_UP_FRAMES \
-                    else []
+                # wall-clock silence only means something when this partition's frames are caught up; while a
+                # few still wait, time is the stream's (the newest receive time processed here), so a worker
+                # running behind its devices does not take its own delay for their silence
+                lag = _frames_lag(ev.message.partition)
+                stream_now_s = now_s if lag == 0 else min(now_s, frames_clock_s.get(ev.message.partition, now_s))
+                recs = dp.on_tick(stream_now_s, dp.last_arrival_s) if lag <= CAUGHT_UP_FRAMES else []
                 stats = dp.stream_stats(now_s)
                 if stats is not None:
                     recs.append(stats)
