@@ -373,8 +373,8 @@ class DbWriter:
 
     def refresh_sessions(self, settle_s: float = 2.0, limit: int = 50) -> int:
         """Recompute finished sessions marked dirty (see migration 0006); returns how many."""
-        conn = self._connect()
         try:
+            conn = self._connect()   # inside: a database gone while connecting is transient too
             with conn.transaction():
                 n = conn.execute("select app.refresh_dirty_sessions(make_interval(secs => %s), %s)",
                                  (settle_s, limit)).fetchone()[0]

@@ -120,3 +120,12 @@ def test_database_outage_back_pressure_no_loss_no_dup(sink_settings: Settings, p
     assert metrics.value("mimetic_sink_db_up") == 1
     with psycopg.connect(pg.db_dsn(), autocommit=True) as conn:
         assert count_rows(conn, device) == expected_rows(n_frames)
+
+
+def test_session_refresh_with_the_database_unreachable_is_transient() -> None:
+    """The refresh job's connect fails like its query would: a retry later, never the sink's exit."""
+    from processors.storage.writer import DbWriter, TransientDbError
+
+    w = DbWriter("host=127.0.0.1 port=1 dbname=none user=none")
+    with pytest.raises(TransientDbError):
+        w.refresh_sessions(settle_s=0)
