@@ -72,6 +72,7 @@ from processors.worker.faust_internals import (WorkerApp, hold_reference, instal
 log = logging.getLogger("mimetic.worker")
 
 CAUGHT_UP_FRAMES = 50  # a partition this close to its end counts as live for wall-clock checks
+TICK_FRESH_FACTOR = 1.5  # a tick made this many tick intervals after the last batch received is stale
 
 
 FRAMES_IN = Counter("mimetic_worker_frames_total", "frames consumed")
@@ -278,13 +279,14 @@ def make_app(s: Settings) -> faust.App:
                 _check_key(key, e.device_id)
                 recs = dp.on_event(e, _received_at_us(meta))
             else:  # tick
-                now_s = float(ev.value.decode())
+                text = ev.value.decode()
+                now_s, stale = float(text.split(":")[0]), text.endswith(":stale")
                 # wall-clock silence only means something when this partition's frames are caught up; while a
                 # few still wait, time is the stream's (the newest receive time processed here), so a worker
                 # running behind its devices does not take its own delay for their silence
                 lag = _frames_lag(ev.message.partition)
                 stream_now_s = now_s if lag == 0 else min(now_s, frames_clock_s.get(ev.message.partition, now_s))
-                recs = dp.on_tick(stream_now_s, dp.last_arrival_s) if lag <= CAUGHT_UP_FRAMES else []
+                recs = dp.on_tick(stream_now_s, dp.last_arrival_s) if lag <= CAUGHT_UP_FRAMES and not stale else []
                 stats = dp.stream_stats(now_s)
                 if stats is not None:
                     recs.append(stats)
@@ -546,8 +548,14 @@ def make_app(s: Settings) -> faust.App:
 
     @app.timer(interval=s.worker_tick_interval_s)
     async def tick() -> None:
-        """Ask every device with state on this worker to check its liveness."""
-        now = f"{time.time():.3f}".encode()
+        """Ask every device with state on this worker to check its liveness.
+
+        A tick vouches for the wall clock only while the consumer is receiving (its own ticks at
+        least): one made while the broker is unreachable reaches the devices after it returns, and
+        would call every device silent whose frames waited out the outage in their producers. Such a
+        tick is marked stale and checks nothing."""
+        fresh = time.monotonic() - progress["last_event_s"] <= TICK_FRESH_FACTOR * s.worker_tick_interval_s
+        now = f"{time.time():.3f}{'' if fresh else ':stale'}".encode()
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == frames_topic}
         for key in list(state.keys()):
             p = T.partition_of(key, s.topic_partitions)
